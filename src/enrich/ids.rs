@@ -1,0 +1,1 @@
+//! Deterministic identifiers: event ids, W3C trace and span ids, derived correlation ids.

@@ -1,0 +1,15 @@
+//! buildlog: container-build logs in, structured and correlated events out.
+//!
+//! The parser is synchronous over byte slices (fast, testable, fuzzable); tokio drives the
+//! sources and sinks around it. See `docs/` for the user's view and DESIGN.md for the layout.
+
+pub mod cli;
+pub mod enrich;
+pub mod event;
+pub mod metrics;
+pub mod parse;
+pub mod pipeline;
+pub mod sink;
+pub mod source;
+
+pub use event::{Event, EventType, Level, SourceRef, Timestamp};

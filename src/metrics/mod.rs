@@ -1,0 +1,1 @@
+//! Metrics derived from the event stream (issue #3).

@@ -1,0 +1,1 @@
+//! `docker build` console output: plain, BuildKit (`#12 3.456 `), or a CI job log of either.

@@ -1,0 +1,69 @@
+//! Parsers, one module per input format, each a streaming state machine over lines.
+//!
+//! A parser sees one line at a time (`FormatParser::line`) and appends the events it
+//! completes to `out`; it never does I/O. `build` assembles the parsers of one build
+//! (a log directory, or one stream) and hands their events to `enrich`.
+
+pub mod build;
+pub mod build_failure;
+pub mod console;
+pub mod detect;
+pub mod install_log;
+pub mod json_logger;
+pub mod master_summary;
+pub mod text;
+
+pub use build::{parse_inputs, ParseReport};
+pub use detect::detect;
+
+use crate::event::Event;
+use crate::source::Line;
+
+/// Input formats. `Auto` detects from content (and, in a directory, from the file name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Auto,
+    /// `<feature>-install.log`
+    InstallLog,
+    /// `master-summary.log`
+    MasterSummary,
+    /// `build-failure.log` (`>>> BUILD FAILURE: ...` lines)
+    BuildFailure,
+    /// The JSON logger's `json/<feature>.jsonl` and `json/build-summary.jsonl`
+    Json,
+    /// `docker build` console output: plain, BuildKit, or a CI job log of either
+    Console,
+}
+
+/// How to parse. Built from the command line by `cli::input`.
+#[derive(Debug, Clone)]
+pub struct ParseOptions {
+    pub format: Format,
+    /// The zone the build's local times are in.
+    pub timezone: jiff::tz::TimeZone,
+    /// An explicit correlation id for every event.
+    pub correlation_id: Option<String>,
+    pub scrub: bool,
+    pub max_line_bytes: usize,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        ParseOptions {
+            format: Format::Auto,
+            timezone: jiff::tz::TimeZone::UTC,
+            correlation_id: None,
+            scrub: true,
+            max_line_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// A streaming parser of one input format.
+pub trait FormatParser {
+    /// One complete line (without its newline). Completed events are appended to `out`.
+    fn line(&mut self, line: &Line<'_>, out: &mut Vec<Event>);
+    /// The input ended: emit whatever is still open (flagged `incomplete` where it was cut).
+    fn finish(&mut self, out: &mut Vec<Event>);
+}

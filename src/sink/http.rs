@@ -1,0 +1,162 @@
+//! The HTTP side every network sink shares: TLS (verified with the system roots by default),
+//! timeouts and credentials. Credentials come from the environment or from files, never from
+//! a plain flag value, and are never logged: `Auth`'s `Debug` form hides them.
+
+use anyhow::{bail, Context};
+use clap::Args;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// TLS and timeout flags, flattened into each sink's own flags with a prefix-free name set.
+#[derive(Debug, Clone, Args, Default)]
+pub struct TransportArgs {
+    /// Extra CA certificate (PEM) to trust, besides the system roots.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS; needs --client-key.
+    #[arg(long, value_name = "FILE", global = true, requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// Client private key (PEM) for mutual TLS.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub client_key: Option<PathBuf>,
+    /// Accept any server certificate. Only for tests against self-signed servers.
+    #[arg(long, global = true)]
+    pub insecure_skip_verify: bool,
+    /// Timeout of one request, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, global = true)]
+    pub request_timeout: f64,
+    /// Timeout of connecting, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, global = true)]
+    pub connect_timeout: f64,
+}
+
+impl TransportArgs {
+    pub fn client(&self) -> anyhow::Result<reqwest::Client> {
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(secs(self.request_timeout)?)
+            .connect_timeout(secs(self.connect_timeout)?)
+            .user_agent(concat!("buildlog/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &self.ca_file {
+            let pem =
+                std::fs::read(ca).with_context(|| format!("reading CA file {}", ca.display()))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("parsing CA file {}", ca.display()))?
+            {
+                b = b.add_root_certificate(cert);
+            }
+        }
+        if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+            let mut pem = std::fs::read(cert)
+                .with_context(|| format!("reading client certificate {}", cert.display()))?;
+            pem.push(b'\n');
+            pem.extend(
+                std::fs::read(key)
+                    .with_context(|| format!("reading client key {}", key.display()))?,
+            );
+            b = b
+                .identity(reqwest::Identity::from_pem(&pem).context("client certificate and key")?);
+        }
+        if self.insecure_skip_verify {
+            tracing::warn!("TLS certificate verification is off (--insecure-skip-verify)");
+            b = b.danger_accept_invalid_certs(true);
+        }
+        Ok(b.build()?)
+    }
+}
+
+fn secs(v: f64) -> anyhow::Result<Duration> {
+    if !(v.is_finite() && v > 0.0) {
+        bail!("a timeout must be a positive number of seconds, not {v}");
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Credentials for a request. Built from environment variables or files only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Auth {
+    #[default]
+    None,
+    Basic {
+        user: String,
+        password: String,
+    },
+    Bearer(String),
+    /// Elasticsearch's `Authorization: ApiKey <base64>`.
+    ApiKey(String),
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::None => f.write_str("Auth::None"),
+            Auth::Basic { user, .. } => write!(f, "Auth::Basic({user}, ***)"),
+            Auth::Bearer(_) => f.write_str("Auth::Bearer(***)"),
+            Auth::ApiKey(_) => f.write_str("Auth::ApiKey(***)"),
+        }
+    }
+}
+
+impl Auth {
+    pub fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Auth::None => req,
+            Auth::Basic { user, password } => req.basic_auth(user, Some(password)),
+            Auth::Bearer(t) => req.bearer_auth(t),
+            Auth::ApiKey(k) => req.header(reqwest::header::AUTHORIZATION, format!("ApiKey {k}")),
+        }
+    }
+}
+
+/// Reads a secret: from the file when `file` is given (trailing newline trimmed), else from
+/// the environment variable `env`. Empty values count as absent.
+pub fn secret_from(env: &str, file: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading secret file {}", path.display()))?;
+        let t = text.trim_end_matches(['\n', '\r']).to_string();
+        return Ok((!t.is_empty()).then_some(t));
+    }
+    Ok(std::env::var(env).ok().filter(|v| !v.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let a = Auth::Basic {
+            user: "ci".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{a:?}").contains("hunter2"));
+        assert!(!format!("{:?}", Auth::Bearer("tok123".into())).contains("tok123"));
+    }
+
+    #[test]
+    fn secrets_from_files_are_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        std::fs::write(&p, "abc\n").unwrap();
+        assert_eq!(
+            secret_from("BUILDLOG_UNSET_X", Some(&p))
+                .unwrap()
+                .as_deref(),
+            Some("abc")
+        );
+        assert!(secret_from("BUILDLOG_UNSET_X", Some(&dir.path().join("missing"))).is_err());
+        assert_eq!(secret_from("BUILDLOG_UNSET_X", None).unwrap(), None);
+    }
+
+    #[test]
+    fn rejects_nonsense_timeouts() {
+        let t = TransportArgs {
+            request_timeout: -1.0,
+            connect_timeout: 1.0,
+            ..Default::default()
+        };
+        assert!(t.client().is_err());
+    }
+}
