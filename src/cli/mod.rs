@@ -6,6 +6,7 @@ pub mod es;
 pub mod input;
 pub mod metrics;
 pub mod ship;
+pub mod traceparent;
 
 use clap::{Parser, Subcommand};
 
@@ -52,6 +53,8 @@ pub enum Command {
     /// Elasticsearch helpers (index templates, ILM policy).
     #[command(subcommand)]
     Es(es::EsCommand),
+    /// Print the W3C traceparent of a build (its root span), for CI jobs to add their own spans.
+    Traceparent(traceparent::TraceparentArgs),
 }
 
 /// Parses the arguments, runs the command and returns the process exit code.
@@ -75,6 +78,7 @@ pub fn main() -> i32 {
         Command::Serve(a) => metrics::run_serve(a),
         Command::Ship(a) => ship::run(a),
         Command::Es(c) => es::run(c),
+        Command::Traceparent(a) => traceparent::run(a),
     };
     match result {
         Ok(code) => code,

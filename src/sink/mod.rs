@@ -6,6 +6,7 @@ pub mod dead_letter;
 pub mod elasticsearch;
 pub mod http;
 pub mod loki;
+pub mod otlp;
 pub mod retry;
 pub mod stdout;
 
