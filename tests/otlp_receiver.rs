@@ -45,7 +45,9 @@ struct Receiver {
 async fn traces(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
     let raw = if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).unwrap();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut out)
+            .unwrap();
         out
     } else {
         body.to_vec()
@@ -79,7 +81,8 @@ async fn traces(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> R
         Reply::Status(code, retry_after) => {
             let mut resp = (StatusCode::from_u16(code).unwrap(), "try later").into_response();
             if let Some(ra) = retry_after {
-                resp.headers_mut().insert("retry-after", ra.parse().unwrap());
+                resp.headers_mut()
+                    .insert("retry-after", ra.parse().unwrap());
             }
             resp
         }
@@ -207,13 +210,20 @@ fn gzip_protobuf_with_headers_and_resource_from_the_environment() {
         &build02(),
         &[],
         &[
-            ("OTEL_EXPORTER_OTLP_HEADERS", "X-Scope-OrgID=builds,Authorization=Bearer%20t0k"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "X-Scope-OrgID=builds,Authorization=Bearer%20t0k",
+            ),
             ("OTEL_SERVICE_NAME", "image-builds"),
             ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=ci"),
         ],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(!run.stderr.contains("t0k"), "credentials leaked: {}", run.stderr);
+    assert!(
+        !run.stderr.contains("t0k"),
+        "credentials leaked: {}",
+        run.stderr
+    );
     let log = server.log.lock().unwrap();
     assert_eq!(log.len(), 1);
     let r = &log[0];
@@ -231,8 +241,14 @@ fn gzip_protobuf_with_headers_and_resource_from_the_environment() {
             .and_then(|a| a.value.clone())
             .map(|v| format!("{:?}", v.value.unwrap()))
     };
-    assert_eq!(get("service.name").unwrap(), "StringValue(\"image-builds\")");
-    assert_eq!(get("deployment.environment").unwrap(), "StringValue(\"ci\")");
+    assert_eq!(
+        get("service.name").unwrap(),
+        "StringValue(\"image-builds\")"
+    );
+    assert_eq!(
+        get("deployment.environment").unwrap(),
+        "StringValue(\"ci\")"
+    );
     assert!(run.dead_letter.is_empty());
 }
 
@@ -276,7 +292,11 @@ fn a_503_is_retried_then_dead_lettered_and_the_file_replays_to_the_same_spans() 
     let server = serve(vec![Reply::Status(503, None)]);
     let run = ship(&server.url, &build02(), &["--otlp-retries", "2"], &[]);
     assert_eq!(run.code, 3, "{}", run.stderr);
-    assert_eq!(server.log.lock().unwrap().len(), 3, "one try and two retries");
+    assert_eq!(
+        server.log.lock().unwrap().len(),
+        3,
+        "one try and two retries"
+    );
     // The dead-letter file holds the events that make the spans, not the output lines.
     let events = common::convert_dir(&build02(), &[]);
     let making: Vec<&str> = events
@@ -312,7 +332,10 @@ fn a_400_is_not_retried() {
     let run = ship(&server.url, &build02(), &[], &[]);
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert_eq!(server.log.lock().unwrap().len(), 1);
-    assert!(run.dead_letter[0]["reason"].as_str().unwrap().contains("400"));
+    assert!(run.dead_letter[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("400"));
 }
 
 #[test]
@@ -330,7 +353,11 @@ fn partial_success_is_reported_and_its_events_dead_lettered() {
         .as_str()
         .unwrap()
         .starts_with("partial success"));
-    assert_eq!(server.log.lock().unwrap().len(), 1, "a partial success is not retried");
+    assert_eq!(
+        server.log.lock().unwrap().len(),
+        1,
+        "a partial success is not retried"
+    );
 }
 
 #[test]
@@ -356,7 +383,12 @@ fn a_server_slower_than_the_timeout_is_retried_then_dead_lettered() {
 
 #[test]
 fn nothing_listening_is_dead_lettered_with_exit_code_3() {
-    let run = ship("http://127.0.0.1:9", &build02(), &["--otlp-retries", "0"], &[]);
+    let run = ship(
+        "http://127.0.0.1:9",
+        &build02(),
+        &["--otlp-retries", "0"],
+        &[],
+    );
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(run.dead_letter[0]["reason"]
         .as_str()
@@ -366,30 +398,52 @@ fn nothing_listening_is_dead_lettered_with_exit_code_3() {
 
 #[test]
 fn batches_are_bounded_by_spans_and_by_bytes() {
-    let build = common::corpus().join("build-13-large");
+    let build = common::corpus().join("build-01-success");
     let server = serve(vec![Reply::Ok]);
-    let run = ship(&server.url, &build, &["--otlp-batch-spans", "7"], &[]);
+    let run = ship(&server.url, &build, &["--otlp-batch-spans", "5"], &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let by_count: Vec<usize> = server.log.lock().unwrap().iter().map(|r| r.spans.len()).collect();
-    assert!(by_count.len() > 1 && by_count.iter().all(|&n| (1..=7).contains(&n)));
+    let by_count: Vec<usize> = server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.spans.len())
+        .collect();
+    assert!(by_count.len() > 1 && by_count.iter().all(|&n| (1..=5).contains(&n)));
     let total: usize = by_count.iter().sum();
 
     let server2 = serve(vec![Reply::Ok]);
-    let run = ship(&server2.url, &build, &["--otlp-batch-bytes", "4096"], &[]);
+    let run = ship(&server2.url, &build, &["--otlp-batch-bytes", "2048"], &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let log = server2.log.lock().unwrap();
     assert!(log.len() > 1);
     for r in log.iter() {
-        assert!(r.raw.len() <= 4096 || r.spans.len() == 1, "{} bytes, {} spans", r.raw.len(), r.spans.len());
+        assert!(
+            r.raw.len() <= 2048 || r.spans.len() == 1,
+            "{} bytes, {} spans",
+            r.raw.len(),
+            r.spans.len()
+        );
     }
     assert_eq!(log.iter().map(|r| r.spans.len()).sum::<usize>(), total);
+    drop(log);
     assert_eq!(span_ids(&server), span_ids(&server2));
 }
 
 #[test]
 fn bad_configuration_is_a_usage_error() {
-    let run = ship("http://127.0.0.1:9", &build02(), &[], &[("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")]);
+    let run = ship(
+        "http://127.0.0.1:9",
+        &build02(),
+        &[],
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")],
+    );
     assert_eq!(run.code, 2, "{}", run.stderr);
-    let run = ship("http://127.0.0.1:9", &build02(), &[], &[("TRACEPARENT", "00-nope")]);
+    let run = ship(
+        "http://127.0.0.1:9",
+        &build02(),
+        &[],
+        &[("TRACEPARENT", "00-nope")],
+    );
     assert_eq!(run.code, 2, "{}", run.stderr);
 }

@@ -57,7 +57,7 @@ pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
     }
     if sinks.is_empty() {
         return Err(UsageError(
-            "ship needs at least one sink: --loki, --elasticsearch or --stdout".into(),
+            "ship needs at least one sink: --loki, --elasticsearch, --otlp or --stdout".into(),
         )
         .into());
     }
