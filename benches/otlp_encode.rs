@@ -4,7 +4,8 @@
 //!   cargo bench --bench otlp_encode
 
 use buildlog::event::Event;
-use buildlog::parse::{parse_inputs, Format, ParseOptions};
+use buildlog::parse::{parse_inputs, ParseOptions};
+use buildlog::sink::otlp::config::Compression;
 use buildlog::sink::otlp::encoder::{self, Envelope};
 use buildlog::sink::otlp::spans::{SpanBuilder, SpanOut};
 use buildlog::sink::otlp::Protocol;
@@ -19,13 +20,7 @@ fn build_dir() -> PathBuf {
 }
 
 fn opts() -> ParseOptions {
-    ParseOptions {
-        format: Format::Auto,
-        timezone: jiff::tz::TimeZone::UTC,
-        correlation_id: None,
-        scrub: true,
-        max_line_bytes: 256 * 1024,
-    }
+    ParseOptions::default()
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -46,21 +41,26 @@ fn spans_and_encode(events: &[Arc<Event>], envelope: &Envelope, gzip: bool) -> (
         builder.push(e, now, &mut out);
     }
     builder.finish(&mut out);
-    let n = out.len();
-    let mut bytes = 0;
-    for chunk in out.chunks(512) {
-        let req = envelope.request(chunk.iter().map(|s| s.span.clone()).collect());
-        let compression = if gzip {
-            buildlog::sink::otlp::config::Compression::Gzip
-        } else {
-            buildlog::sink::otlp::config::Compression::None
-        };
-        bytes += encoder::http_body(&req, Protocol::HttpProtobuf, compression)
-            .unwrap()
-            .0
-            .len();
-    }
-    (n, bytes)
+    let compression = if gzip {
+        Compression::Gzip
+    } else {
+        Compression::None
+    };
+    (out.len(), encode_all(&out, envelope, compression))
+}
+
+/// Encodes `spans` in requests of at most 512 spans, as the sink batches; returns the bytes.
+fn encode_all(spans: &[SpanOut], envelope: &Envelope, compression: Compression) -> usize {
+    spans
+        .chunks(512)
+        .map(|chunk| {
+            let req = envelope.request(chunk.iter().map(|s| s.span.clone()).collect());
+            encoder::http_body(&req, Protocol::HttpProtobuf, compression)
+                .unwrap()
+                .0
+                .len()
+        })
+        .sum()
 }
 
 fn convert(dir: &Path, with_spans: Option<&Envelope>) -> usize {
@@ -86,16 +86,7 @@ fn convert(dir: &Path, with_spans: Option<&Envelope>) -> usize {
     );
     if let Some(envelope) = with_spans {
         builder.finish(&mut spans);
-        for chunk in spans.chunks(512) {
-            let req = envelope.request(chunk.iter().map(|s| s.span.clone()).collect());
-            let body = encoder::http_body(
-                &req,
-                Protocol::HttpProtobuf,
-                buildlog::sink::otlp::config::Compression::Gzip,
-            )
-            .unwrap();
-            std::hint::black_box(body);
-        }
+        std::hint::black_box(encode_all(&spans, envelope, Compression::Gzip));
     }
     spans.len() + out.len()
 }

@@ -46,6 +46,15 @@ struct Acc {
 }
 
 impl Acc {
+    /// Span events past the bound, as an attribute (the OTLP field says it too).
+    fn count_dropped(&self, attrs: &mut Vec<KeyValue>) {
+        if self.dropped_events > 0 {
+            attrs.push(kv_int(
+                "build.span_events.dropped",
+                self.dropped_events.into(),
+            ));
+        }
+    }
     fn see(&mut self, ts: i64) {
         self.first = Some(self.first.map_or(ts, |f| f.min(ts)));
         self.last = Some(self.last.map_or(ts, |l| l.max(ts)));
@@ -222,12 +231,7 @@ impl SpanBuilder {
                 },
             ));
         }
-        if b.acc.dropped_events > 0 {
-            attrs.push(kv_int(
-                "build.span_events.dropped",
-                b.acc.dropped_events.into(),
-            ));
-        }
+        b.acc.count_dropped(&mut attrs);
         let status = if ok {
             Status::default()
         } else {
@@ -484,12 +488,7 @@ fn command_span(b: &BuildState, c: CommandState, end: Option<&Arc<Event>>) -> Sp
             attrs.push(kv_str("error.type", "incomplete"));
         }
     }
-    if c.acc.dropped_events > 0 {
-        attrs.push(kv_int(
-            "build.span_events.dropped",
-            c.acc.dropped_events.into(),
-        ));
-    }
+    c.acc.count_dropped(&mut attrs);
     let name = description
         .map(str::to_string)
         .unwrap_or_else(|| format!("command {}", c.num));
@@ -558,12 +557,7 @@ fn feature_span(b: &BuildState, f: FeatureState) -> (SpanOut, bool) {
     if incomplete {
         attrs.push(kv_bool("build.incomplete", true));
     }
-    if f.acc.dropped_events > 0 {
-        attrs.push(kv_int(
-            "build.span_events.dropped",
-            f.acc.dropped_events.into(),
-        ));
-    }
+    f.acc.count_dropped(&mut attrs);
     let status = if ok {
         Status::default()
     } else {
@@ -656,13 +650,7 @@ mod tests {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/corpus")
             .join(build);
-        let opts = crate::parse::ParseOptions {
-            format: crate::parse::Format::Auto,
-            timezone: jiff::tz::TimeZone::UTC,
-            correlation_id: None,
-            scrub: true,
-            max_line_bytes: 256 * 1024,
-        };
+        let opts = crate::parse::ParseOptions::default();
         let mut events = Vec::new();
         let mut progress = crate::source::Progress::new(true);
         crate::parse::parse_inputs(
