@@ -3,14 +3,14 @@
 //!
 //!   cargo bench --bench otlp_encode
 
-use buildlog::event::Event;
+use buildlog::event::{Event, EventType};
 use buildlog::parse::{parse_inputs, ParseOptions};
 use buildlog::sink::otlp::config::Compression;
 use buildlog::sink::otlp::encoder::{self, Envelope};
 use buildlog::sink::otlp::spans::{SpanBuilder, SpanOut};
 use buildlog::sink::otlp::Protocol;
 use buildlog::source::{Input, Progress};
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -105,20 +105,34 @@ fn bench(c: &mut Criterion) {
         },
     );
     let envelope = Envelope::new(&[("service.name".into(), "container-build".into())]);
-    let (n_spans, _) = spans_and_encode(&events, &envelope, false);
-
-    let mut g = c.benchmark_group("otlp_spans");
+    // Folding every event of the build (most are output lines) into its spans, and encoding.
+    let mut g = c.benchmark_group("otlp_events_to_spans");
     g.sample_size(20);
+    g.throughput(Throughput::Elements(events.len() as u64));
+    g.bench_function("fold_and_encode_protobuf", |b| {
+        b.iter(|| spans_and_encode(&events, &envelope, false))
+    });
+    g.bench_function("fold_and_encode_protobuf_gzip", |b| {
+        b.iter(|| spans_and_encode(&events, &envelope, true))
+    });
+    g.finish();
+
+    // Spans built and encoded per second: a command span (the most common kind) from its two
+    // events, then requests of 512.
+    let commands: Vec<Arc<Event>> = events
+        .iter()
+        .filter(|e| matches!(e.event_type, EventType::CommandStart | EventType::Command))
+        .cloned()
+        .collect();
+    let (n_spans, _) = spans_and_encode(&commands, &envelope, false);
+    let mut g = c.benchmark_group("otlp_spans");
+    g.sample_size(30);
     g.throughput(Throughput::Elements(n_spans as u64));
     g.bench_function("build_and_encode_protobuf", |b| {
-        b.iter_batched(
-            || (),
-            |_| spans_and_encode(&events, &envelope, false),
-            BatchSize::SmallInput,
-        )
+        b.iter(|| spans_and_encode(&commands, &envelope, false))
     });
     g.bench_function("build_and_encode_protobuf_gzip", |b| {
-        b.iter(|| spans_and_encode(&events, &envelope, true))
+        b.iter(|| spans_and_encode(&commands, &envelope, true))
     });
     g.finish();
 

@@ -97,6 +97,7 @@ struct BuildState {
     has_build_facts: bool,
     max_child_end: i64,
     commands_seen: u64,
+    feature_ids: HashMap<String, [u8; 8]>,
 }
 
 impl SpanBuilder {
@@ -279,6 +280,7 @@ impl BuildState {
             has_build_facts: false,
             max_child_end: 0,
             commands_seen: 0,
+            feature_ids: HashMap::new(),
         }
     }
 
@@ -290,12 +292,14 @@ impl BuildState {
             .as_deref()
             .and_then(hex8)
             .unwrap_or_else(|| self.derive_span_id(e));
-        if span_id == self.span_id {
+        // Build-level events, and events of no feature (a logger message outside any feature),
+        // belong to the build span: a feature span named "" would be made up.
+        if span_id == self.span_id || (e.feature.is_empty() && e.command_num.is_none()) {
             self.has_build_facts = true;
             return add_span_event(&mut self.acc, e, max_events)
                 || keep_if(&mut self.acc, e, e.event_type == EventType::BuildSummary);
         }
-        let feature_id = hex8(&ids::feature_span_id(&self.correlation_id, &e.feature));
+        let feature_id = self.feature_id(&e.feature);
         if Some(span_id) == feature_id
             || (e.command_num.is_none()
                 && !matches!(e.event_type, EventType::CommandStart | EventType::Command))
@@ -362,6 +366,17 @@ impl BuildState {
             }
             _ => add_span_event(&mut c.acc, e, max_events),
         }
+    }
+
+    /// A feature's span id, cached: hashing and formatting it for every output line would
+    /// cost more than all the rest of folding an event.
+    fn feature_id(&mut self, feature: &str) -> Option<[u8; 8]> {
+        if let Some(id) = self.feature_ids.get(feature) {
+            return Some(*id);
+        }
+        let id = hex8(&ids::feature_span_id(&self.correlation_id, feature))?;
+        self.feature_ids.insert(feature.to_string(), id);
+        Some(id)
     }
 
     /// Span ids for events that lack one (hand-made input): the same derivation as `enrich`.
@@ -919,6 +934,21 @@ mod tests {
         assert!(spans
             .iter()
             .all(|s| attr(&s.span, "build.command.number").is_some()));
+    }
+
+    #[test]
+    fn events_of_no_feature_go_to_the_build_span() {
+        let events = corpus_events("build-02-failure");
+        let mut stray = Event::new(EventType::Error, Level::Error, "", "registry unreachable");
+        stray.correlation_id = events[0].correlation_id.clone();
+        stray.timestamp = events[0].timestamp;
+        let mut with_stray = events.clone();
+        with_stray.push(Arc::new(stray));
+        let spans = build_all(&with_stray, 64, None);
+        assert_eq!(spans.len(), 7, "no extra span for an event of no feature");
+        let root = &spans.last().unwrap().span;
+        assert_eq!(root.events.len(), 1);
+        assert_eq!(root.events[0].name, "error");
     }
 
     #[test]
