@@ -12,6 +12,7 @@ use buildlog::enrich::ids;
 use buildlog::event::{Event, EventType};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,7 +31,11 @@ fn peers() -> Option<PathBuf> {
             if std::env::var_os("CI").is_some() {
                 panic!("CI is set but the real Tempo is missing: {why}");
             }
-            eprintln!("SKIPPED otlp_tempo: {why}; set it to the directory holding `peer` to run against a real Tempo");
+            // Written to stderr directly: the test harness would swallow an eprintln!.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED otlp_tempo: {why}; set it to the directory holding `peer` to run against a real Tempo"
+            );
             None
         }
     }
