@@ -1,1 +1,1 @@
-//! TODO
+//! HTTP server (to come).
