@@ -1,0 +1,219 @@
+//! Helpers of the metrics integration tests: finding Prometheus, free ports, processes that
+//! are killed by PID when the test ends, polling with a deadline.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn buildlog() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_buildlog"))
+}
+
+/// A tool from Debian's `prometheus` package on PATH. Missing: the test fails when `CI` is
+/// set, else it says what it skipped and the caller returns.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|c| c.is_file())
+    });
+    if found.is_none() {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set and `{name}` is not on PATH (apt-get install -y prometheus)");
+        }
+        eprintln!("SKIPPED: `{name}` is not on PATH (apt-get install -y prometheus)");
+    }
+    found
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed (by its PID, through the handle) and reaped on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Spawns `cmd` with stdout and stderr into `log`.
+    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
+        let out = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+        Proc {
+            child,
+            name: name.to_string(),
+            log,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Still running?
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` every 200 ms until it gives `Some`, or panics with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("gave up after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), to).unwrap();
+        }
+    }
+}
+
+/// A Prometheus server on 127.0.0.1 with its data in `dir/data`.
+pub struct Prometheus {
+    pub proc: Proc,
+    pub url: String,
+}
+
+impl Prometheus {
+    pub async fn start(bin: &Path, dir: &Path, config: &str, extra: &[&str]) -> Prometheus {
+        let port = free_port();
+        let cfg = dir.join("prometheus.yml");
+        std::fs::write(&cfg, config).unwrap();
+        let mut cmd = Command::new(bin);
+        cmd.arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--storage.tsdb.retention.time=100y")
+            .args(extra);
+        let proc = Proc::spawn("prometheus", cmd, dir.join("prometheus.log"));
+        let p = Prometheus {
+            proc,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        let ready = format!("{}/-/ready", p.url);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client.get(&ready).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("prometheus not ready:\n{}", p.proc.log_text());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        p
+    }
+
+    /// An instant query (at `time`, Unix seconds, when given): the result vector as
+    /// (labels, sample time, value).
+    pub async fn query(
+        &self,
+        q: &str,
+        time: Option<f64>,
+    ) -> Result<Vec<(serde_json::Map<String, serde_json::Value>, f64, f64)>, String> {
+        let mut params = vec![("query", q.to_string())];
+        if let Some(t) = time {
+            params.push(("time", format!("{t:.3}")));
+        }
+        let resp = reqwest::Client::new()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&params)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        let body: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+        if body["status"] != "success" {
+            return Err(format!("{q}: {body}"));
+        }
+        let data = &body["data"];
+        let as_f64 = |v: &serde_json::Value| -> f64 {
+            match v {
+                serde_json::Value::String(s) => s.parse().unwrap_or(f64::NAN),
+                v => v.as_f64().unwrap_or(f64::NAN),
+            }
+        };
+        match data["resultType"].as_str() {
+            Some("vector") => Ok(data["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["metric"].as_object().cloned().unwrap_or_default(),
+                        as_f64(&r["value"][0]),
+                        as_f64(&r["value"][1]),
+                    )
+                })
+                .collect()),
+            Some("scalar") => Ok(vec![(
+                Default::default(),
+                as_f64(&data["result"][0]),
+                as_f64(&data["result"][1]),
+            )]),
+            other => Err(format!("unexpected result type {other:?}")),
+        }
+    }
+
+    /// The single value of `q`, if it has exactly one series.
+    pub async fn value(&self, q: &str, time: Option<f64>) -> Option<f64> {
+        match self.query(q, time).await {
+            Ok(v) if v.len() == 1 => Some(v[0].2),
+            _ => None,
+        }
+    }
+}
