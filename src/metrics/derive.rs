@@ -21,6 +21,14 @@ pub const COMMAND_DURATION_BUCKETS: [f64; 11] = [
     1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
 ];
 
+const LEVELS: [Level; 5] = [
+    Level::Debug,
+    Level::Info,
+    Level::Warn,
+    Level::Error,
+    Level::Fatal,
+];
+
 /// Duration, errors, warnings and status of one feature, as one source reported them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Figures {
@@ -125,7 +133,11 @@ pub struct MetricsState {
     builds: Vec<BuildState>,
     build_index: HashMap<String, usize>,
     commands: BTreeMap<String, CommandStats>,
-    log_lines: BTreeMap<(String, Level), u64>,
+    /// Per feature label, counts by level (`LEVELS` order).
+    log_lines: BTreeMap<String, [u64; 5]>,
+    /// The last feature name seen and its label: consecutive events share a feature, and
+    /// sanitising once per event would dominate the cost of folding output lines.
+    last_label: (String, String),
     build_failures: BTreeMap<String, u64>,
     events: u64,
 }
@@ -143,7 +155,12 @@ impl MetricsState {
     /// Folds one event in.
     pub fn observe(&mut self, e: &Event) {
         self.events += 1;
-        let build = self.build_mut(&e.correlation_id);
+        let bi = self.build_index_of(&e.correlation_id);
+        if self.last_label.0 != e.feature {
+            self.last_label = (e.feature.clone(), sanitize_label(&e.feature));
+        }
+        let label = self.last_label.1.as_str();
+        let build = &mut self.builds[bi];
         if e.timestamp.0 != 0 {
             build.first_event = Some(
                 build
@@ -151,7 +168,6 @@ impl MetricsState {
                     .map_or(e.timestamp, |t| t.min(e.timestamp)),
             );
         }
-        let label = sanitize_label(&e.feature);
         match e.event_type {
             EventType::FeatureStart => {
                 if e.timestamp.0 != 0 {
@@ -161,22 +177,22 @@ impl MetricsState {
                             .map_or(e.timestamp, |t| t.min(e.timestamp)),
                     );
                 }
-                build.feature(&label, &e.feature);
+                build.feature(label, &e.feature);
             }
             EventType::FeatureEnd => {
-                let f = build.feature(&label, &e.feature);
+                let f = build.feature(label, &e.feature);
                 f.from_end = Some(Figures::from_event(e));
                 f.incomplete = e.incomplete;
             }
             EventType::BuildSummary => {
-                build.feature(&label, &e.feature).from_summary = Some(Figures::from_event(e));
+                build.feature(label, &e.feature).from_summary = Some(Figures::from_event(e));
             }
             EventType::BuildFailure => {
-                build.feature(&label, &e.feature);
-                *self.build_failures.entry(label).or_default() += 1;
+                build.feature(label, &e.feature);
+                *self.build_failures.entry(label.to_string()).or_default() += 1;
             }
             EventType::Command => {
-                let stats = self.commands.entry(label).or_default();
+                let stats = self.commands.entry(label.to_string()).or_default();
                 stats.executed += 1;
                 let exit = meta_i64(&e.metadata, "exit_code");
                 let success = e.metadata.get("success").and_then(Json::as_bool);
@@ -200,14 +216,22 @@ impl MetricsState {
             | EventType::Debug
             | EventType::Warning
             | EventType::Error => {
-                *self.log_lines.entry((label, e.level)).or_default() += 1;
+                let i = LEVELS.iter().position(|l| *l == e.level).unwrap_or(1);
+                match self.log_lines.get_mut(label) {
+                    Some(counts) => counts[i] += 1,
+                    None => {
+                        let mut counts = [0; 5];
+                        counts[i] = 1;
+                        self.log_lines.insert(label.to_string(), counts);
+                    }
+                }
             }
             EventType::CommandStart | EventType::FeatureSummary => {}
         }
     }
 
-    fn build_mut(&mut self, correlation_id: &str) -> &mut BuildState {
-        let i = match self.build_index.get(correlation_id) {
+    fn build_index_of(&mut self, correlation_id: &str) -> usize {
+        match self.build_index.get(correlation_id) {
             Some(&i) => i,
             None => {
                 self.builds.push(BuildState {
@@ -218,8 +242,7 @@ impl MetricsState {
                     .insert(correlation_id.to_string(), self.builds.len() - 1);
                 self.builds.len() - 1
             }
-        };
-        &mut self.builds[i]
+        }
     }
 
     /// Every build read, in order of first appearance.
@@ -349,14 +372,16 @@ impl MetricsState {
             "Log lines (output, messages, debug, warnings, errors) by feature and level",
             Kind::Counter,
         );
-        for ((label, level), n) in &self.log_lines {
-            lines.push(
-                vec![
-                    ("feature", label.clone()),
-                    ("level", level.as_lower().into()),
-                ],
-                Value::Counter(*n),
-            );
+        for (label, counts) in &self.log_lines {
+            for (level, n) in LEVELS.iter().zip(counts).filter(|(_, n)| **n > 0) {
+                lines.push(
+                    vec![
+                        ("feature", label.clone()),
+                        ("level", level.as_lower().into()),
+                    ],
+                    Value::Counter(*n),
+                );
+            }
         }
         let mut build_failures = Family::new(
             "container_build_failures",
