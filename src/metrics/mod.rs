@@ -12,6 +12,7 @@ pub mod exposition;
 pub mod remote_write;
 pub mod runtime;
 pub mod serve;
+pub mod sink;
 
 pub use derive::MetricsState;
 pub use exposition::{render, ExpositionFormat};
