@@ -2,66 +2,19 @@
 //! events of the parse, and the lines of `master-summary.log` read the way the bash exporter
 //! read them (its regex, its label sanitising, its status rule).
 
+mod common;
+mod metrics_support;
+
 use buildlog::event::{Event, EventType};
 use buildlog::metrics::{render, sanitize_label, ExpositionFormat, Family, MetricsState, Value};
-use buildlog::parse::{parse_inputs, ParseOptions};
-use buildlog::source::{Input, Progress};
+use metrics_support::{corpus, events, master_lines};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus")
-}
+use std::path::PathBuf;
 
 fn builds() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(corpus())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    v.sort();
+    let v = metrics_support::corpus_builds();
     assert!(v.len() >= 13, "corpus incomplete: {v:?}");
     v
-}
-
-fn events(dir: &Path) -> Vec<Event> {
-    let mut out = Vec::new();
-    let report = parse_inputs(
-        &[Input::from_path(dir.to_path_buf())],
-        &ParseOptions::default(),
-        &mut Progress::hidden(),
-        &mut |e| {
-            out.push(e);
-            Ok(())
-        },
-    );
-    assert!(report.errors.is_empty(), "{:?}", report.errors);
-    out
-}
-
-/// One line of `master-summary.log` as the bash exporter's regex read it:
-/// `^([^:]+):[[:space:]]([0-9]+)[[:space:]]errors,[[:space:]]([0-9]+)[[:space:]]warnings[[:space:]]\(([0-9.]+)s\)`
-#[derive(Debug, PartialEq)]
-struct MasterLine {
-    label: String,
-    errors: u64,
-    warnings: u64,
-    duration: f64,
-}
-
-fn master_lines(dir: &Path) -> Vec<MasterLine> {
-    let re = regex::Regex::new(r"^([^:]+):\s([0-9]+)\serrors,\s([0-9]+)\swarnings\s\(([0-9.]+)s\)")
-        .unwrap();
-    let text = std::fs::read_to_string(dir.join("master-summary.log")).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| re.captures(l))
-        .map(|c| MasterLine {
-            label: sanitize_label(&c[1]),
-            errors: c[2].parse().unwrap(),
-            warnings: c[3].parse().unwrap(),
-            duration: c[4].parse().unwrap(),
-        })
-        .collect()
 }
 
 /// `name{labels}` -> value, from the families.

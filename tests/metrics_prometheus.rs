@@ -2,12 +2,11 @@
 //! promtool's linter, a live scrape of `buildlog serve`, backfilled blocks, remote write,
 //! and the alert rules' unit tests. Without Prometheus the tests skip, unless `CI` is set.
 
+mod common;
 mod metrics_support;
 
-use buildlog::event::{Event, EventType};
+use buildlog::event::EventType;
 use buildlog::metrics::sanitize_label;
-use buildlog::parse::{parse_inputs, ParseOptions};
-use buildlog::source::{Input, Progress};
 use metrics_support::*;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -16,49 +15,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-fn corpus_builds() -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(corpus())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    v.sort();
-    v
-}
-
-fn events(dir: &Path) -> Vec<Event> {
-    let mut out = Vec::new();
-    parse_inputs(
-        &[Input::from_path(dir.to_path_buf())],
-        &ParseOptions::default(),
-        &mut Progress::hidden(),
-        &mut |e| {
-            out.push(e);
-            Ok(())
-        },
-    );
-    out
-}
-
-/// `(label, errors, warnings, duration)` of each `master-summary.log` line.
-fn master(dir: &Path) -> Vec<(String, f64, f64, f64)> {
-    let re = regex::Regex::new(r"^([^:]+):\s([0-9]+)\serrors,\s([0-9]+)\swarnings\s\(([0-9.]+)s\)")
-        .unwrap();
-    std::fs::read_to_string(dir.join("master-summary.log"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| re.captures(l))
-        .map(|c| {
-            (
-                sanitize_label(&c[1]),
-                c[2].parse().unwrap(),
-                c[3].parse().unwrap(),
-                c[4].parse().unwrap(),
-            )
-        })
-        .collect()
-}
 
 /// The exporter's per-feature series in Prometheus, as `name/feature/status` -> value.
 async fn feature_series(prom: &Prometheus) -> BTreeMap<String, f64> {
@@ -141,10 +97,7 @@ fn promtool_accepts_the_exposition_of_every_corpus_build() {
 /// build as another feature finishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_serve_and_sees_a_feature_finish() {
-    let Some(prom_bin) = tool("prometheus") else {
-        return;
-    };
-    let Some(promtool) = tool("promtool") else {
+    let Some((prom_bin, promtool)) = prometheus_and_promtool() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -173,35 +126,16 @@ async fn prometheus_scrapes_serve_and_sees_a_feature_finish() {
     )
     .unwrap();
 
-    let port = free_port();
-    let mut serve = buildlog();
-    serve
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--health-command",
-            "true",
-        ])
-        .arg("--log-dir")
-        .arg(&logs)
-        .arg("--disk-path")
-        .arg(&logs)
-        .env("METRICS_REFRESH_INTERVAL", "1");
-    let mut serve = Proc::spawn("buildlog serve", serve, tmp.path().join("serve.log"));
-    let client = reqwest::Client::new();
-    let healthz = format!("http://127.0.0.1:{port}/healthz");
-    eventually(DEADLINE, "buildlog serve /healthz", || {
-        let (c, u) = (client.clone(), healthz.clone());
-        async move {
-            c.get(u)
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-        }
-    })
+    let logs_arg = logs.to_str().unwrap();
+    let (mut serve, base) = start_serve(
+        &logs,
+        tmp.path(),
+        &["--health-command", "true", "--disk-path", logs_arg],
+        &[],
+    )
     .await;
+    let port = base.rsplit(':').next().unwrap().to_string();
+    let client = reqwest::Client::new();
 
     // What serve says is lint-clean too, runtime metrics included.
     let text = client
@@ -243,17 +177,26 @@ async fn prometheus_scrapes_serve_and_sees_a_feature_finish() {
         installed(3.0),
     )
     .await;
-    let expect = |lines: &[(String, f64, f64, f64)]| {
+    let expect = |lines: &[MasterLine]| {
         let mut m = BTreeMap::new();
-        for (f, e, w, d) in lines {
-            let status = if *e == 0.0 { "success" } else { "failed" };
-            m.insert(format!("container_build_errors_total/{f}/"), *e);
-            m.insert(format!("container_build_warnings_total/{f}/"), *w);
-            m.insert(format!("container_build_duration_seconds/{f}/{status}"), *d);
+        for l in lines {
+            let f = &l.label;
+            m.insert(
+                format!("container_build_errors_total/{f}/"),
+                l.errors as f64,
+            );
+            m.insert(
+                format!("container_build_warnings_total/{f}/"),
+                l.warnings as f64,
+            );
+            m.insert(
+                format!("container_build_duration_seconds/{f}/{}", l.status()),
+                l.duration,
+            );
         }
         m
     };
-    let full = master(&src);
+    let full = master_lines(&src);
     assert_eq!(feature_series(&prom).await, expect(&full[..3]));
     assert_eq!(
         prom.value("container_build_errors_total_all", None).await,
@@ -378,10 +321,7 @@ async fn prometheus_scrapes_serve_and_sees_a_feature_finish() {
 /// answers with each sample at the time it happened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_blocks_hold_samples_at_their_historical_times() {
-    let Some(prom_bin) = tool("prometheus") else {
-        return;
-    };
-    let Some(promtool) = tool("promtool") else {
+    let Some((prom_bin, promtool)) = prometheus_and_promtool() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -511,16 +451,22 @@ async fn remote_write_lands_in_prometheus() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for (f, errors, warnings, _) in master(&dir) {
+    for MasterLine {
+        label: f,
+        errors,
+        warnings,
+        ..
+    } in master_lines(&dir)
+    {
         let q = format!("container_build_errors_total{{job=\"ci-batch\",feature=\"{f}\"}}");
         let v = eventually(DEADLINE, &q, || {
             let (prom, q) = (&prom, q.clone());
             async move { prom.value(&q, None).await }
         })
         .await;
-        assert_eq!(v, errors, "{q}");
+        assert_eq!(v, errors as f64, "{q}");
         let q = format!("container_build_warnings_total{{job=\"ci-batch\",feature=\"{f}\"}}");
-        assert_eq!(prom.value(&q, None).await, Some(warnings), "{q}");
+        assert_eq!(prom.value(&q, None).await, Some(warnings as f64), "{q}");
     }
     assert_eq!(
         prom.value("container_features_installed{job=\"ci-batch\"}", None)

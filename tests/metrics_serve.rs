@@ -1,56 +1,14 @@
 //! `buildlog serve` and `buildlog metrics` as users run them: the built binary, real sockets.
 
+mod common;
 mod metrics_support;
 
 use metrics_support::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Starts `buildlog serve` on a free port for `dir` and waits for `/healthz`.
-async fn start_serve(
-    dir: &Path,
-    tmp: &Path,
-    extra: &[&str],
-    env: &[(&str, &str)],
-) -> (Proc, String) {
-    let port = free_port();
-    let mut cmd = buildlog();
-    cmd.args([
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--no-health-check",
-    ])
-    .arg("--log-dir")
-    .arg(dir)
-    .args(extra)
-    .env("METRICS_REFRESH_INTERVAL", "1")
-    .env_remove("METRICS_BEARER_TOKEN")
-    .env_remove("METRICS_BASIC_AUTH_USER")
-    .env_remove("METRICS_BASIC_AUTH_PASSWORD");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let proc = Proc::spawn("buildlog serve", cmd, tmp.join(format!("serve-{port}.log")));
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    eventually(DEADLINE, "serve /healthz", || {
-        let (c, u) = (client.clone(), format!("{base}/healthz"));
-        async move {
-            c.get(u)
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-        }
-    })
-    .await;
-    (proc, base)
-}
 
 fn raw(addr: &str, bytes: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -66,7 +24,7 @@ fn raw(addr: &str, bytes: &[u8]) -> Vec<u8> {
 async fn survives_garbage_and_a_scrape_storm() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = corpus().join("build-01-success");
-    let (mut serve, base) = start_serve(&dir, tmp.path(), &[], &[]).await;
+    let (mut serve, base) = start_serve(&dir, tmp.path(), &["--no-health-check"], &[]).await;
     let addr = base.trim_start_matches("http://").to_string();
 
     // Malformed HTTP of several kinds, each on its own connection.
@@ -171,8 +129,13 @@ async fn survives_garbage_and_a_scrape_storm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn content_negotiation_and_routes() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_serve, base) =
-        start_serve(&corpus().join("build-02-failure"), tmp.path(), &[], &[]).await;
+    let (_serve, base) = start_serve(
+        &corpus().join("build-02-failure"),
+        tmp.path(),
+        &["--no-health-check"],
+        &[],
+    )
+    .await;
     let c = reqwest::Client::new();
     let om = c
         .get(format!("{base}/metrics"))
@@ -220,7 +183,13 @@ async fn bearer_and_basic_auth_guard_metrics_only() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = corpus().join("build-05-legacy-2025");
     let c = reqwest::Client::new();
-    let (_s, base) = start_serve(&dir, tmp.path(), &[], &[("METRICS_BEARER_TOKEN", "t0ken")]).await;
+    let (_s, base) = start_serve(
+        &dir,
+        tmp.path(),
+        &["--no-health-check"],
+        &[("METRICS_BEARER_TOKEN", "t0ken")],
+    )
+    .await;
     let m = format!("{base}/metrics");
     let r = c.get(&m).send().await.unwrap();
     assert_eq!(r.status(), 401);
@@ -255,7 +224,11 @@ async fn bearer_and_basic_auth_guard_metrics_only() {
     let (s2, base) = start_serve(
         &dir,
         tmp.path(),
-        &["--basic-auth-password-file", pw.to_str().unwrap()],
+        &[
+            "--no-health-check",
+            "--basic-auth-password-file",
+            pw.to_str().unwrap(),
+        ],
         &[("METRICS_BASIC_AUTH_USER", "prom")],
     )
     .await;
@@ -314,7 +287,7 @@ async fn follows_a_directory_that_appears_later_and_runs_the_health_check() {
         first.contains("container_healthcheck_status 0\n"),
         "the timed-out check is unhealthy: {first}"
     );
-    copy_dir(&corpus().join("build-14-chicago-dst"), &logs);
+    copy_dir_without(&corpus().join("build-14-chicago-dst"), &logs, "");
     let later = eventually(DEADLINE, "the build's metrics", || {
         let (u, logs) = (url.clone(), logs.clone());
         async move {

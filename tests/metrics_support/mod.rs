@@ -2,20 +2,115 @@
 //! are killed by PID when the test ends, polling with a deadline.
 #![allow(dead_code)]
 
+//! Test crates using it declare `mod common;` too.
+
+#[allow(unused_imports)]
+pub use crate::common::{bin as buildlog, copy_dir_without, corpus, corpus_builds};
+use buildlog::event::Event;
+use buildlog::metrics::sanitize_label;
+use buildlog::parse::{parse_inputs, ParseOptions};
+use buildlog::source::{Input, Progress};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-pub fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus")
-}
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-pub fn buildlog() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_buildlog"))
+/// The events of one build directory, parsed in process.
+pub fn events(dir: &Path) -> Vec<Event> {
+    let mut out = Vec::new();
+    let report = parse_inputs(
+        &[Input::from_path(dir.to_path_buf())],
+        &ParseOptions::default(),
+        &mut Progress::hidden(),
+        &mut |e| {
+            out.push(e);
+            Ok(())
+        },
+    );
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    out
+}
+
+/// One line of `master-summary.log` as the bash exporter's regex read it:
+/// `^([^:]+):[[:space:]]([0-9]+)[[:space:]]errors,[[:space:]]([0-9]+)[[:space:]]warnings[[:space:]]\(([0-9.]+)s\)`
+#[derive(Debug, PartialEq)]
+pub struct MasterLine {
+    pub label: String,
+    pub errors: u64,
+    pub warnings: u64,
+    pub duration: f64,
+}
+
+impl MasterLine {
+    /// The bash exporter's status rule.
+    pub fn status(&self) -> &'static str {
+        if self.errors == 0 {
+            "success"
+        } else {
+            "failed"
+        }
+    }
+}
+
+pub fn master_lines(dir: &Path) -> Vec<MasterLine> {
+    let re = regex::Regex::new(r"^([^:]+):\s([0-9]+)\serrors,\s([0-9]+)\swarnings\s\(([0-9.]+)s\)")
+        .unwrap();
+    let text = std::fs::read_to_string(dir.join("master-summary.log")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| re.captures(l))
+        .map(|c| MasterLine {
+            label: sanitize_label(&c[1]),
+            errors: c[2].parse().unwrap(),
+            warnings: c[3].parse().unwrap(),
+            duration: c[4].parse().unwrap(),
+        })
+        .collect()
+}
+
+/// Both tools of the `prometheus` package, or `None` (after `tool`'s skip message).
+pub fn prometheus_and_promtool() -> Option<(PathBuf, PathBuf)> {
+    Some((tool("prometheus")?, tool("promtool")?))
+}
+
+/// Starts `buildlog serve` for `dir` on a free port (refresh every second) and waits for
+/// `/healthz`. Returns the process and its base URL.
+pub async fn start_serve(
+    dir: &Path,
+    tmp: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Proc, String) {
+    let port = free_port();
+    let mut cmd = buildlog();
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--log-dir")
+        .arg(dir)
+        .args(extra)
+        .env("METRICS_REFRESH_INTERVAL", "1")
+        .env_remove("METRICS_BEARER_TOKEN")
+        .env_remove("METRICS_BASIC_AUTH_USER")
+        .env_remove("METRICS_BASIC_AUTH_PASSWORD");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let proc = Proc::spawn("buildlog serve", cmd, tmp.join(format!("serve-{port}.log")));
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(30), "serve /healthz", || {
+        let (c, u) = (client.clone(), format!("{base}/healthz"));
+        async move {
+            c.get(u)
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+        }
+    })
+    .await;
+    (proc, base)
 }
 
 /// A tool from Debian's `prometheus` package on PATH. Missing: the test fails when `CI` is
@@ -99,19 +194,6 @@ where
             panic!("gave up after {limit:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-pub fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), to).unwrap();
-        }
     }
 }
 
