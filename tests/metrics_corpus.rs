@@ -147,44 +147,40 @@ fn per_feature_figures_equal_feature_end_events_and_master_summary_lines() {
         }
 
         // Derived figures agree with the events too.
-        let commands = evs
-            .iter()
-            .filter(|e| e.event_type == EventType::Command)
-            .count() as f64;
-        assert_eq!(sum("container_build_commands_total{"), commands, "{name}");
-        let failed = evs
-            .iter()
-            .filter(|e| e.event_type == EventType::Command)
-            .filter(|e| {
-                e.metadata
+        let count = |pred: &dyn Fn(&Event) -> bool| evs.iter().filter(|e| pred(e)).count() as f64;
+        let is = |t: EventType| move |e: &Event| e.event_type == t;
+        assert_eq!(
+            sum("container_build_commands_total{"),
+            count(&is(EventType::Command)),
+            "{name}"
+        );
+        let failed = count(&|e| {
+            e.event_type == EventType::Command
+                && e.metadata
                     .get("exit_code")
                     .and_then(|c| c.as_i64())
                     .is_some_and(|c| c != 0)
-            })
-            .count() as f64;
+        });
         assert_eq!(
             sum("container_build_command_failures_total{"),
             failed,
             "{name}"
         );
-        let sentinels = evs
-            .iter()
-            .filter(|e| e.event_type == EventType::BuildFailure)
-            .count() as f64;
-        assert_eq!(sum("container_build_failures_total{"), sentinels, "{name}");
-        let line_events = evs
-            .iter()
-            .filter(|e| {
-                matches!(
-                    e.event_type,
-                    EventType::Output
-                        | EventType::Message
-                        | EventType::Debug
-                        | EventType::Warning
-                        | EventType::Error
-                )
-            })
-            .count() as f64;
+        assert_eq!(
+            sum("container_build_failures_total{"),
+            count(&is(EventType::BuildFailure)),
+            "{name}"
+        );
+        let line_events = count(&|e| {
+            matches!(
+                e.event_type,
+                EventType::Output
+                    | EventType::Message
+                    | EventType::Debug
+                    | EventType::Warning
+                    | EventType::Error
+            )
+        });
         assert_eq!(
             sum("container_build_log_lines_total{"),
             line_events,

@@ -63,17 +63,7 @@ fn promtool_accepts_the_exposition_of_every_corpus_build() {
         return;
     };
     for dir in corpus_builds() {
-        let out = buildlog()
-            .args(["metrics", "-q"])
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = run_ok(buildlog().args(["metrics", "-q"]).arg(&dir));
         assert!(out.stdout.len() > 500, "{}: tiny exposition", dir.display());
         let (ok, said) = promtool_check_metrics(&promtool, &out.stdout);
         assert!(
@@ -326,30 +316,19 @@ async fn backfill_blocks_hold_samples_at_their_historical_times() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let builds = corpus_builds();
-    let out = buildlog()
-        .args(["metrics", "-q", "--backfill"])
-        .args(&builds)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        buildlog()
+            .args(["metrics", "-q", "--backfill"])
+            .args(&builds),
     );
     let om = tmp.path().join("backfill.om");
     std::fs::write(&om, &out.stdout).unwrap();
     let data = tmp.path().join("data");
-    let created = Command::new(&promtool)
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(&om)
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        created.status.success(),
-        "promtool refused the backfill: {}{}",
-        String::from_utf8_lossy(&created.stdout),
-        String::from_utf8_lossy(&created.stderr)
+    run_ok(
+        Command::new(&promtool)
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&om)
+            .arg(&data),
     );
     let prom = Prometheus::start(
         &prom_bin,
@@ -434,22 +413,17 @@ async fn remote_write_lands_in_prometheus() {
     )
     .await;
     let dir = corpus().join("build-01-success");
-    let out = buildlog()
-        .args([
-            "metrics",
-            "-q",
-            "--remote-write",
-            &format!("{}/api/v1/write", prom.url),
-            "--label",
-            "job=ci-batch",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        buildlog()
+            .args([
+                "metrics",
+                "-q",
+                "--remote-write",
+                &format!("{}/api/v1/write", prom.url),
+                "--label",
+                "job=ci-batch",
+            ])
+            .arg(&dir),
     );
     for MasterLine {
         label: f,
@@ -501,17 +475,7 @@ fn alert_rules_pass_their_promtool_unit_tests() {
         vec!["check", "rules", "rules/container-build.rules.yml"],
         vec!["check", "config", "prometheus.yml"],
     ] {
-        let out = Command::new(&promtool)
-            .args(&args)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "promtool {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_ok(Command::new(&promtool).args(&args).current_dir(&dir));
     }
     // A broken expectation is caught (the unit tests can fail).
     let tmp = tempfile::tempdir().unwrap();
