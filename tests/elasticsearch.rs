@@ -62,7 +62,9 @@ fn corpus_events() -> Vec<Event> {
         let mut files: Vec<_> = std::fs::read_dir(build.join("json"))
             .unwrap()
             .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "jsonl") && !p.ends_with("build-summary.jsonl"))
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "jsonl") && !p.ends_with("build-summary.jsonl")
+            })
             .collect();
         files.sort();
         for file in files {
@@ -83,14 +85,22 @@ fn corpus_events() -> Vec<Event> {
                     _ => Level::Info,
                 };
                 let et: EventType = serde_json::from_value(v["event_type"].clone()).unwrap();
-                let mut e = Event::new(et, level, v["feature"].as_str().unwrap(), v["message"].as_str().unwrap());
+                let mut e = Event::new(
+                    et,
+                    level,
+                    v["feature"].as_str().unwrap(),
+                    v["message"].as_str().unwrap(),
+                );
                 e.timestamp = Timestamp::parse_rfc3339(v["timestamp"].as_str().unwrap()).unwrap();
                 e.correlation_id = v["correlation_id"].as_str().unwrap().into();
                 e.metadata = v["metadata"].as_object().cloned().unwrap_or_default();
                 let rel = file.strip_prefix(&root).unwrap().display().to_string();
                 e.event_id = format!("{:016x}", xxh(&format!("{rel}:{n}")));
                 e.seq = n as u64;
-                e.source = SourceRef { file: rel, line: n as u64 + 1 };
+                e.source = SourceRef {
+                    file: rel,
+                    line: n as u64 + 1,
+                };
                 events.push(e);
             }
         }
@@ -101,7 +111,9 @@ fn corpus_events() -> Vec<Event> {
 
 fn xxh(s: &str) -> u64 {
     // FNV-1a: a stable id for the test's hand-made events.
-    s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
 }
 
 fn native(e: &Event) -> Value {
@@ -118,7 +130,16 @@ fn every_event_is_stored_by_event_id_in_the_data_stream() {
     let events = corpus_events();
     let dl = DeadLetter::new(None);
     let r = ship(sink(&es.url(), &[], &dl), &events);
-    assert_eq!((r.received, r.delivered, r.dead_lettered, r.already_present, r.retried), (events.len() as u64, events.len() as u64, 0, 0, 0));
+    assert_eq!(
+        (
+            r.received,
+            r.delivered,
+            r.dead_lettered,
+            r.already_present,
+            r.retried
+        ),
+        (events.len() as u64, events.len() as u64, 0, 0, 0)
+    );
     let docs = es.docs(DS);
     assert_eq!(docs.len(), events.len());
     for e in &events {
@@ -195,7 +216,13 @@ fn items_rejected_with_400_go_to_the_dead_letter_file_with_the_reason() {
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].sink, "elasticsearch");
     assert_eq!(recs[0].event, bad);
-    assert!(recs[0].reason.starts_with("400 document_parsing_exception: [1:42] failed to parse field [metadata.exit_code]"), "{}", recs[0].reason);
+    assert!(
+        recs[0].reason.starts_with(
+            "400 document_parsing_exception: [1:42] failed to parse field [metadata.exit_code]"
+        ),
+        "{}",
+        recs[0].reason
+    );
     assert_eq!(es.docs(DS).len(), 9);
 }
 
@@ -224,25 +251,51 @@ fn retries_are_bounded_and_then_dead_lettered() {
     let r = ship(sink(&es.url(), &["--es-max-retries", "4"], &dl), &events);
     // 3 whole-request retries, then the item's own retries share the same budget of 4.
     assert_eq!((r.delivered, r.dead_lettered), (4, 1));
-    let rec = parse_record(std::fs::read_to_string(&path).unwrap().lines().next().unwrap()).unwrap();
+    let rec = parse_record(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(rec.event.event_id, events[0].event_id);
-    assert!(rec.reason.starts_with("gave up after 4 retries: 429 es_rejected_execution_exception"), "{}", rec.reason);
+    assert!(
+        rec.reason
+            .starts_with("gave up after 4 retries: 429 es_rejected_execution_exception"),
+        "{}",
+        rec.reason
+    );
     assert_eq!(es.requests().len(), 5, "1 + 4 retries");
 }
 
 #[test]
 fn an_unreachable_server_is_retried_then_dead_lettered() {
     // A port that was free a moment ago: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let events: Vec<Event> = corpus_events().into_iter().take(3).collect();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dead.jsonl");
     let dl = DeadLetter::new(Some(&path));
-    let r = ship(sink(&format!("http://127.0.0.1:{port}"), &["--es-max-retries", "2"], &dl), &events);
+    let r = ship(
+        sink(
+            &format!("http://127.0.0.1:{port}"),
+            &["--es-max-retries", "2"],
+            &dl,
+        ),
+        &events,
+    );
     assert_eq!((r.delivered, r.dead_lettered, r.retried), (0, 3, 6));
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text.lines().count(), 3);
-    assert!(text.contains("gave up after 2 retries: request failed"), "{text}");
+    assert!(
+        text.contains("gave up after 2 retries: request failed"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -262,18 +315,36 @@ fn requests_are_cut_by_document_count_and_by_bytes() {
     let es = TestEs::start();
     let events: Vec<Event> = corpus_events().into_iter().take(35).collect();
     let dl = DeadLetter::new(None);
-    ship(sink(&es.url(), &["--es-max-docs", "10", "--es-concurrency", "1"], &dl), &events);
+    ship(
+        sink(
+            &es.url(),
+            &["--es-max-docs", "10", "--es-concurrency", "1"],
+            &dl,
+        ),
+        &events,
+    );
     let sizes: Vec<usize> = es.bulk_ids().iter().map(Vec::len).collect();
     assert_eq!(sizes, [10, 10, 10, 5]);
 
     let es = TestEs::start();
-    ship(sink(&es.url(), &["--es-max-bytes", "2048", "--es-compression", "none"], &dl), &events);
+    ship(
+        sink(
+            &es.url(),
+            &["--es-max-bytes", "2048", "--es-compression", "none"],
+            &dl,
+        ),
+        &events,
+    );
     let reqs = es.requests();
     assert!(reqs.len() > 3);
     for r in &reqs {
         assert!(r.content_encoding.is_none());
         let docs = r.body.iter().filter(|&&b| b == b'\n').count() / 2;
-        assert!(r.body.len() <= 2048 || docs == 1, "{} bytes, {docs} docs", r.body.len());
+        assert!(
+            r.body.len() <= 2048 || docs == 1,
+            "{} bytes, {docs} docs",
+            r.body.len()
+        );
     }
     let total: usize = es.bulk_ids().iter().map(Vec::len).sum();
     assert_eq!(total, 35);
@@ -285,7 +356,14 @@ fn dated_indices_with_index_actions_and_ecs_documents() {
     let es = TestEs::start();
     let events = corpus_events();
     let dl = DeadLetter::new(None);
-    let args = ["--index", "build-logs-%Y.%m.%d", "--es-action", "index", "--schema", "ecs"];
+    let args = [
+        "--index",
+        "build-logs-%Y.%m.%d",
+        "--es-action",
+        "index",
+        "--schema",
+        "ecs",
+    ];
     let r = ship(sink(&es.url(), &args, &dl), &events);
     assert_eq!(r.delivered, events.len() as u64);
     for e in &events {
@@ -297,7 +375,10 @@ fn dated_indices_with_index_actions_and_ecs_documents() {
         assert_eq!(doc["log"]["level"], e.level.as_lower());
         assert_eq!(doc["event"]["dataset"], "container_build");
         assert_eq!(doc["event"]["action"], e.event_type.as_str());
-        assert_eq!(doc["container_build"]["correlation_id"], e.correlation_id.as_str());
+        assert_eq!(
+            doc["container_build"]["correlation_id"],
+            e.correlation_id.as_str()
+        );
         assert_eq!(doc["labels"]["feature"], e.feature.as_str());
         assert_eq!(doc["service"]["name"], "container-build");
     }
@@ -316,10 +397,24 @@ fn api_key_is_sent_and_a_refusal_is_dead_lettered() {
     es.state.lock().unwrap().expect_auth = Some("ApiKey aWQ6c2VjcmV0".into());
     let events: Vec<Event> = corpus_events().into_iter().take(4).collect();
     let dl = DeadLetter::new(None);
-    let r = ship(sink(&es.url(), &["--es-api-key-file", key.to_str().unwrap()], &dl), &events);
+    let r = ship(
+        sink(
+            &es.url(),
+            &["--es-api-key-file", key.to_str().unwrap()],
+            &dl,
+        ),
+        &events,
+    );
     assert_eq!(r.delivered, 4);
     es.state.lock().unwrap().expect_auth = Some("ApiKey other".into());
-    let r = ship(sink(&es.url(), &["--es-api-key-file", key.to_str().unwrap()], &dl), &events);
+    let r = ship(
+        sink(
+            &es.url(),
+            &["--es-api-key-file", key.to_str().unwrap()],
+            &dl,
+        ),
+        &events,
+    );
     assert_eq!((r.delivered, r.dead_lettered, r.retried), (0, 4, 0));
     assert_eq!(dl.count(), 4);
 }
@@ -329,12 +424,27 @@ fn a_bulk_path_in_the_url_is_used_as_given() {
     let es = TestEs::start();
     let events: Vec<Event> = corpus_events().into_iter().take(2).collect();
     let dl = DeadLetter::new(None);
-    let url = format!("{}/insert/elasticsearch/_bulk?_msg_field=message&_time_field=@timestamp", es.url());
+    let url = format!(
+        "{}/insert/elasticsearch/_bulk?_msg_field=message&_time_field=@timestamp",
+        es.url()
+    );
     let r = ship(sink(&url, &[], &dl), &events);
     assert_eq!(r.delivered, 2);
     let req = &es.requests()[0];
     assert_eq!(req.path, "/insert/elasticsearch/_bulk");
-    assert!(req.query.as_deref().unwrap().starts_with("_msg_field=message&_time_field=%40timestamp&filter_path=") || req.query.as_deref().unwrap().starts_with("_msg_field=message&_time_field=@timestamp&filter_path="), "{:?}", req.query);
+    assert!(
+        req.query
+            .as_deref()
+            .unwrap()
+            .starts_with("_msg_field=message&_time_field=%40timestamp&filter_path=")
+            || req
+                .query
+                .as_deref()
+                .unwrap()
+                .starts_with("_msg_field=message&_time_field=@timestamp&filter_path="),
+        "{:?}",
+        req.query
+    );
 }
 
 // The test server itself must follow Elasticsearch's rules, or the tests above prove little.
@@ -349,7 +459,10 @@ fn post(es: &TestEs, path: &str, ct: &str, body: &str) -> (u16, Value) {
             .send()
             .await
             .unwrap();
-        (r.status().as_u16(), serde_json::from_slice(&r.bytes().await.unwrap()).unwrap())
+        (
+            r.status().as_u16(),
+            serde_json::from_slice(&r.bytes().await.unwrap()).unwrap(),
+        )
     })
 }
 
@@ -369,21 +482,46 @@ fn test_server_enforces_data_stream_and_bulk_rules() {
     assert_eq!(v["errors"], true);
     let items = v["items"].as_array().unwrap();
     assert_eq!(items[0]["index"]["status"], 400);
-    assert_eq!(items[0]["index"]["error"]["reason"], "only write ops with an op_type of create are allowed in data streams");
+    assert_eq!(
+        items[0]["index"]["error"]["reason"],
+        "only write ops with an op_type of create are allowed in data streams"
+    );
     assert_eq!(items[1]["create"]["status"], 400);
-    assert_eq!(items[1]["create"]["error"]["type"], "document_parsing_exception");
+    assert_eq!(
+        items[1]["create"]["error"]["type"],
+        "document_parsing_exception"
+    );
     assert_eq!(items[2]["create"]["status"], 201);
-    assert_eq!(items[2]["create"]["_index"], ".ds-logs-container_build-default-2026.11.27-000001");
+    assert_eq!(
+        items[2]["create"]["_index"],
+        ".ds-logs-container_build-default-2026.11.27-000001"
+    );
     assert_eq!(items[3]["create"]["status"], 409);
-    assert_eq!(items[3]["create"]["error"]["type"], "version_conflict_engine_exception");
+    assert_eq!(
+        items[3]["create"]["error"]["type"],
+        "version_conflict_engine_exception"
+    );
     assert_eq!(items[4]["index"]["status"], 201);
 
-    let (status, v) = post(&es, "/_bulk", nd, "{\"create\":{\"_index\":\"x\",\"_type\":\"_doc\",\"_id\":\"1\"}}\n{}\n");
+    let (status, v) = post(
+        &es,
+        "/_bulk",
+        nd,
+        "{\"create\":{\"_index\":\"x\",\"_type\":\"_doc\",\"_id\":\"1\"}}\n{}\n",
+    );
     assert_eq!(status, 400);
-    assert_eq!(v["error"]["reason"], "Action/metadata line [1] contains an unknown parameter [_type]");
+    assert_eq!(
+        v["error"]["reason"],
+        "Action/metadata line [1] contains an unknown parameter [_type]"
+    );
     let (status, _) = post(&es, "/_bulk", nd, "{\"create\":{\"_index\":\"x\"}}\n{}");
     assert_eq!(status, 400, "not terminated by a newline");
-    let (status, _) = post(&es, "/_bulk", "text/plain", "{\"create\":{\"_index\":\"x\"}}\n{}\n");
+    let (status, _) = post(
+        &es,
+        "/_bulk",
+        "text/plain",
+        "{\"create\":{\"_index\":\"x\"}}\n{}\n",
+    );
     assert_eq!(status, 406);
     es.fail_requests(&[429]);
     let (status, v) = post(&es, "/_bulk", nd, "{\"create\":{\"_index\":\"x\"}}\n{}\n");
@@ -394,12 +532,22 @@ fn test_server_enforces_data_stream_and_bulk_rules() {
 
 #[test]
 fn test_server_answers_each_products_version() {
-    for (flavour, distribution) in [(Flavour::Elasticsearch8, Value::Null), (Flavour::OpenSearch2, json!("opensearch"))] {
+    for (flavour, distribution) in [
+        (Flavour::Elasticsearch8, Value::Null),
+        (Flavour::OpenSearch2, json!("opensearch")),
+    ] {
         let es = TestEs::start_as(flavour);
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let body = rt.block_on(async { reqwest::get(es.url()).await.unwrap().bytes().await.unwrap() });
+        let body =
+            rt.block_on(async { reqwest::get(es.url()).await.unwrap().bytes().await.unwrap() });
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["version"]["distribution"], distribution);
-        assert!(v["version"]["number"].as_str().unwrap().starts_with(if flavour == Flavour::OpenSearch2 { "2." } else { "8." }));
+        assert!(v["version"]["number"].as_str().unwrap().starts_with(
+            if flavour == Flavour::OpenSearch2 {
+                "2."
+            } else {
+                "8."
+            }
+        ));
     }
 }

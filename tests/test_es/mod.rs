@@ -152,7 +152,13 @@ impl TestEs {
     }
 
     pub fn doc_count(&self) -> usize {
-        self.state.lock().unwrap().docs.values().map(|d| d.len()).sum()
+        self.state
+            .lock()
+            .unwrap()
+            .docs
+            .values()
+            .map(|d| d.len())
+            .sum()
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -274,7 +280,10 @@ fn route(s: &mut State, rec: &mut Recorded) -> Response {
                 error_body(
                     401,
                     "security_exception",
-                    &format!("missing authentication credentials for REST request [{}]", rec.path),
+                    &format!(
+                        "missing authentication credentials for REST request [{}]",
+                        rec.path
+                    ),
                 ),
             );
         }
@@ -285,7 +294,10 @@ fn route(s: &mut State, rec: &mut Recorded) -> Response {
             .read_to_end(&mut out)
             .is_err()
         {
-            return reply(400, error_body(400, "parse_exception", "request body is not valid gzip"));
+            return reply(
+                400,
+                error_body(400, "parse_exception", "request body is not valid gzip"),
+            );
         }
         rec.body = out;
     }
@@ -348,13 +360,21 @@ fn bulk(s: &mut State, rec: &Recorded, default_index: Option<String>) -> Respons
     if body.is_empty() {
         return reply(
             400,
-            error_body(400, "action_request_validation_exception", "Validation Failed: 1: no requests added;"),
+            error_body(
+                400,
+                "action_request_validation_exception",
+                "Validation Failed: 1: no requests added;",
+            ),
         );
     }
     if !body.ends_with('\n') {
         return reply(
             400,
-            error_body(400, "illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]"),
+            error_body(
+                400,
+                "illegal_argument_exception",
+                "The bulk request must be terminated by a newline [\\n]",
+            ),
         );
     }
     // First pass: parse every action so that a malformed request changes nothing.
@@ -388,26 +408,64 @@ fn bulk(s: &mut State, rec: &Recorded, default_index: Option<String>) -> Respons
             );
         }
         let Value::Object(params) = params else {
-            return reply(400, error_body(400, "illegal_argument_exception", &format!("Malformed action/metadata line [{line_no}], expected START_OBJECT")));
+            return reply(
+                400,
+                error_body(
+                    400,
+                    "illegal_argument_exception",
+                    &format!("Malformed action/metadata line [{line_no}], expected START_OBJECT"),
+                ),
+            );
         };
         for k in params.keys() {
-            if !["_index", "_id", "routing", "pipeline", "require_alias", "if_seq_no", "if_primary_term", "version", "version_type", "dynamic_templates"].contains(&k.as_str()) {
+            if ![
+                "_index",
+                "_id",
+                "routing",
+                "pipeline",
+                "require_alias",
+                "if_seq_no",
+                "if_primary_term",
+                "version",
+                "version_type",
+                "dynamic_templates",
+            ]
+            .contains(&k.as_str())
+            {
                 return reply(
                     400,
-                    error_body(400, "illegal_argument_exception", &format!("Action/metadata line [{line_no}] contains an unknown parameter [{k}]")),
+                    error_body(
+                        400,
+                        "illegal_argument_exception",
+                        &format!(
+                            "Action/metadata line [{line_no}] contains an unknown parameter [{k}]"
+                        ),
+                    ),
                 );
             }
         }
-        let index = match params.get("_index").and_then(Value::as_str).map(str::to_string).or(default_index.clone()) {
+        let index = match params
+            .get("_index")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or(default_index.clone())
+        {
             Some(i) => i,
             None => {
                 return reply(
                     400,
-                    error_body(400, "action_request_validation_exception", "Validation Failed: 1: index is missing;"),
+                    error_body(
+                        400,
+                        "action_request_validation_exception",
+                        "Validation Failed: 1: index is missing;",
+                    ),
                 )
             }
         };
-        let id = params.get("_id").and_then(Value::as_str).map(str::to_string);
+        let id = params
+            .get("_id")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let source = if action == "delete" {
             None
         } else {
@@ -421,9 +479,18 @@ fn bulk(s: &mut State, rec: &Recorded, default_index: Option<String>) -> Respons
                 }
             }
         };
-        ops.push(Op { action, index, id, source });
+        ops.push(Op {
+            action,
+            index,
+            id,
+            source,
+        });
     }
-    s.bulk_ids.push(ops.iter().map(|o| o.id.clone().unwrap_or_default()).collect());
+    s.bulk_ids.push(
+        ops.iter()
+            .map(|o| o.id.clone().unwrap_or_default())
+            .collect(),
+    );
     let mut items = Vec::new();
     let mut errors = false;
     for op in ops {
@@ -437,9 +504,7 @@ fn bulk(s: &mut State, rec: &Recorded, default_index: Option<String>) -> Respons
         } else {
             op.index.clone()
         };
-        let item_error = |status: u16, error: Value| {
-            json!({op.action.clone(): {"_index": result_index, "_id": id, "status": status, "error": error}})
-        };
+        let item_error = |status: u16, error: Value| json!({op.action.clone(): {"_index": result_index, "_id": id, "status": status, "error": error}});
         if let Some(status) = s.item_failures.get_mut(&id).and_then(|q| q.pop_front()) {
             errors = true;
             items.push(item_error(status, chosen_error(status, &result_index, &id)));
@@ -482,7 +547,11 @@ fn bulk(s: &mut State, rec: &Recorded, default_index: Option<String>) -> Respons
             continue;
         }
         index_docs.insert(id.clone(), source);
-        let (status, result) = if exists { (200, "updated") } else { (201, "created") };
+        let (status, result) = if exists {
+            (200, "updated")
+        } else {
+            (201, "created")
+        };
         items.push(json!({op.action.clone(): {
             "_index": result_index, "_id": id, "_version": if exists { 2 } else { 1 },
             "result": result, "_shards": {"total": 2, "successful": 1, "failed": 0},
@@ -518,31 +587,70 @@ fn setup_api(s: &mut State, rec: &Recorded, path: &str) -> Response {
                     policy["policy_id"] = path.rsplit('/').next().unwrap().into();
                     policy["last_updated_time"] = 1_764_000_000_000i64.into();
                     policy["schema_version"] = 21.into();
-                    reply(200, json!({"_id": path.rsplit('/').next().unwrap(), "_version": seq + 1, "_seq_no": seq, "_primary_term": 1, "policy": policy}))
+                    reply(
+                        200,
+                        json!({"_id": path.rsplit('/').next().unwrap(), "_version": seq + 1, "_seq_no": seq, "_primary_term": 1, "policy": policy}),
+                    )
                 }
                 None => reply(404, error_body(404, "status_exception", "Policy not found")),
             };
         }
         return match s.installed.get(path) {
             Some(v) => reply(200, v.clone()),
-            None => reply(404, error_body(404, "resource_not_found_exception", &format!("[{path}] not found"))),
+            None => reply(
+                404,
+                error_body(
+                    404,
+                    "resource_not_found_exception",
+                    &format!("[{path}] not found"),
+                ),
+            ),
         };
     }
     if rec.method != "PUT" {
         return no_handler();
     }
     let Ok(body @ Value::Object(_)) = serde_json::from_slice::<Value>(&rec.body) else {
-        return reply(400, error_body(400, "parse_exception", "request body is required and must be a JSON object"));
+        return reply(
+            400,
+            error_body(
+                400,
+                "parse_exception",
+                "request body is required and must be a JSON object",
+            ),
+        );
     };
-    if rec.content_type.as_deref().map(|c| c.starts_with("application/json")) != Some(true) {
-        return reply(406, json!({"error": "Content-Type header is not supported", "status": 406}));
+    if rec
+        .content_type
+        .as_deref()
+        .map(|c| c.starts_with("application/json"))
+        != Some(true)
+    {
+        return reply(
+            406,
+            json!({"error": "Content-Type header is not supported", "status": 406}),
+        );
     }
     let text = body.to_string();
     if os && text.contains("\"flattened\"") {
-        return reply(400, error_body(400, "mapper_parsing_exception", "No handler for type [flattened] declared on field [metadata]"));
+        return reply(
+            400,
+            error_body(
+                400,
+                "mapper_parsing_exception",
+                "No handler for type [flattened] declared on field [metadata]",
+            ),
+        );
     }
     if !os && text.contains("\"flat_object\"") {
-        return reply(400, error_body(400, "mapper_parsing_exception", "No handler for type [flat_object] declared on field [metadata]"));
+        return reply(
+            400,
+            error_body(
+                400,
+                "mapper_parsing_exception",
+                "No handler for type [flat_object] declared on field [metadata]",
+            ),
+        );
     }
     if os && text.contains("index.lifecycle.name") {
         return reply(400, error_body(400, "illegal_argument_exception", "unknown setting [index.lifecycle.name] please check that any required plugins are installed"));
@@ -554,20 +662,41 @@ fn setup_api(s: &mut State, rec: &Recorded, path: &str) -> Response {
                 .into_iter()
                 .flatten()
                 .filter_map(Value::as_str)
-                .filter(|c| !s.installed.contains_key(&format!("_component_template/{c}")))
+                .filter(|c| {
+                    !s.installed
+                        .contains_key(&format!("_component_template/{c}"))
+                })
                 .map(str::to_string)
                 .collect();
             if !missing.is_empty() {
                 return reply(400, error_body(400, "invalid_index_template_exception", &format!("index_template [{path}] invalid, cause [index template [{path}] specifies component templates {missing:?} that do not exist]")));
             }
-            if body.get("index_patterns").and_then(Value::as_array).is_none_or(|a| a.is_empty()) {
-                return reply(400, error_body(400, "action_request_validation_exception", "Validation Failed: 1: index patterns are missing;"));
+            if body
+                .get("index_patterns")
+                .and_then(Value::as_array)
+                .is_none_or(|a| a.is_empty())
+            {
+                return reply(
+                    400,
+                    error_body(
+                        400,
+                        "action_request_validation_exception",
+                        "Validation Failed: 1: index patterns are missing;",
+                    ),
+                );
             }
             if let Some(policy) = body["template"]["settings"]["index.lifecycle.name"].as_str() {
                 // Elasticsearch accepts a missing policy here; the test is stricter, so that
                 // setup's order (policies first) is checked.
                 if !s.installed.contains_key(&format!("_ilm/policy/{policy}")) {
-                    return reply(400, error_body(400, "illegal_argument_exception", &format!("policy [{policy}] does not exist")));
+                    return reply(
+                        400,
+                        error_body(
+                            400,
+                            "illegal_argument_exception",
+                            &format!("policy [{policy}] does not exist"),
+                        ),
+                    );
                 }
             }
             if body.get("data_stream").is_some() {
@@ -580,7 +709,14 @@ fn setup_api(s: &mut State, rec: &Recorded, path: &str) -> Response {
             }
         }
         "_ilm/policy" if body["policy"]["phases"].as_object().is_none() => {
-            return reply(400, error_body(400, "x_content_parse_exception", "[policy] phases are required"));
+            return reply(
+                400,
+                error_body(
+                    400,
+                    "x_content_parse_exception",
+                    "[policy] phases are required",
+                ),
+            );
         }
         "_plugins/_ism/policies" => {
             let q = rec.query.clone().unwrap_or_default();
