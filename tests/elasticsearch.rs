@@ -352,6 +352,55 @@ fn requests_are_cut_by_document_count_and_by_bytes() {
 }
 
 #[test]
+fn several_requests_are_in_flight_at_once() {
+    let es = TestEs::start();
+    es.state.lock().unwrap().delay = std::time::Duration::from_millis(100);
+    let events: Vec<Event> = corpus_events().into_iter().take(24).collect();
+    let dl = DeadLetter::new(None);
+    let r = ship(
+        sink(
+            &es.url(),
+            &["--es-max-docs", "2", "--es-concurrency", "3"],
+            &dl,
+        ),
+        &events,
+    );
+    assert_eq!(r.delivered, 24);
+    assert_eq!(es.bulk_ids().len(), 12);
+    assert_eq!(
+        es.state.lock().unwrap().max_inflight,
+        3,
+        "never more than --es-concurrency"
+    );
+}
+
+#[test]
+fn a_partial_batch_is_sent_after_the_flush_interval_while_following() {
+    let es = TestEs::start();
+    let events: Vec<Event> = corpus_events().into_iter().take(3).collect();
+    let dl = DeadLetter::new(None);
+    let sink = sink(&es.url(), &["--es-flush-interval", "0.05"], &dl);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let task = tokio::spawn(sink.run(rx));
+        for e in &events {
+            tx.send(Arc::new(e.clone())).await.unwrap();
+        }
+        // The input stays open (like `tail -F`), yet the documents arrive.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while es.doc_count() < 3 {
+            assert!(tokio::time::Instant::now() < deadline, "not flushed");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        drop(tx);
+        let r = task.await.unwrap().unwrap();
+        assert_eq!(r.delivered, 3);
+    });
+    assert_eq!(es.bulk_ids().len(), 1);
+}
+
+#[test]
 fn dated_indices_with_index_actions_and_ecs_documents() {
     let es = TestEs::start();
     let events = corpus_events();

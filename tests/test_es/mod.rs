@@ -73,6 +73,11 @@ pub struct State {
     pub ism: BTreeMap<String, (i64, Value)>,
     /// When set, every request must carry this `Authorization` header.
     pub expect_auth: Option<String>,
+    /// Each request is answered after this long (to see requests overlap).
+    pub delay: std::time::Duration,
+    /// Requests being handled now, and the most seen at once.
+    pub inflight: usize,
+    pub max_inflight: usize,
     next_seq: u64,
 }
 
@@ -265,7 +270,17 @@ async fn handle(
         body: body.to_vec(),
         status: 0,
     };
+    let delay = {
+        let mut s = state.lock().unwrap();
+        s.inflight += 1;
+        s.max_inflight = s.max_inflight.max(s.inflight);
+        s.delay
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let mut s = state.lock().unwrap();
+    s.inflight -= 1;
     let resp = route(&mut s, &mut rec);
     rec.status = resp.status().as_u16();
     s.requests.push(rec);
