@@ -218,11 +218,12 @@ impl Encoder {
                 let mut ts = String::with_capacity(24);
                 event.timestamp.write_rfc3339(&mut ts);
                 out.extend_from_slice(ts.as_bytes());
-                out.extend_from_slice(b"\",");
+                out.push(b'"');
                 let start = out.len();
                 event.write_json_line(out);
-                // The event's JSON always starts with `{"timestamp"`: drop that `{`.
-                out.remove(start);
+                // The event's JSON is an object with fields: its `{` becomes the `,` after
+                // `@timestamp`, in place.
+                out[start] = b',';
             }
             Schema::Ecs => {
                 let doc = EcsDoc::new(event, &self.service_name, self.data_stream.as_ref());
