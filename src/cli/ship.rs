@@ -37,8 +37,9 @@ pub struct ShipArgs {
     #[command(flatten)]
     pub loki: crate::sink::loki::LokiArgs,
 
+    // Boxed: its many flags would make `Command::Ship` much larger than the other commands.
     #[command(flatten)]
-    pub elasticsearch: crate::sink::elasticsearch::ElasticsearchArgs,
+    pub elasticsearch: Box<crate::sink::elasticsearch::ElasticsearchArgs>,
 
     #[command(flatten)]
     pub transport: crate::sink::http::TransportArgs,

@@ -131,7 +131,7 @@ pub struct ElasticsearchArgs {
     pub es_concurrency: usize,
 
     /// Request body compression.
-    #[arg(long, value_enum, default_value_t = Compression::Gzip)]
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = Compression::Gzip)]
     pub es_compression: Compression,
 
     /// Send what is buffered after this many seconds without a full request (follow mode).
