@@ -53,21 +53,36 @@ struct Run {
     stderr: String,
 }
 
-fn ship(url: &str, extra: &[&str], paths: &[PathBuf], dead_letter: &Path) -> Run {
+fn buildlog(args: &[&str], more: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>) -> Run {
     let out = Command::cargo_bin("buildlog")
         .unwrap()
-        .args(["ship", "-q", "--elasticsearch", url])
-        .args(["--es-backoff-min", "0.01", "--es-backoff-max", "0.05"])
-        .arg("--dead-letter")
-        .arg(dead_letter)
-        .args(extra)
-        .args(paths)
+        .args(args)
+        .args(more)
         .output()
         .unwrap();
     Run {
         code: out.status.code().unwrap(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+fn ship(url: &str, extra: &[&str], paths: &[PathBuf], dead_letter: &Path) -> Run {
+    let mut args = vec![
+        "ship",
+        "-q",
+        "--elasticsearch",
+        url,
+        "--es-backoff-min",
+        "0.01",
+    ];
+    args.extend([
+        "--es-backoff-max",
+        "0.05",
+        "--dead-letter",
+        dead_letter.to_str().unwrap(),
+    ]);
+    args.extend_from_slice(extra);
+    buildlog(&args, paths)
 }
 
 #[test]
@@ -189,16 +204,7 @@ fn usage_errors_exit_2() {
 }
 
 fn setup(url: &str, extra: &[&str]) -> Run {
-    let out = Command::cargo_bin("buildlog")
-        .unwrap()
-        .args(["es", "setup", url])
-        .args(extra)
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    buildlog(&["es", "setup", url], extra)
 }
 
 #[test]

@@ -108,8 +108,12 @@ impl Sink for ElasticsearchSink {
     fn run(self: Box<Self>, mut events: mpsc::Receiver<Arc<Event>>) -> SinkFuture {
         Box::pin(async move {
             let ElasticsearchSink { cfg, encoder, ctx } = *self;
-            let mut report = SinkReport::new(SINK_NAME);
-            let mut inflight: JoinSet<Tally> = JoinSet::new();
+            let mut out = Requests {
+                ctx,
+                inflight: JoinSet::new(),
+                report: SinkReport::new(SINK_NAME),
+                concurrency: cfg.concurrency,
+            };
             let mut batch = Batch::default();
             let mut deadline: Option<Instant> = None;
             let mut scratch = Vec::with_capacity(4096);
@@ -120,78 +124,65 @@ impl Sink for ElasticsearchSink {
                         Ok(next) => next,
                         Err(_) => {
                             // Nothing more arrived in time (follow mode): send what we hold.
-                            dispatch(
-                                &ctx,
-                                &mut inflight,
-                                &mut report,
-                                std::mem::take(&mut batch),
-                                cfg.concurrency,
-                            )
-                            .await?;
+                            out.send(&mut batch).await?;
                             deadline = None;
                             continue;
                         }
                     },
                 };
                 let Some(event) = next else { break };
-                report.received += 1;
+                out.report.received += 1;
                 scratch.clear();
                 encoder.encode(&event, &mut scratch);
                 if !batch.is_empty() && batch.body.len() + scratch.len() > cfg.max_bytes {
-                    dispatch(
-                        &ctx,
-                        &mut inflight,
-                        &mut report,
-                        std::mem::take(&mut batch),
-                        cfg.concurrency,
-                    )
-                    .await?;
+                    out.send(&mut batch).await?;
                 }
                 if batch.is_empty() {
                     deadline = Some(Instant::now() + cfg.flush_interval);
                 }
                 batch.push(event, &scratch);
                 if batch.len() >= cfg.max_docs || batch.body.len() >= cfg.max_bytes {
-                    dispatch(
-                        &ctx,
-                        &mut inflight,
-                        &mut report,
-                        std::mem::take(&mut batch),
-                        cfg.concurrency,
-                    )
-                    .await?;
+                    out.send(&mut batch).await?;
                     deadline = None;
                 }
             }
-            if !batch.is_empty() {
-                dispatch(&ctx, &mut inflight, &mut report, batch, cfg.concurrency).await?;
-            }
-            while let Some(t) = inflight.join_next().await {
-                add(&mut report, t?);
-            }
-            Ok(report)
+            out.send(&mut batch).await?;
+            out.finish().await
         })
     }
 }
 
-/// Starts sending `batch`, first waiting for a free slot when `concurrency` are in flight.
-async fn dispatch(
-    ctx: &Arc<Ctx>,
-    inflight: &mut JoinSet<Tally>,
-    report: &mut SinkReport,
-    batch: Batch,
+/// The bulk requests in flight, and what the finished ones came to.
+struct Requests {
+    ctx: Arc<Ctx>,
+    inflight: JoinSet<Tally>,
+    report: SinkReport,
     concurrency: usize,
-) -> anyhow::Result<()> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    while inflight.len() >= concurrency {
-        if let Some(t) = inflight.join_next().await {
-            add(report, t?);
+}
+
+impl Requests {
+    /// Starts sending what `batch` holds (leaving it empty), first waiting for a free slot
+    /// when `concurrency` requests are in flight: a slow server slows the parser down.
+    async fn send(&mut self, batch: &mut Batch) -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
         }
+        while self.inflight.len() >= self.concurrency {
+            if let Some(t) = self.inflight.join_next().await {
+                add(&mut self.report, t?);
+            }
+        }
+        self.inflight
+            .spawn(send_batch(self.ctx.clone(), std::mem::take(batch)));
+        Ok(())
     }
-    inflight.spawn(send_batch(ctx.clone(), batch));
-    Ok(())
+
+    async fn finish(mut self) -> anyhow::Result<SinkReport> {
+        while let Some(t) = self.inflight.join_next().await {
+            add(&mut self.report, t?);
+        }
+        Ok(self.report)
+    }
 }
 
 fn add(report: &mut SinkReport, t: Tally) {
