@@ -415,10 +415,11 @@ fn dated_indices_with_index_actions_and_ecs_documents() {
     ];
     let r = ship(sink(&es.url(), &args, &dl), &events);
     assert_eq!(r.delivered, events.len() as u64);
+    let indices = es.state.lock().unwrap().docs.clone();
     for e in &events {
         let ts = e.timestamp.to_rfc3339();
         let index = format!("build-logs-{}.{}.{}", &ts[0..4], &ts[5..7], &ts[8..10]);
-        let doc = &es.docs(&index)[&e.event_id];
+        let doc = &indices[&index][&e.event_id];
         assert_eq!(doc["@timestamp"], ts.as_str());
         assert_eq!(doc["message"], e.message.as_str());
         assert_eq!(doc["log"]["level"], e.level.as_lower());

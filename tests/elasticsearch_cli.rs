@@ -125,6 +125,54 @@ fn corpus_round_trip_then_idempotent_reimport() {
 }
 
 #[test]
+fn ecs_documents_of_a_corpus_build_carry_every_event_field() {
+    let es = TestEs::start();
+    let dir = tempfile::tempdir().unwrap();
+    let paths = vec![corpus("build-07-config-summary-2025-11")];
+    let events = convert(&paths);
+    let args = ["--schema", "ecs", "--index", "build-logs-%Y.%m"];
+    let run = ship(&es.url(), &args, &paths, &dir.path().join("dead.jsonl"));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut with_details = 0;
+    let indices = es.state.lock().unwrap().docs.clone();
+    for e in &events {
+        let ts = e["timestamp"].as_str().unwrap();
+        let index = format!("build-logs-{}.{}", &ts[0..4], &ts[5..7]);
+        let doc = &indices[&index][e["event_id"].as_str().unwrap()];
+        assert_eq!(doc["@timestamp"], e["timestamp"]);
+        assert_eq!(doc["message"], e["message"]);
+        assert_eq!(doc["event"]["id"], e["event_id"]);
+        assert_eq!(doc["event"]["action"], e["event_type"]);
+        assert_eq!(
+            doc["log"]["level"],
+            e["level"].as_str().unwrap().to_lowercase()
+        );
+        assert_eq!(doc["trace"]["id"], e["trace_id"]);
+        let b = &doc["container_build"];
+        for f in [
+            "correlation_id",
+            "feature",
+            "seq",
+            "source",
+            "command_num",
+            "duration_ms",
+            "version",
+            "raw",
+        ] {
+            assert_eq!(b.get(f), e.get(f), "{f}");
+        }
+        if e["metadata"].as_object().is_some_and(|m| !m.is_empty()) {
+            assert_eq!(b["metadata"], e["metadata"]);
+        }
+        if let Some(d) = e.get("details") {
+            assert_eq!(&b["details"], d);
+            with_details += 1;
+        }
+    }
+    assert!(with_details > 0, "build-07 has events with details");
+}
+
+#[test]
 fn rejected_documents_are_dead_lettered_with_exit_code_3() {
     let es = TestEs::start();
     let dir = tempfile::tempdir().unwrap();

@@ -343,6 +343,8 @@ struct BuildFields<'a> {
     seq: u64,
     #[serde(skip_serializing_if = "Map::is_empty")]
     metadata: &'a Map<String, Value>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    details: &'a Map<String, Value>,
     source: &'a crate::event::SourceRef,
     #[serde(skip_serializing_if = "Option::is_none")]
     raw: Option<&'a str>,
@@ -414,6 +416,7 @@ impl<'a> EcsDoc<'a> {
                 warning_count: e.warning_count,
                 seq: e.seq,
                 metadata: &e.metadata,
+                details: &e.details,
                 source: &e.source,
                 raw: e.raw.as_deref(),
                 truncated: e.truncated,
