@@ -120,9 +120,11 @@ pub fn plan(info: &ServerInfo, opts: &SetupOptions) -> anyhow::Result<Vec<Step>>
         )));
     }
     let os = info.product == Product::OpenSearch;
-    if !os && (info.major < 7 || (info.major == 7 && info.minor < 9)) {
+    // 7.17: composable templates, data streams, `_meta` in ILM policies, rollover by
+    // primary shard size.
+    if !os && (info.major < 7 || (info.major == 7 && info.minor < 17)) {
         bail!(
-            "Elasticsearch {} has no composable templates or data streams; 7.9 or later is needed",
+            "Elasticsearch {} is too old for these templates and policies; 7.17 or later is needed",
             info.version
         );
     }
@@ -457,13 +459,21 @@ mod tests {
 
     #[test]
     fn refuses_old_elasticsearch_and_bad_ages() {
-        let old = ServerInfo {
-            major: 6,
-            minor: 8,
-            version: "6.8.0".into(),
+        for (major, minor) in [(6, 8), (7, 10)] {
+            let old = ServerInfo {
+                major,
+                minor,
+                version: format!("{major}.{minor}.0"),
+                ..es8()
+            };
+            assert!(plan(&old, &SetupOptions::default()).is_err());
+        }
+        let ok = ServerInfo {
+            major: 7,
+            minor: 17,
             ..es8()
         };
-        assert!(plan(&old, &SetupOptions::default()).is_err());
+        assert!(plan(&ok, &SetupOptions::default()).is_ok());
         for bad in ["", "90", "d", "9x", "-1d", "1.5d"] {
             let opts = SetupOptions {
                 delete_after: bad.into(),
