@@ -221,6 +221,73 @@ fn rejected_documents_are_dead_lettered_with_exit_code_3() {
 }
 
 #[test]
+fn credentials_from_the_environment_are_sent_and_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = [corpus("build-01-success")];
+    let cases = [
+        (
+            vec![
+                ("ELASTICSEARCH_USERNAME", "elastic"),
+                ("ELASTICSEARCH_PASSWORD", "s3cr3t-pw"),
+            ],
+            "Basic ZWxhc3RpYzpzM2NyM3QtcHc=",
+        ),
+        (
+            vec![("ELASTICSEARCH_API_KEY", "s3cr3t-key")],
+            "ApiKey s3cr3t-key",
+        ),
+        (
+            vec![("ELASTICSEARCH_BEARER_TOKEN", "s3cr3t-tok")],
+            "Bearer s3cr3t-tok",
+        ),
+    ];
+    for (env, header) in cases {
+        let es = TestEs::start();
+        es.state.lock().unwrap().expect_auth = Some(header.to_string());
+        let run_with = |es: &TestEs| {
+            let out = Command::cargo_bin("buildlog")
+                .unwrap()
+                .args([
+                    "ship",
+                    "-q",
+                    "--es-max-retries",
+                    "0",
+                    "--elasticsearch",
+                    &es.url(),
+                    "--dead-letter",
+                ])
+                .arg(dir.path().join("dead.jsonl"))
+                .args(&paths)
+                .envs(env.iter().copied())
+                .output()
+                .unwrap();
+            (
+                out.status.code().unwrap(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let (code, stderr) = run_with(&es);
+        assert_eq!(code, 0, "{header}: {stderr}");
+        assert!(es
+            .requests()
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some(header)));
+        // Refused credentials: dead-lettered, and the secret is nowhere in the output.
+        es.state.lock().unwrap().expect_auth = Some("Basic bm9wZQ==".into());
+        let (code, stderr) = run_with(&es);
+        assert_eq!(code, 3, "{stderr}");
+        assert!(
+            stderr.contains("security_exception") || stderr.contains("dead-lettered"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("s3cr3t"), "{stderr}");
+        let dead = std::fs::read_to_string(dir.path().join("dead.jsonl")).unwrap();
+        assert!(dead.contains("HTTP 401: security_exception"));
+        assert!(!dead.contains("s3cr3t"));
+    }
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let dead = dir.path().join("dead.jsonl");
