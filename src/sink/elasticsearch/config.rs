@@ -160,8 +160,6 @@ pub struct ElasticsearchArgs {
 pub struct EsConfig {
     /// Where bulk requests go, query included.
     pub bulk_url: Url,
-    /// The server's root (for the version probe); `None` when the user gave a `_bulk` URL.
-    pub base_url: Option<Url>,
     pub target: Target,
     pub action: Action,
     pub schema: Schema,
@@ -182,7 +180,7 @@ impl ElasticsearchArgs {
             return Ok(None);
         };
         let usage = |m: String| -> anyhow::Error { UsageError(m).into() };
-        let (bulk_url, base_url) = bulk_url(url, self.es_pipeline.as_deref()).map_err(usage)?;
+        let bulk_url = bulk_url(url, self.es_pipeline.as_deref()).map_err(usage)?;
         let target = match &self.index {
             Some(name) => Target::Index(IndexPattern::parse(name).map_err(usage)?),
             None => {
@@ -229,7 +227,6 @@ impl ElasticsearchArgs {
         }
         Ok(Some(EsConfig {
             bulk_url,
-            base_url,
             target,
             action,
             schema: self.schema,
@@ -261,19 +258,15 @@ pub fn parse_server_url(url: &str) -> Result<Url, String> {
     Ok(u)
 }
 
-/// The bulk endpoint for a user's URL, and the server root when it could be derived.
-/// `http://h:9200` and `http://h:9200/` give `http://h:9200/_bulk`; a path ending in
-/// `/_bulk` is kept as is. `filter_path` trims success items to what the sink reads.
-pub fn bulk_url(url: &str, pipeline: Option<&str>) -> Result<(Url, Option<Url>), String> {
+/// The bulk endpoint for a user's URL: `http://h:9200` and `http://h:9200/` give
+/// `http://h:9200/_bulk`; a path ending in `/_bulk` is kept as is. `filter_path` trims
+/// success items to what the sink reads.
+pub fn bulk_url(url: &str, pipeline: Option<&str>) -> Result<Url, String> {
     let mut u = parse_server_url(url)?;
-    let base = if u.path().ends_with("/_bulk") {
-        None
-    } else {
-        let base = u.clone();
+    if !u.path().ends_with("/_bulk") {
         let path = format!("{}/_bulk", u.path().trim_end_matches('/'));
         u.set_path(&path);
-        Some(base)
-    };
+    }
     let has = |k: &str| u.query_pairs().any(|(n, _)| n == k);
     let add_filter = !has("filter_path");
     let add_pipeline = pipeline.filter(|_| !has("pipeline"));
@@ -289,7 +282,7 @@ pub fn bulk_url(url: &str, pipeline: Option<&str>) -> Result<(Url, Option<Url>),
             q.append_pair("pipeline", p);
         }
     }
-    Ok((u, base))
+    Ok(u)
 }
 
 #[cfg(test)]
@@ -311,19 +304,17 @@ mod tests {
 
     #[test]
     fn bulk_urls() {
-        let (u, base) = bulk_url("http://127.0.0.1:9200", None).unwrap();
+        let u = bulk_url("http://127.0.0.1:9200", None).unwrap();
         assert_eq!(u.path(), "/_bulk");
-        assert_eq!(base.unwrap().as_str(), "http://127.0.0.1:9200/");
         assert!(u.query().unwrap().starts_with("filter_path="));
-        let (u, _) = bulk_url("https://es.example/prefix/", Some("p1")).unwrap();
+        let u = bulk_url("https://es.example/prefix/", Some("p1")).unwrap();
         assert_eq!(u.path(), "/prefix/_bulk");
         assert!(u.query_pairs().any(|(k, v)| k == "pipeline" && v == "p1"));
-        let (u, base) = bulk_url(
+        let u = bulk_url(
             "http://127.0.0.1:9428/insert/elasticsearch/_bulk?_msg_field=message&_time_field=@timestamp",
             None,
         )
         .unwrap();
-        assert!(base.is_none());
         assert_eq!(u.path(), "/insert/elasticsearch/_bulk");
         assert!(u
             .query_pairs()
