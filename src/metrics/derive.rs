@@ -117,6 +117,16 @@ impl BuildState {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+struct LastSeen {
+    correlation_id: Option<String>,
+    build: usize,
+    feature: Option<String>,
+    label: String,
+    /// The label's entry in `log_lines`, once it has one.
+    lines: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 struct CommandStats {
     executed: u64,
     failed: u64,
@@ -134,10 +144,11 @@ pub struct MetricsState {
     build_index: HashMap<String, usize>,
     commands: BTreeMap<String, CommandStats>,
     /// Per feature label, counts by level (`LEVELS` order).
-    log_lines: BTreeMap<String, [u64; 5]>,
-    /// The last feature name seen and its label: consecutive events share a feature, and
-    /// sanitising once per event would dominate the cost of folding output lines.
-    last_label: (String, String),
+    /// `(label, counts)`, in order of first appearance; sorted by label when exposed.
+    log_lines: Vec<(String, [u64; 5])>,
+    /// What the previous event resolved to: consecutive events share their build and feature,
+    /// so most events skip the hashing and sanitising (folding runs once per output line).
+    last: LastSeen,
     build_failures: BTreeMap<String, u64>,
     events: u64,
 }
@@ -155,11 +166,17 @@ impl MetricsState {
     /// Folds one event in.
     pub fn observe(&mut self, e: &Event) {
         self.events += 1;
-        let bi = self.build_index_of(&e.correlation_id);
-        if self.last_label.0 != e.feature {
-            self.last_label = (e.feature.clone(), sanitize_label(&e.feature));
+        if self.last.correlation_id.as_deref() != Some(e.correlation_id.as_str()) {
+            self.last.build = self.build_index_of(&e.correlation_id);
+            self.last.correlation_id = Some(e.correlation_id.clone());
         }
-        let label = self.last_label.1.as_str();
+        if self.last.feature.as_deref() != Some(e.feature.as_str()) {
+            self.last.label = sanitize_label(&e.feature);
+            self.last.feature = Some(e.feature.clone());
+            let label = &self.last.label;
+            self.last.lines = self.log_lines.iter().position(|(l, _)| l == label);
+        }
+        let (bi, label) = (self.last.build, self.last.label.as_str());
         let build = &mut self.builds[bi];
         if e.timestamp.0 != 0 {
             build.first_event = Some(
@@ -217,14 +234,15 @@ impl MetricsState {
             | EventType::Warning
             | EventType::Error => {
                 let i = LEVELS.iter().position(|l| *l == e.level).unwrap_or(1);
-                match self.log_lines.get_mut(label) {
-                    Some(counts) => counts[i] += 1,
+                let slot = match self.last.lines {
+                    Some(slot) => slot,
                     None => {
-                        let mut counts = [0; 5];
-                        counts[i] = 1;
-                        self.log_lines.insert(label.to_string(), counts);
+                        self.log_lines.push((label.to_string(), [0; 5]));
+                        self.last.lines = Some(self.log_lines.len() - 1);
+                        self.log_lines.len() - 1
                     }
-                }
+                };
+                self.log_lines[slot].1[i] += 1;
             }
             EventType::CommandStart | EventType::FeatureSummary => {}
         }
@@ -372,7 +390,9 @@ impl MetricsState {
             "Log lines (output, messages, debug, warnings, errors) by feature and level",
             Kind::Counter,
         );
-        for (label, counts) in &self.log_lines {
+        let mut by_label: Vec<&(String, [u64; 5])> = self.log_lines.iter().collect();
+        by_label.sort_by(|a, b| a.0.cmp(&b.0));
+        for (label, counts) in by_label {
             for (level, n) in LEVELS.iter().zip(counts).filter(|(_, n)| **n > 0) {
                 lines.push(
                     vec![
