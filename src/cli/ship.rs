@@ -32,6 +32,9 @@ pub struct ShipArgs {
     pub dead_letter: PathBuf,
 
     #[command(flatten)]
+    pub transport: crate::sink::http::TransportArgs,
+
+    #[command(flatten)]
     pub loki: crate::sink::loki::LokiArgs,
 
     #[command(flatten)]
@@ -42,7 +45,7 @@ pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
     let opts = args.input.parse_options()?;
     let dead_letter = DeadLetter::new(Some(&args.dead_letter));
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    if let Some(s) = args.loki.build(dead_letter.clone())? {
+    if let Some(s) = args.loki.build(dead_letter.clone(), &args.transport)? {
         sinks.push(s);
     }
     if let Some(s) = args.elasticsearch.build(dead_letter.clone())? {
