@@ -292,6 +292,20 @@ pub struct StreamBatch {
 }
 
 impl StreamBatch {
+    /// The stream with its entries made again from its events (the encoder is deterministic).
+    pub fn rebuild(&self, enc: &Encoder) -> StreamBatch {
+        // `events` are in time order already (`Batch::finish`), so the entries are too.
+        StreamBatch {
+            stream: StreamAdapter {
+                labels: self.stream.labels.clone(),
+                entries: self.events.iter().map(|e| enc.entry(e)).collect(),
+                hash: 0,
+            },
+            label_pairs: self.label_pairs.clone(),
+            events: self.events.clone(),
+        }
+    }
+
     /// Oldest and newest entry, in nanoseconds.
     pub fn time_range(&self) -> (i128, i128) {
         let ts = |e: &EntryAdapter| e.timestamp.map_or(0, |t| t.as_nanos());

@@ -3,7 +3,7 @@
 
 use super::client::{Client, Outcome};
 use super::config::{LokiConfig, LokiEncoding};
-use super::encoder::{encode, Batch, Encoder, StreamBatch};
+use super::encoder::{encode, Batch, Body, Encoder, StreamBatch};
 use crate::event::Event;
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::retry::Backoff;
@@ -37,6 +37,7 @@ struct Tally {
 
 struct Shared {
     client: Client,
+    encoder: Encoder,
     encoding: LokiEncoding,
     gzip: bool,
     backoff: Backoff,
@@ -71,6 +72,7 @@ impl LokiSink {
         let encoder = Encoder::new(&self.cfg);
         let shared = Arc::new(Shared {
             client: self.client,
+            encoder: encoder.clone(),
             encoding: self.cfg.encoding,
             gzip: self.cfg.gzip,
             backoff: self.cfg.backoff,
@@ -189,19 +191,30 @@ impl InFlight {
 /// Sends one batch; on a rejection of a request with several streams, sends each stream on
 /// its own so that only the streams Loki refuses are dead-lettered (Loki stores the valid
 /// streams of a rejected request, and stores a resent entry once).
-async fn deliver(shared: &Shared, streams: Vec<StreamBatch>) -> Tally {
+async fn deliver(shared: &Shared, mut streams: Vec<StreamBatch>) -> Tally {
     let mut tally = Tally::default();
+    let body = {
+        let all: Vec<&StreamBatch> = streams.iter().collect();
+        encode(&all, shared.encoding, shared.gzip)
+    };
+    // Only the body and the events (for the dead-letter file) are kept while the request
+    // is in flight and retried; the entries can be made again from the events if needed.
+    for s in &mut streams {
+        s.stream.entries = Vec::new();
+    }
     let all: Vec<&StreamBatch> = streams.iter().collect();
-    match send(shared, &all, &mut tally).await {
+    match send(shared, &body, &mut tally).await {
         Final::Stored => tally.delivered += count(&all),
         Final::GaveUp(reason) => dead_letter(shared, &all, &reason, &mut tally),
         Final::Rejected(reason) if all.len() == 1 => {
             dead_letter(shared, &all, &reason, &mut tally)
         }
         Final::Rejected(_) => {
+            drop(body);
             for s in &all {
                 let one = [*s];
-                match send(shared, &one, &mut tally).await {
+                let body = encode(&[&s.rebuild(&shared.encoder)], shared.encoding, shared.gzip);
+                match send(shared, &body, &mut tally).await {
                     Final::Stored => tally.delivered += count(&one),
                     Final::GaveUp(reason) | Final::Rejected(reason) => {
                         dead_letter(shared, &one, &reason, &mut tally)
@@ -217,12 +230,11 @@ fn count(streams: &[&StreamBatch]) -> u64 {
     streams.iter().map(|s| s.events.len() as u64).sum()
 }
 
-/// Sends `streams` as one request, retrying with backoff while the failure may pass.
-async fn send(shared: &Shared, streams: &[&StreamBatch], tally: &mut Tally) -> Final {
-    let body = encode(streams, shared.encoding, shared.gzip);
+/// Sends one request, retrying with backoff while the failure may pass.
+async fn send(shared: &Shared, body: &Body, tally: &mut Tally) -> Final {
     let mut attempt = 0u32;
     loop {
-        match shared.client.push(&body).await {
+        match shared.client.push(body).await {
             Outcome::Stored => return Final::Stored,
             Outcome::Rejected { status, reason } => {
                 return Final::Rejected(format!("Loki answered HTTP {status}: {reason}"));
