@@ -47,7 +47,7 @@ fn query(url: &str, correlation_id: &str, events: &[Event]) -> Vec<(HashMap<Stri
     let q = format!(r#"{{job="container-build"}} | correlation_id="{correlation_id}""#);
     let full = format!(
         "{url}/loki/api/v1/query_range?query={}&start={}&end={}&limit=100000&direction=forward",
-        urlencode(&q),
+        peers::urlencode(&q),
         (min - 60_000) as i128 * 1_000_000,
         (max + 60_000) as i128 * 1_000_000,
     );
@@ -67,17 +67,6 @@ fn query(url: &str, correlation_id: &str, events: &[Event]) -> Vec<(HashMap<Stri
         }
     }
     out
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[test]
