@@ -4,8 +4,8 @@
 //! Figures go to docs/performance.md.
 
 use buildlog::parse::{parse_inputs, ParseOptions};
-use buildlog::sink::loki::encoder::{encode, Batch, Encoder, StreamBatch};
 use buildlog::sink::loki::config::{LokiArgs, LokiEncoding};
+use buildlog::sink::loki::encoder::{encode, Batch, Encoder, StreamBatch};
 use buildlog::source::{Input, Progress};
 use clap::Parser;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -37,8 +37,14 @@ fn parse(inputs: &[Input], emit: &mut dyn FnMut(buildlog::Event) -> std::io::Res
 
 fn bench(c: &mut Criterion) {
     let (inputs, bytes) = input();
-    let flags = Flags::try_parse_from(["b", "--loki", "http://127.0.0.1:3100", "--label", "host=bench"])
-        .unwrap();
+    let flags = Flags::try_parse_from([
+        "b",
+        "--loki",
+        "http://127.0.0.1:3100",
+        "--label",
+        "host=bench",
+    ])
+    .unwrap();
     let cfg = flags.loki.config().unwrap().unwrap();
     let encoder = Encoder::new(&cfg);
     let mut g = c.benchmark_group("loki");
@@ -54,7 +60,10 @@ fn bench(c: &mut Criterion) {
             n
         })
     });
-    for (name, encoding) in [("convert_and_encode_protobuf_snappy", LokiEncoding::Protobuf), ("convert_and_encode_json", LokiEncoding::Json)] {
+    for (name, encoding) in [
+        ("convert_and_encode_protobuf_snappy", LokiEncoding::Protobuf),
+        ("convert_and_encode_json", LokiEncoding::Json),
+    ] {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let mut batch = Batch::default();

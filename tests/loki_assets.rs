@@ -12,8 +12,8 @@ fn loki_dir() -> PathBuf {
 }
 
 fn dashboard() -> serde_json::Value {
-    let text = std::fs::read_to_string(loki_dir().join("dashboards/container-build-logs.json"))
-        .unwrap();
+    let text =
+        std::fs::read_to_string(loki_dir().join("dashboards/container-build-logs.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 

@@ -41,7 +41,11 @@ fn ship(url: &str, path: &Path, dl: &Path) {
 
 /// The entries of one build, by LogQL over its own time window: event id -> (labels incl.
 /// structured metadata, line).
-fn query(url: &str, correlation_id: &str, events: &[Event]) -> Vec<(HashMap<String, String>, String)> {
+fn query(
+    url: &str,
+    correlation_id: &str,
+    events: &[Event],
+) -> Vec<(HashMap<String, String>, String)> {
     let min = events.iter().map(|e| e.timestamp.millis()).min().unwrap();
     let max = events.iter().map(|e| e.timestamp.millis()).max().unwrap();
     let q = format!(r#"{{job="container-build"}} | correlation_id="{correlation_id}""#);

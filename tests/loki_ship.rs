@@ -31,8 +31,16 @@ fn buildlog() -> Command {
 }
 
 fn convert(path: &Path) -> Vec<Event> {
-    let out = buildlog().args(["convert", "-q"]).arg(path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = buildlog()
+        .args(["convert", "-q"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -42,7 +50,14 @@ fn convert(path: &Path) -> Vec<Event> {
 
 fn ship(loki: &TestLoki, extra: &[&str], path: &Path, dead_letter: &Path) -> Output {
     buildlog()
-        .args(["ship", "-q", "--loki", &loki.url, "--label", "host=ci-runner"])
+        .args([
+            "ship",
+            "-q",
+            "--loki",
+            &loki.url,
+            "--label",
+            "host=ci-runner",
+        ])
         .args(["--loki-min-backoff", "0.05", "--loki-max-backoff", "0.2"])
         .arg("--dead-letter")
         .arg(dead_letter)
@@ -59,7 +74,10 @@ fn summary(out: &Output) -> HashMap<String, u64> {
         .lines()
         .find(|l| l.starts_with("buildlog: loki: "))
         .unwrap_or_else(|| panic!("no loki summary in {err}"));
-    let words: Vec<&str> = line.split([' ', ',', '(', ')']).filter(|w| !w.is_empty()).collect();
+    let words: Vec<&str> = line
+        .split([' ', ',', '(', ')'])
+        .filter(|w| !w.is_empty())
+        .collect();
     let mut m = HashMap::new();
     for w in words.windows(2) {
         if let Ok(n) = w[0].parse::<u64>() {
@@ -78,13 +96,22 @@ fn every_corpus_build_round_trips() {
         assert!(!expected.is_empty(), "{name}");
         let loki = TestLoki::start();
         let out = ship(&loki, &[], &build, &dir.path().join(format!("{name}.dl")));
-        assert_eq!(out.status.code(), Some(0), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let s = summary(&out);
         assert_eq!(s["events"], expected.len() as u64, "{name}");
         assert_eq!(s["delivered"], expected.len() as u64, "{name}");
 
         let stored = loki.entries();
-        assert_eq!(stored.len(), expected.len(), "{name}: every event arrives once");
+        assert_eq!(
+            stored.len(),
+            expected.len(),
+            "{name}: every event arrives once"
+        );
         let by_id: HashMap<&str, &Event> =
             expected.iter().map(|e| (e.event_id.as_str(), e)).collect();
         assert_eq!(by_id.len(), expected.len(), "{name}: event ids are unique");
@@ -94,7 +121,11 @@ fn every_corpus_build_round_trips() {
             let got: Event = serde_json::from_str(&s.line)
                 .unwrap_or_else(|e| panic!("{name}: line is not an event ({e}): {:.200}", s.line));
             let want = by_id[got.event_id.as_str()];
-            assert!(seen.insert(got.event_id.clone()), "{name}: {} twice", got.event_id);
+            assert!(
+                seen.insert(got.event_id.clone()),
+                "{name}: {} twice",
+                got.event_id
+            );
             if want.to_json().len() > 262_144 {
                 // cut to Loki's line limit, still a valid event, flagged
                 cut += 1;
@@ -140,7 +171,12 @@ fn shipping_twice_stores_once() {
     let n = convert(&build).len() as u64;
     let loki = TestLoki::start();
     for _ in 0..2 {
-        let out = ship(&loki, &["--loki-encoding", "json"], &build, &dir.path().join("dl"));
+        let out = ship(
+            &loki,
+            &["--loki-encoding", "json"],
+            &build,
+            &dir.path().join("dl"),
+        );
         assert_eq!(out.status.code(), Some(0));
     }
     assert_eq!(loki.counts(), (n, n));
@@ -156,10 +192,23 @@ fn retries_through_errors_and_dropped_connections() {
     loki.fail_next(1, Fault::Status(429, None));
     loki.fail_next(1, Fault::Hang);
     loki.fail_next(1, Fault::Status(502, None));
-    let out = ship(&loki, &["--request-timeout", "1"], &build, &dir.path().join("dl"));
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ship(
+        &loki,
+        &["--request-timeout", "1"],
+        &build,
+        &dir.path().join("dl"),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = summary(&out);
-    assert_eq!((s["delivered"], s["retries"], s["dead-lettered"]), (n as u64, 4, 0));
+    assert_eq!(
+        (s["delivered"], s["retries"], s["dead-lettered"]),
+        (n as u64, 4, 0)
+    );
     assert_eq!(loki.entries().len(), n);
     assert!(!dir.path().join("dl").exists());
 }
@@ -175,7 +224,10 @@ fn refusals_are_dead_lettered_with_exit_3_and_the_file_replays() {
     let out = ship(&strict, &[], &build, &dl);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(err.contains("max entry size '4096' bytes exceeded"), "{err}");
+    assert!(
+        err.contains("max entry size '4096' bytes exceeded"),
+        "{err}"
+    );
     let s = summary(&out);
     let records: Vec<_> = std::fs::read_to_string(&dl)
         .unwrap()
@@ -185,23 +237,35 @@ fn refusals_are_dead_lettered_with_exit_3_and_the_file_replays() {
     assert!(!records.is_empty());
     assert_eq!(s["dead-lettered"], records.len() as u64);
     assert_eq!(s["delivered"] + s["dead-lettered"], events.len() as u64);
-    assert!(records.iter().all(|r| r.sink == "loki"
-        && r.reason.starts_with("Loki answered HTTP 400: ")));
+    assert!(records
+        .iter()
+        .all(|r| r.sink == "loki" && r.reason.starts_with("Loki answered HTTP 400: ")));
     // every refused (too long) event is in the file
     let long: Vec<&Event> = events.iter().filter(|e| e.to_json().len() > 4096).collect();
     assert!(!long.is_empty());
     for e in &long {
-        assert!(records.iter().any(|r| r.event.event_id == e.event_id), "{}", e.event_id);
+        assert!(
+            records.iter().any(|r| r.event.event_id == e.event_id),
+            "{}",
+            e.event_id
+        );
     }
 
     // Replaying the file into a Loki that takes them delivers every record.
     let good = TestLoki::start();
     let out = ship(&good, &[], &dl, &dir.path().join("dl2"));
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stored = good.entries();
     assert_eq!(stored.len(), records.len());
     for r in &records {
-        assert!(stored.iter().any(|s| s.structured_metadata["event_id"] == r.event.event_id));
+        assert!(stored
+            .iter()
+            .any(|s| s.structured_metadata["event_id"] == r.event.event_id));
     }
 }
 
@@ -273,6 +337,12 @@ fn a_big_input_ships_in_bounded_memory() {
     assert!(stored >= lines as u64 && dups == 0, "{stored} {dups}");
     // The events' JSON alone is several times the input; none of it may pile up.
     assert!(input_mb >= 25, "{input_mb} MB");
-    assert!(peak > 0 && peak < 64 * 1024, "peak RSS {peak} KiB for {input_mb} MB of input");
-    eprintln!("shipped {stored} entries from {input_mb} MB with peak RSS {} MiB", peak / 1024);
+    assert!(
+        peak > 0 && peak < 64 * 1024,
+        "peak RSS {peak} KiB for {input_mb} MB of input"
+    );
+    eprintln!(
+        "shipped {stored} entries from {input_mb} MB with peak RSS {} MiB",
+        peak / 1024
+    );
 }

@@ -34,7 +34,13 @@ fn event(feature: &str, msg: &str, ms: i64, seq: u64) -> Event {
 
 /// Ships `events` through the Loki sink configured by `flags`, as `ship` would.
 fn ship(loki: &TestLoki, flags: &[&str], events: &[Event], dead_letter: &Path) -> SinkReport {
-    let mut argv = vec!["t", "--loki", loki.url.as_str(), "--label", "host=test-host"];
+    let mut argv = vec![
+        "t",
+        "--loki",
+        loki.url.as_str(),
+        "--label",
+        "host=test-host",
+    ];
     argv.extend_from_slice(flags);
     let f = Flags::try_parse_from(argv).unwrap();
     let sink = f
@@ -74,7 +80,12 @@ fn repeated_identical_lines_are_all_stored() {
         .collect();
     for fmt in ["raw", "json"] {
         let loki = TestLoki::start();
-        let r = ship(&loki, &["--line-format", fmt], &events, &dir.path().join("dl"));
+        let r = ship(
+            &loki,
+            &["--line-format", fmt],
+            &events,
+            &dir.path().join("dl"),
+        );
         assert_eq!((r.received, r.delivered, r.dead_lettered), (50, 50, 0));
         let stored = loki.entries();
         assert_eq!(stored.len(), 50, "{fmt}");
@@ -102,7 +113,11 @@ fn shipping_twice_stores_once_and_labels_and_metadata_are_right() {
         let r = ship(&loki, &[], &events, &dir.path().join("dl"));
         assert_eq!(r.delivered, 2, "round {round}");
     }
-    assert_eq!(loki.counts(), (2, 2), "second round deduplicated by Loki's rule");
+    assert_eq!(
+        loki.counts(),
+        (2, 2),
+        "second round deduplicated by Loki's rule"
+    );
     let stored = loki.entries();
     assert_eq!(stored.len(), 2);
     let labels: Vec<(&str, &str)> = stored[1]
@@ -130,8 +145,9 @@ fn shipping_twice_stores_once_and_labels_and_metadata_are_right() {
     assert_eq!(back, events[1]);
     assert_eq!(stored[1].ts, 2_000_000_002);
     let reqs = loki.requests();
-    assert!(reqs.iter().all(|r| r.status == 204
-        && r.content_type.as_deref() == Some("application/x-protobuf")));
+    assert!(reqs
+        .iter()
+        .all(|r| r.status == 204 && r.content_type.as_deref() == Some("application/x-protobuf")));
 }
 
 #[test]
@@ -140,7 +156,9 @@ fn json_encoding_with_gzip_tenant_and_bearer_token() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "tok-abc\n").unwrap();
-    let events: Vec<Event> = (0..10).map(|i| event("Rust", "cargo build", 5_000, i)).collect();
+    let events: Vec<Event> = (0..10)
+        .map(|i| event("Rust", "cargo build", 5_000, i))
+        .collect();
     let r = ship(
         &loki,
         &[
@@ -175,7 +193,9 @@ fn retries_until_loki_recovers() {
     loki.fail_next(1, Fault::Close);
     loki.fail_next(1, Fault::Hang);
     loki.fail_next(1, Fault::Status(503, None));
-    let events: Vec<Event> = (0..20).map(|i| event("Go", "go: downloading", 9_000, i)).collect();
+    let events: Vec<Event> = (0..20)
+        .map(|i| event("Go", "go: downloading", 9_000, i))
+        .collect();
     let mut flags = FAST_RETRY.to_vec();
     flags.extend(["--request-timeout", "1"]);
     let r = ship(&loki, &flags, &events, &dir.path().join("dl"));
@@ -204,7 +224,13 @@ fn gives_up_after_max_retries_into_the_dead_letter_file() {
         .map(|l| parse_record(l).unwrap())
         .collect();
     assert_eq!(recs.len(), 5);
-    assert!(recs[0].reason.starts_with("gave up after 3 attempts: HTTP 500"), "{}", recs[0].reason);
+    assert!(
+        recs[0]
+            .reason
+            .starts_with("gave up after 3 attempts: HTTP 500"),
+        "{}",
+        recs[0].reason
+    );
     assert_eq!(recs[4].event, events[4]);
     assert_eq!(loki.entries().len(), 0);
 }
@@ -253,13 +279,21 @@ fn test_loki_answers_like_loki() {
         serde_json::json!({"streams":[{"stream": labels16, "values":[["1","a"]]}]}).to_string(),
     );
     assert_eq!(code, 400);
-    assert!(text.starts_with("entry for stream '{l0=\"v\", l1=\"v\", l10=\"v\""), "{text}");
-    assert!(text.ends_with("service_name=\"unknown_service\"}' has 16 label names; limit 15\n"), "{text}");
-    let (code, text) =
-        post(r#"{"streams":[{"stream":{"a-b":"x"},"values":[["1","a"]]}]}"#.into());
+    assert!(
+        text.starts_with("entry for stream '{l0=\"v\", l1=\"v\", l10=\"v\""),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("service_name=\"unknown_service\"}' has 16 label names; limit 15\n"),
+        "{text}"
+    );
+    let (code, text) = post(r#"{"streams":[{"stream":{"a-b":"x"},"values":[["1","a"]]}]}"#.into());
     assert_eq!(
         (code, text.as_str()),
-        (400, "couldn't parse labels: 1:3: parse error: unexpected character inside braces: '-'\n")
+        (
+            400,
+            "couldn't parse labels: 1:3: parse error: unexpected character inside braces: '-'\n"
+        )
     );
     assert_eq!(post(r#"{"streams":[]}"#.into()).0, 422);
     let big = "y".repeat(262_145);
@@ -270,10 +304,18 @@ fn test_loki_answers_like_loki() {
     );
     assert_eq!(code, 400);
     assert!(text.starts_with("2 errors like: max entry size '262144' bytes exceeded for stream '{job=\"t1\", service_name=\"t1\"}'"), "{text}");
-    assert_eq!(loki.counts(), (2, 0), "the valid entries of a refused request are stored");
+    assert_eq!(
+        loki.counts(),
+        (2, 0),
+        "the valid entries of a refused request are stored"
+    );
     let exact = "z".repeat(262_144);
     assert_eq!(
-        post(serde_json::json!({"streams":[{"stream":{"job":"t1"},"values":[["4", exact]]}]}).to_string()).0,
+        post(
+            serde_json::json!({"streams":[{"stream":{"job":"t1"},"values":[["4", exact]]}]})
+                .to_string()
+        )
+        .0,
         204
     );
     // an entry more than an hour behind its stream's newest

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 /// The `peer` script, or `None` (after saying so) when the test should be skipped.
 pub fn peer_script(test: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("BUILDLOG_PEERS").filter(|d| !d.is_empty());
-    let script = dir.map(|d| PathBuf::from(d).join("peer")).filter(|p| p.exists());
+    let script = dir
+        .map(|d| PathBuf::from(d).join("peer"))
+        .filter(|p| p.exists());
     if script.is_none() {
         if std::env::var_os("CI").is_some() {
             panic!("{test}: CI is set but $BUILDLOG_PEERS/peer is missing");

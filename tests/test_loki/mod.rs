@@ -323,10 +323,13 @@ async fn handle(
     Ok(resp)
 }
 
+/// An incoming entry: timestamp, line, structured metadata.
+type InEntry = (i128, String, Vec<(String, String)>);
+
 /// An incoming stream, from either encoding.
 struct InStream {
     labels: Result<Vec<(String, String)>, String>,
-    entries: Vec<(i128, String, Vec<(String, String)>)>,
+    entries: Vec<InEntry>,
 }
 
 fn decode(info: &RequestInfo, body: &[u8]) -> Result<Vec<InStream>, String> {
@@ -378,10 +381,17 @@ fn decode(info: &RequestInfo, body: &[u8]) -> Result<Vec<InStream>, String> {
         .ok_or("loghttp.PushRequest.Streams: expected an array")?;
     let mut out = Vec::new();
     for s in streams {
-        let obj = s["stream"].as_object().ok_or("stream: expected an object")?;
+        let obj = s["stream"]
+            .as_object()
+            .ok_or("stream: expected an object")?;
         let mut labels = Vec::new();
         for (k, v) in obj {
-            labels.push((k.clone(), v.as_str().ok_or("label value: expected a string")?.to_string()));
+            labels.push((
+                k.clone(),
+                v.as_str()
+                    .ok_or("label value: expected a string")?
+                    .to_string(),
+            ));
         }
         // Loki turns the map into the text form and parses that: same rules for names.
         let labels = match labels
@@ -438,7 +448,9 @@ fn bad_char(name: &str) -> String {
 
 /// Parses `{a="b", c="d"}` (Prometheus text form, Go string escapes in values).
 pub fn parse_labels(s: &str) -> Result<Vec<(String, String)>, String> {
-    let err = |pos: usize, what: &str| format!("couldn't parse labels: 1:{}: parse error: {what}", pos + 1);
+    let err = |pos: usize, what: &str| {
+        format!("couldn't parse labels: 1:{}: parse error: {what}", pos + 1)
+    };
     let b: Vec<char> = s.chars().collect();
     let mut i = 0;
     let skip_ws = |i: &mut usize| {
@@ -470,20 +482,29 @@ pub fn parse_labels(s: &str) -> Result<Vec<(String, String)>, String> {
         if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
             return Err(err(
                 start,
-                &format!("unexpected character inside braces: '{}'", b.get(start).copied().unwrap_or(' ')),
+                &format!(
+                    "unexpected character inside braces: '{}'",
+                    b.get(start).copied().unwrap_or(' ')
+                ),
             ));
         }
         skip_ws(&mut i);
         if b.get(i) != Some(&'=') {
             return Err(err(
                 i,
-                &format!("unexpected character inside braces: '{}'", b.get(i).copied().unwrap_or(' ')),
+                &format!(
+                    "unexpected character inside braces: '{}'",
+                    b.get(i).copied().unwrap_or(' ')
+                ),
             ));
         }
         i += 1;
         skip_ws(&mut i);
         if b.get(i) != Some(&'"') {
-            return Err(err(i, "unexpected character after '=': expected a quoted string"));
+            return Err(err(
+                i,
+                "unexpected character after '=': expected a quoted string",
+            ));
         }
         i += 1;
         let mut value = String::new();
@@ -516,7 +537,12 @@ pub fn parse_labels(s: &str) -> Result<Vec<(String, String)>, String> {
         match b.get(i) {
             Some(',') => i += 1,
             Some('}') => {}
-            Some(&c) => return Err(err(i, &format!("unexpected character inside braces: '{c}'"))),
+            Some(&c) => {
+                return Err(err(
+                    i,
+                    &format!("unexpected character inside braces: '{c}'"),
+                ))
+            }
             None => return Err(err(i, "unexpected end of input inside braces")),
         }
     }
@@ -529,15 +555,27 @@ pub fn parse_labels(s: &str) -> Result<Vec<(String, String)>, String> {
 
 /// The label set as Loki prints it in messages: sorted, with the `service_name` it adds.
 fn loki_form(labels: &[(String, String)]) -> String {
-    let mut l: BTreeMap<&str, &str> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let service = ["service_name", "service", "app", "application", "name", "job"]
+    let mut l: BTreeMap<&str, &str> = labels
         .iter()
-        .find_map(|k| l.get(k).copied())
-        .unwrap_or("unknown_service")
-        .to_string();
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let service = [
+        "service_name",
+        "service",
+        "app",
+        "application",
+        "name",
+        "job",
+    ]
+    .iter()
+    .find_map(|k| l.get(k).copied())
+    .unwrap_or("unknown_service")
+    .to_string();
     let mut out = String::from("{");
-    let mut pairs: Vec<(String, String)> =
-        l.iter_mut().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut pairs: Vec<(String, String)> = l
+        .iter_mut()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     if !pairs.iter().any(|(k, _)| k == "service_name") {
         pairs.push(("service_name".into(), service));
         pairs.sort();
@@ -572,7 +610,10 @@ fn push(st: &Mutex<State>, info: &RequestInfo, body: &[u8]) -> (u16, String) {
         Err(e) => return (400, format!("{e}\n")),
     };
     if streams.is_empty() {
-        return (422, "error at least one valid stream is required for ingestion\n".into());
+        return (
+            422,
+            "error at least one valid stream is required for ingestion\n".into(),
+        );
     }
     let mut s = st.lock().unwrap();
     let (max_line, max_labels, keep) = (s.max_line, s.max_labels, s.keep_lines);

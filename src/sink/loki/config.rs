@@ -43,7 +43,11 @@ pub struct LokiArgs {
     /// An event field that becomes a label, as FIELD or NAME=FIELD (repeatable; replaces the
     /// default `feature` and `level`). Fields: feature, level, event_type, stage, version,
     /// source_file, metadata.KEY.
-    #[arg(long = "label-field", value_name = "[NAME=]FIELD", help_heading = "Loki")]
+    #[arg(
+        long = "label-field",
+        value_name = "[NAME=]FIELD",
+        help_heading = "Loki"
+    )]
     pub label_fields: Vec<String>,
 
     /// Put correlation id, event type, command number, trace and event ids into the line
@@ -56,12 +60,7 @@ pub struct LokiArgs {
     pub line_format: LineFormat,
 
     /// Tenant id, sent as X-Scope-OrgID (multi-tenant Loki).
-    #[arg(
-        long,
-        value_name = "ID",
-        env = "LOKI_TENANT_ID",
-        help_heading = "Loki"
-    )]
+    #[arg(long, value_name = "ID", env = "LOKI_TENANT_ID", help_heading = "Loki")]
     pub loki_tenant: Option<String>,
 
     /// Basic-auth user; the password comes from $LOKI_PASSWORD or --loki-password-file.
@@ -86,7 +85,12 @@ pub struct LokiArgs {
     pub loki_batch_bytes: usize,
 
     /// ... or when its first entry has waited this long (seconds).
-    #[arg(long, value_name = "SECS", default_value_t = 1.0, help_heading = "Loki")]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 1.0,
+        help_heading = "Loki"
+    )]
     pub loki_batch_wait: f64,
 
     /// Requests in flight at once.
@@ -98,11 +102,21 @@ pub struct LokiArgs {
     pub loki_max_line_bytes: usize,
 
     /// First retry delay (seconds); later ones double, with jitter.
-    #[arg(long, value_name = "SECS", default_value_t = 0.5, help_heading = "Loki")]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 0.5,
+        help_heading = "Loki"
+    )]
     pub loki_min_backoff: f64,
 
     /// Longest retry delay (seconds), also the cap on a server's Retry-After.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0, help_heading = "Loki")]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 30.0,
+        help_heading = "Loki"
+    )]
     pub loki_max_backoff: f64,
 
     /// Retries of a request before its entries go to the dead-letter file.
@@ -491,9 +505,10 @@ mod tests {
             names(&c),
             vec!["env", "feature", "job", "kind", "metadata_status"]
         );
-        assert!(c
-            .labels
-            .contains(&("metadata_status".into(), LabelValue::Field(Field::Metadata("status".into())))));
+        assert!(c.labels.contains(&(
+            "metadata_status".into(),
+            LabelValue::Field(Field::Metadata("status".into()))
+        )));
     }
 
     #[test]
@@ -501,7 +516,10 @@ mod tests {
         assert_eq!(sanitize_label_name("build-host.name"), "build_host_name");
         assert_eq!(sanitize_label_name("9lives"), "_9lives");
         assert_eq!(sanitize_label_name("ok_Name1"), "ok_Name1");
-        let c = args(&["--label", "team-name=infra"]).config().unwrap().unwrap();
+        let c = args(&["--label", "team-name=infra"])
+            .config()
+            .unwrap()
+            .unwrap();
         assert!(names(&c).contains(&"team_name"));
     }
 
@@ -518,7 +536,10 @@ mod tests {
         assert!(err.downcast_ref::<UsageError>().is_some());
         assert!(err.to_string().contains("16 Loki labels"), "{err}");
         // 15 is still fine
-        assert_eq!(args(&refs[..22]).label_set(Some("h".into())).unwrap().len(), 15);
+        assert_eq!(
+            args(&refs[..22]).label_set(Some("h".into())).unwrap().len(),
+            15
+        );
 
         for f in ["correlation_id", "event_id", "trace_id", "command_num"] {
             let e = args(&["--label-field", f]).config().unwrap_err();
@@ -527,20 +548,26 @@ mod tests {
         assert!(args(&["--label-field", "message"]).config().is_err());
         assert!(args(&["--label", "novalue"]).config().is_err());
         assert!(args(&["--label", "__name__=x"]).config().is_err());
-        assert!(args(&["--label-field", "a=feature", "--label-field", "a=level"])
-            .config()
-            .is_err());
+        assert!(
+            args(&["--label-field", "a=feature", "--label-field", "a=level"])
+                .config()
+                .is_err()
+        );
     }
 
     #[test]
     fn refuses_bad_settings() {
         assert!(args(&["--loki-gzip"]).config().is_err());
-        assert!(args(&["--loki-encoding", "json", "--loki-gzip"]).config().is_ok());
+        assert!(args(&["--loki-encoding", "json", "--loki-gzip"])
+            .config()
+            .is_ok());
         assert!(args(&["--loki-concurrency", "0"]).config().is_err());
         assert!(args(&["--loki-batch-wait", "0"]).config().is_err());
-        assert!(args(&["--loki-min-backoff", "5", "--loki-max-backoff", "1"])
-            .config()
-            .is_err());
+        assert!(
+            args(&["--loki-min-backoff", "5", "--loki-max-backoff", "1"])
+                .config()
+                .is_err()
+        );
         let mut bad = args(&[]);
         bad.loki = Some("ftp://x".into());
         assert!(bad.config().is_err());
@@ -553,10 +580,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("pw");
         std::fs::write(&p, "s3cret\n").unwrap();
-        let c = args(&["--loki-user", "ci", "--loki-password-file", p.to_str().unwrap()])
-            .config()
-            .unwrap()
-            .unwrap();
+        let c = args(&[
+            "--loki-user",
+            "ci",
+            "--loki-password-file",
+            p.to_str().unwrap(),
+        ])
+        .config()
+        .unwrap()
+        .unwrap();
         assert_eq!(
             c.auth,
             Auth::Basic {

@@ -109,8 +109,7 @@ fn json_line(e: &Event, max: usize) -> String {
 /// logfmt value: bare when safe, else quoted with `\"`, `\\` and control characters escaped.
 fn logfmt_value(out: &mut String, v: &str) {
     let bare = !v.is_empty()
-        && v
-            .chars()
+        && v.chars()
             .all(|c| c > ' ' && c != '"' && c != '=' && c != '\\' && c != '\u{7f}');
     if bare {
         out.push_str(v);
@@ -207,8 +206,12 @@ impl Encoder {
                     LabelValue::Static(s) => s.clone(),
                     LabelValue::Field(f) => f.value(e).into_owned(),
                 };
-                (!value.is_empty())
-                    .then(|| (name.clone(), prefix(&value, MAX_LABEL_VALUE_LEN).to_string()))
+                (!value.is_empty()).then(|| {
+                    (
+                        name.clone(),
+                        prefix(&value, MAX_LABEL_VALUE_LEN).to_string(),
+                    )
+                })
             })
             .collect()
     }
@@ -315,10 +318,17 @@ impl StreamBatch {
     }
 }
 
+/// A stream being filled: its labels (text form and pairs) and its entries with their events.
+struct Pending {
+    labels: String,
+    label_pairs: Vec<(String, String)>,
+    entries: Vec<(EntryAdapter, Arc<Event>)>,
+}
+
 /// Entries gathered for one request, grouped by stream.
 #[derive(Default)]
 pub struct Batch {
-    streams: Vec<(String, Vec<(EntryAdapter, Arc<Event>)>, Vec<(String, String)>)>,
+    streams: Vec<Pending>,
     index: HashMap<String, usize>,
     bytes: usize,
     entries: usize,
@@ -343,8 +353,11 @@ impl Batch {
             None => {
                 let i = self.streams.len();
                 self.bytes += self.key.len();
-                self.streams
-                    .push((self.key.clone(), Vec::new(), enc.label_pairs(&event)));
+                self.streams.push(Pending {
+                    labels: self.key.clone(),
+                    label_pairs: enc.label_pairs(&event),
+                    entries: Vec::new(),
+                });
                 self.index.insert(self.key.clone(), i);
                 i
             }
@@ -352,14 +365,19 @@ impl Batch {
         let entry = enc.entry(&event);
         self.bytes += entry_size(&entry);
         self.entries += 1;
-        self.streams[i].1.push((entry, event));
+        self.streams[i].entries.push((entry, event));
     }
 
     /// The streams, each with its entries in time order (Loki wants them so per stream).
     pub fn finish(self) -> Vec<StreamBatch> {
         self.streams
             .into_iter()
-            .map(|(labels, mut entries, label_pairs)| {
+            .map(|p| {
+                let Pending {
+                    labels,
+                    label_pairs,
+                    mut entries,
+                } = p;
                 entries.sort_by_key(|(e, _)| e.timestamp);
                 let (entries, events): (Vec<_>, Vec<_>) = entries.into_iter().unzip();
                 StreamBatch {
@@ -482,9 +500,22 @@ mod tests {
     }
 
     fn encoder(extra: &[&str]) -> Encoder {
-        let mut v = vec!["t", "--loki", "http://127.0.0.1:3100", "--label", "host=ci-1"];
+        let mut v = vec![
+            "t",
+            "--loki",
+            "http://127.0.0.1:3100",
+            "--label",
+            "host=ci-1",
+        ];
         v.extend_from_slice(extra);
-        Encoder::new(&T::try_parse_from(v).unwrap().loki.config().unwrap().unwrap())
+        Encoder::new(
+            &T::try_parse_from(v)
+                .unwrap()
+                .loki
+                .config()
+                .unwrap()
+                .unwrap(),
+        )
     }
 
     fn event(feature: &str, level: Level, msg: &str, ms: i64, seq: u64) -> Event {
@@ -583,7 +614,11 @@ mod tests {
 
         let raw = encoder(&["--line-format", "raw", "--loki-max-line-bytes", "2000"]).line(&e);
         assert!(raw.len() <= 2000);
-        assert!(raw.ends_with(" …[cut by buildlog: 400004 bytes]"), "{}", &raw[1900..]);
+        assert!(
+            raw.ends_with(" …[cut by buildlog: 400004 bytes]"),
+            "{}",
+            &raw[1900..]
+        );
 
         let mut s = "x".repeat(100);
         cut_line(&mut s, 100);
@@ -594,11 +629,19 @@ mod tests {
     fn batches_group_streams_and_sort_entries_in_time() {
         let enc = encoder(&[]);
         let mut b = Batch::default();
-        for (i, (f, ms)) in [("Python", 3000), ("Rust", 1000), ("Python", 2000), ("Python", 2000)]
-            .into_iter()
-            .enumerate()
+        for (i, (f, ms)) in [
+            ("Python", 3000),
+            ("Rust", 1000),
+            ("Python", 2000),
+            ("Python", 2000),
+        ]
+        .into_iter()
+        .enumerate()
         {
-            b.push(&enc, Arc::new(event(f, Level::Info, "same line", ms, i as u64)));
+            b.push(
+                &enc,
+                Arc::new(event(f, Level::Info, "same line", ms, i as u64)),
+            );
         }
         assert_eq!(b.len(), 4);
         assert!(b.bytes() > 4 * "same line".len());
@@ -622,7 +665,9 @@ mod tests {
         let refs: Vec<&StreamBatch> = streams.iter().collect();
         let body = encode(&refs, LokiEncoding::Protobuf, false);
         assert_eq!(body.content_type, "application/x-protobuf");
-        let raw = snap::raw::Decoder::new().decompress_vec(&body.bytes).unwrap();
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&body.bytes)
+            .unwrap();
         let req = PushRequest::decode(&raw[..]).unwrap();
         assert_eq!(req.streams.len(), 2);
         assert_eq!(req.streams[0], streams[0].stream);
@@ -630,8 +675,11 @@ mod tests {
         let body = encode(&refs, LokiEncoding::Json, true);
         assert_eq!(body.content_encoding, Some("gzip"));
         let mut json = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body.bytes[..]), &mut json)
-            .unwrap();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(&body.bytes[..]),
+            &mut json,
+        )
+        .unwrap();
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["streams"][0]["stream"]["feature"], "Python");
         assert_eq!(v["streams"][0]["values"][0][0], "2000000002");

@@ -206,9 +206,7 @@ async fn deliver(shared: &Shared, mut streams: Vec<StreamBatch>) -> Tally {
     match send(shared, &body, &mut tally).await {
         Final::Stored => tally.delivered += count(&all),
         Final::GaveUp(reason) => dead_letter(shared, &all, &reason, &mut tally),
-        Final::Rejected(reason) if all.len() == 1 => {
-            dead_letter(shared, &all, &reason, &mut tally)
-        }
+        Final::Rejected(reason) if all.len() == 1 => dead_letter(shared, &all, &reason, &mut tally),
         Final::Rejected(_) => {
             drop(body);
             for s in &all {
