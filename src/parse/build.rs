@@ -141,6 +141,7 @@ impl JsonFeature {
 struct BuildDir {
     install_logs: Vec<(PathBuf, String)>,
     summary_logs: Vec<(PathBuf, String)>,
+    errors_logs: Vec<(PathBuf, String)>,
     master: Option<PathBuf>,
     failure: Option<PathBuf>,
     json_features: Vec<(PathBuf, String)>,
@@ -197,8 +198,9 @@ fn scan_dir(ctx: &mut Ctx, dir: &Path) -> io::Result<(BuildDir, Vec<PathBuf>)> {
             b.master = Some(p);
         } else if base == "build-failure.log" {
             b.failure = Some(p);
-        } else if base.ends_with("-errors.log") {
+        } else if let Some(s) = base.strip_suffix("-errors.log") {
             // Repeats the install log's lines; read only where that is missing (see below).
+            b.errors_logs.push((p.clone(), s.to_string()));
         } else {
             ctx.report.skipped.push(p.display().to_string());
         }
@@ -214,6 +216,14 @@ impl BuildDir {
             || self.failure.is_some()
             || !self.summary_logs.is_empty()
     }
+}
+
+/// The feature a `-summary.log` names in its `Installation Summary: X` line.
+fn summary_feature(path: &Path) -> Option<String> {
+    let bytes = read_small(path).ok()?;
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .find_map(|l| l.strip_prefix("Installation Summary: ").map(str::to_string))
 }
 
 /// The header of an install log: (feature, `Start Time` text), from its first lines.
@@ -445,7 +455,31 @@ fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
         last_time.insert(feature.clone(), last);
     }
 
-    // Features with no install log: their summary log, else the JSON logger's events.
+    // Features with no install log: the lines their errors log kept, their summary log,
+    // else the JSON logger's events.
+    let install_slugs = seen_slugs.clone();
+    for (path, s) in &b.errors_logs {
+        if install_slugs.contains(s) {
+            continue;
+        }
+        let feature = b
+            .summary_logs
+            .iter()
+            .find(|(_, x)| x == s)
+            .and_then(|(p, _)| summary_feature(p))
+            .or_else(|| {
+                json.get(s)
+                    .and_then(|jf| jf.events.front().map(|e| e.feature.clone()))
+            })
+            .unwrap_or_else(|| s.clone());
+        let mut parser = super::install_log::ErrorsLogParser::new(feature);
+        let source = path.display().to_string();
+        let name = rel(path);
+        parse_file_with(ctx, path, &mut parser, &mut |ctx, mut e| {
+            enricher.apply(&mut e, &source, &name);
+            ctx.send(e)
+        })?;
+    }
     for (path, s) in &b.summary_logs {
         if seen_slugs.contains(s) {
             continue;
