@@ -129,30 +129,20 @@ fn real_loki_accepts_config_rules_and_queries() {
         return;
     };
     let loki_exe = peers::peer(&script, &["path", "loki"]);
-    let out = Command::new(&loki_exe)
-        .arg(format!(
-            "-config.file={}",
-            loki_dir().join("loki-local.yaml").display()
-        ))
-        .arg("-verify-config")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    peers::run_ok(
+        Command::new(&loki_exe)
+            .arg(format!(
+                "-config.file={}",
+                loki_dir().join("loki-local.yaml").display()
+            ))
+            .arg("-verify-config"),
     );
 
     let lokitool = peers::peer(&script, &["path", "lokitool"]);
-    let out = Command::new(&lokitool)
-        .args(["rules", "check"])
-        .arg(loki_dir().join("rules/buildlog-alerts.yaml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "lokitool rules check: {}",
-        String::from_utf8_lossy(&out.stderr)
+    peers::run_ok(
+        Command::new(&lokitool)
+            .args(["rules", "check"])
+            .arg(loki_dir().join("rules/buildlog-alerts.yaml")),
     );
 
     let loki = peers::start_loki(&script);

@@ -2,29 +2,17 @@
 //! pushed, queried back with LogQL over a narrow window, counted, their structured metadata
 //! checked, and shipping twice stores once. Skipped without peers unless `CI` is set.
 
+mod common;
 mod peers;
+
+use common::convert_dir;
 
 use buildlog::Event;
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
-
-fn convert(path: &Path) -> Vec<Event> {
-    let out = Command::new(env!("CARGO_BIN_EXE_buildlog"))
-        .args(["convert", "-q"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 fn ship(url: &str, path: &Path, dl: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_buildlog"))
+    let out = common::bin()
         .args(["ship", "-q", "--loki", url, "--label", "host=peer-test"])
         .arg("--dead-letter")
         .arg(dl)
@@ -81,10 +69,10 @@ fn real_loki_stores_each_event_once_with_its_metadata() {
     };
     let loki = peers::start_loki(&script);
     let dir = tempfile::tempdir().unwrap();
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus");
+    let corpus = common::corpus();
     for build in ["build-01-success", "build-15-control-bytes"] {
         let path = corpus.join(build);
-        let events = convert(&path);
+        let events = convert_dir(&path, &[]);
         let cid = events[0].correlation_id.clone();
         for round in 1..=2 {
             ship(&loki.url, &path, &dir.path().join("dl"));

@@ -2,50 +2,26 @@
 //! shipping twice stores once, failures are retried, refusals are dead-lettered (exit code 3)
 //! and the dead-letter file replays, and a big input ships in bounded memory.
 
+mod common;
 mod test_loki;
+
+use common::{bin as buildlog, corpus};
 
 use buildlog::sink::dead_letter::parse_record;
 use buildlog::Event;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use test_loki::{Fault, TestLoki};
 
-fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus")
-}
-
 fn builds() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(corpus())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    v.sort();
+    let v = common::corpus_builds();
     assert!(v.len() >= 13, "corpus builds: {v:?}");
     v
 }
 
-fn buildlog() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_buildlog"))
-}
-
 fn convert(path: &Path) -> Vec<Event> {
-    let out = buildlog()
-        .args(["convert", "-q"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    common::convert_dir(path, &[])
 }
 
 fn ship(loki: &TestLoki, extra: &[&str], path: &Path, dead_letter: &Path) -> Output {

@@ -22,15 +22,21 @@ pub fn peer_script(test: &str) -> Option<PathBuf> {
     script
 }
 
-/// Output of `peer ARGS...` (its stdout, trimmed).
-pub fn peer(script: &PathBuf, args: &[&str]) -> String {
-    let out = Command::new(script).args(args).output().unwrap();
+/// Runs a command that must succeed; its stdout, trimmed.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
-        "peer {args:?}: {}",
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Output of `peer ARGS...` (its stdout, trimmed).
+pub fn peer(script: &PathBuf, args: &[&str]) -> String {
+    run_ok(Command::new(script).args(args))
 }
 
 pub fn free_port() -> u16 {

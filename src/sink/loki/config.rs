@@ -279,6 +279,13 @@ impl LokiArgs {
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(usage(format!("--loki {url:?}: only http and https URLs")));
         }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            // A URL ends up in error messages; credentials must not.
+            return Err(usage(
+                "--loki: no credentials in the URL; use $LOKI_USERNAME with $LOKI_PASSWORD \
+                 (or --loki-password-file), or $LOKI_BEARER_TOKEN",
+            ));
+        }
         let push_url = if base.ends_with("/loki/api/v1/push") {
             base.to_string()
         } else {
@@ -445,21 +452,26 @@ fn checked_name(name: &str, what: &str) -> anyhow::Result<String> {
     Ok(clean)
 }
 
+/// `LokiArgs` parsed from `--loki http://127.0.0.1:3100/` and `extra`, for unit tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) fn test_args(extra: &[&str]) -> LokiArgs {
     use clap::Parser;
-
     #[derive(Parser)]
     struct T {
         #[command(flatten)]
         loki: LokiArgs,
     }
+    let mut v = vec!["t", "--loki", "http://127.0.0.1:3100/"];
+    v.extend_from_slice(extra);
+    T::try_parse_from(v).unwrap().loki
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     fn args(a: &[&str]) -> LokiArgs {
-        let mut v = vec!["t", "--loki", "http://127.0.0.1:3100/"];
-        v.extend_from_slice(a);
-        T::try_parse_from(v).unwrap().loki
+        test_args(a)
     }
 
     fn names(c: &LokiConfig) -> Vec<&str> {
@@ -569,6 +581,9 @@ mod tests {
                 .is_err()
         );
         let mut bad = args(&[]);
+        bad.loki = Some("https://ci:hunter2@loki.example.com".into());
+        let e = bad.config().unwrap_err().to_string();
+        assert!(!e.contains("hunter2") && e.contains("LOKI_PASSWORD"), "{e}");
         bad.loki = Some("ftp://x".into());
         assert!(bad.config().is_err());
         bad.loki = None;
