@@ -60,6 +60,22 @@ fn bench(c: &mut Criterion) {
             n
         })
     });
+    // What `convert` does with each event: its JSON line into an output buffer.
+    g.bench_function("convert_to_json_lines", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(1 << 20);
+            let mut written = 0usize;
+            parse(&inputs, &mut |e| {
+                e.write_json_line(&mut out);
+                if out.len() >= 1 << 20 {
+                    written += out.len();
+                    out.clear();
+                }
+                Ok(())
+            });
+            written + out.len()
+        })
+    });
     for (name, encoding) in [
         ("convert_and_encode_protobuf_snappy", LokiEncoding::Protobuf),
         ("convert_and_encode_json", LokiEncoding::Json),

@@ -141,27 +141,30 @@ fn logfmt_pair(out: &mut String, k: &str, v: &str) {
     logfmt_value(out, v);
 }
 
-/// The identifiers that go as structured metadata (or into the line without it).
-fn identifiers(e: &Event) -> Vec<(&'static str, String)> {
-    let mut v = Vec::with_capacity(7);
-    let mut add = |k: &'static str, val: &str| {
-        if !val.is_empty() {
-            v.push((k, val.to_string()));
-        }
-    };
-    add("correlation_id", &e.correlation_id);
-    add("event_type", e.event_type.as_str());
-    if let Some(n) = e.command_num {
-        add("command_num", &n.to_string());
-    }
-    add("event_id", &e.event_id);
-    add("trace_id", e.trace_id.as_deref().unwrap_or(""));
-    add("span_id", e.span_id.as_deref().unwrap_or(""));
-    add(
-        "logger_correlation_id",
-        e.logger_correlation_id.as_deref().unwrap_or(""),
-    );
-    v
+/// The identifiers that go as structured metadata (or into the line without it), in a
+/// fixed order; absent or empty values are left out.
+fn identifiers(e: &Event) -> impl Iterator<Item = (&'static str, std::borrow::Cow<'_, str>)> {
+    use std::borrow::Cow;
+    [
+        (
+            "correlation_id",
+            Some(Cow::Borrowed(e.correlation_id.as_str())),
+        ),
+        ("event_type", Some(Cow::Borrowed(e.event_type.as_str()))),
+        (
+            "command_num",
+            e.command_num.map(|n| Cow::Owned(n.to_string())),
+        ),
+        ("event_id", Some(Cow::Borrowed(e.event_id.as_str()))),
+        ("trace_id", e.trace_id.as_deref().map(Cow::Borrowed)),
+        ("span_id", e.span_id.as_deref().map(Cow::Borrowed)),
+        (
+            "logger_correlation_id",
+            e.logger_correlation_id.as_deref().map(Cow::Borrowed),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k, v)))
 }
 
 impl Encoder {
@@ -261,10 +264,9 @@ impl Encoder {
     pub fn entry(&self, e: &Event) -> EntryAdapter {
         let structured_metadata = if self.structured_metadata {
             identifiers(e)
-                .into_iter()
                 .map(|(k, v)| LabelPairAdapter {
                     name: k.to_string(),
-                    value: v,
+                    value: v.into_owned(),
                 })
                 .collect()
         } else {
