@@ -218,6 +218,18 @@ impl BuildDir {
     }
 }
 
+/// A build's own correlation id, from its first feature's header: the same whether the build
+/// is converted whole afterwards or followed while it is written.
+pub(crate) fn derive_build_id(
+    slug: &str,
+    feature: &str,
+    start: &str,
+    tz: &jiff::tz::TimeZone,
+) -> String {
+    let seed = format!("{slug}\u{1f}{feature}\u{1f}{start}");
+    ids::derived_correlation_id(start_seconds(start, tz).unwrap_or(0), seed.as_bytes())
+}
+
 /// The feature a `-summary.log` names in its `Installation Summary: X` line.
 fn summary_feature(path: &Path) -> Option<String> {
     let bytes = read_small(path).ok()?;
@@ -227,7 +239,7 @@ fn summary_feature(path: &Path) -> Option<String> {
 }
 
 /// The header of an install log: (feature, `Start Time` text), from its first lines.
-fn read_header(path: &Path) -> Option<(String, String)> {
+pub(crate) fn read_header(path: &Path) -> Option<(String, String)> {
     let mut r = open_file(path).ok()?;
     let mut head = vec![0u8; 4096];
     let n = read_full(&mut r, &mut head).ok()?;
@@ -382,20 +394,9 @@ fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
         .clone()
         .or(metadata_id)
         .or_else(|| (logger_ids.len() == 1).then(|| logger_ids[0].clone()))
-        .unwrap_or_else(|| {
-            let earliest = logs
-                .iter()
-                .filter_map(|(_, _, _, s)| start_seconds(s, &tz))
-                .min()
-                .unwrap_or(0);
-            let mut seed = Vec::new();
-            for (_, s, f, start) in &logs {
-                seed.extend_from_slice(format!("{s}\u{1f}{f}\u{1f}{start}\u{1e}").as_bytes());
-            }
-            if logs.is_empty() {
-                seed.extend_from_slice(dir_name.as_bytes());
-            }
-            ids::derived_correlation_id(earliest, &seed)
+        .unwrap_or_else(|| match logs.first() {
+            Some((_, slug, feature, start)) => derive_build_id(slug, feature, start, &tz),
+            None => ids::derived_correlation_id(0, dir_name.as_bytes()),
         });
     let mut enricher = Enricher::new(correlation_id, ctx.opts.scrub);
 
