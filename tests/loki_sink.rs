@@ -45,7 +45,7 @@ fn ship(loki: &TestLoki, flags: &[&str], events: &[Event], dead_letter: &Path) -
     let f = Flags::try_parse_from(argv).unwrap();
     let sink = f
         .loki
-        .build(DeadLetter::new(Some(dead_letter)), &f.transport)
+        .build(&f.transport, DeadLetter::new(Some(dead_letter)))
         .unwrap()
         .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -39,8 +39,6 @@ pub struct Cli {
     pub command: Command,
 }
 
-// Parsed once per run: the size of the `ship` flags does not matter.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Parse build logs into JSON events, one per line.

@@ -20,8 +20,8 @@ impl LokiArgs {
     /// The Loki sink, when `--loki` is given; a `UsageError` for a configuration that cannot work.
     pub fn build(
         &self,
-        dead_letter: DeadLetter,
         transport: &TransportArgs,
+        dead_letter: DeadLetter,
     ) -> anyhow::Result<Option<Box<dyn Sink>>> {
         let Some(cfg) = self.config()? else {
             return Ok(None);
