@@ -34,10 +34,10 @@ pub struct ShipArgs {
     )]
     pub dead_letter: PathBuf,
 
+    // Boxed: their many flags would make `Command::Ship` much larger than the other commands.
     #[command(flatten)]
-    pub loki: crate::sink::loki::LokiArgs,
+    pub loki: Box<crate::sink::loki::LokiArgs>,
 
-    // Boxed: its many flags would make `Command::Ship` much larger than the other commands.
     #[command(flatten)]
     pub elasticsearch: Box<crate::sink::elasticsearch::ElasticsearchArgs>,
 
@@ -49,7 +49,7 @@ pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
     let opts = args.input.parse_options()?;
     let dead_letter = DeadLetter::new(Some(&args.dead_letter));
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    if let Some(s) = args.loki.build(dead_letter.clone())? {
+    if let Some(s) = args.loki.build(&args.transport, dead_letter.clone())? {
         sinks.push(s);
     }
     if let Some(s) = args
