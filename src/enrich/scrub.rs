@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::{Captures, Match, Regex};
 use serde_json::Value;
 
@@ -157,7 +157,13 @@ fn rule_defs() -> Vec<RuleDef> {
         ),
         re(
             "api-key-header",
-            &["api-key", "auth-token", "access-token", "vault-token", "private-token"],
+            &[
+                "api-key",
+                "auth-token",
+                "access-token",
+                "vault-token",
+                "private-token",
+            ],
             with_value!(
                 r#"(?i)((?:x-)?(?:api-key|auth-token|access-token|vault-token)|private-token|x-goog-api-key)(["']?[ \t]*:[ \t]*["']?)("#,
                 ")"
@@ -326,7 +332,6 @@ fn rule_defs() -> Vec<RuleDef> {
     ]
 }
 
-
 impl Scrubber {
     /// The default rules. Compiling them takes a few milliseconds: share one instance
     /// ([`Scrubber::global`] or a clone).
@@ -355,6 +360,8 @@ impl Scrubber {
         let anchors = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
+            .prefilter(false)
             .build(&patterns)
             .expect("anchor automaton builds");
         Scrubber {
@@ -667,7 +674,11 @@ fn is_name_byte(b: u8) -> bool {
 }
 
 fn ends_unquoted_value(b: u8) -> bool {
-    b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'`' | b'&' | b';' | b'|' | b'<' | b'>' | b'\\')
+    b.is_ascii_whitespace()
+        || matches!(
+            b,
+            b'"' | b'\'' | b'`' | b'&' | b';' | b'|' | b'<' | b'>' | b'\\'
+        )
 }
 
 /// Replaces the values of `NAME=value` assignments whose NAME is a secret's name
@@ -803,10 +814,11 @@ impl PemTracker {
                 let (head, tail) = line.split_at(end.start());
                 let head = match block.classify(head) {
                     BodyLine::Data(s, e) => Cow::Owned(redact_range(head, s, e)),
-                    BodyLine::Keep | BodyLine::Other => Cow::Borrowed(head),
+                    BodyLine::Keep | BodyLine::Other => scrubber.scrub(head),
                 };
                 self.block = None;
                 let tail = scrubber.scrub(tail);
+                self.open_block(scrubber, &tail);
                 return match (head, tail) {
                     (Cow::Borrowed(_), Cow::Borrowed(_)) => Cow::Borrowed(line),
                     (h, t) => Cow::Owned(format!("{h}{t}")),
@@ -815,7 +827,7 @@ impl PemTracker {
             block.lines += 1;
             if block.lines <= MAX_PEM_LINES {
                 match block.classify(line) {
-                    BodyLine::Keep => return Cow::Borrowed(line),
+                    BodyLine::Keep => return scrubber.scrub(line),
                     BodyLine::Data(s, e) => {
                         block.prev_full = e - s >= 60;
                         if &line[s..e] == PRIVATE_KEY_REDACTED {
@@ -829,21 +841,29 @@ impl PemTracker {
             self.block = None;
         }
         let out = scrubber.scrub(line);
-        if line.contains("-----BEGIN ") {
-            if let Some(begin) = scrubber.inner.pem_begin.find_iter(line).last() {
-                let prefix = &line[..begin.start()];
-                // A BEGIN glued to other text (`grep '-----BEGIN ...`) is not a key being printed.
-                let starts_word = prefix.is_empty() || prefix.ends_with(|c: char| c.is_ascii_whitespace());
-                if starts_word && !scrubber.inner.pem_end.is_match(&line[begin.end()..]) {
-                    self.block = Some(PemBlock {
-                        lines: 0,
-                        prefix_words: prefix.split_ascii_whitespace().count(),
-                        prev_full: false,
-                    });
-                }
-            }
-        }
+        self.open_block(scrubber, &out);
         out
+    }
+
+    /// Starts a block when `scrubbed` (already scrubbed, so that scrubbing a scrubbed stream
+    /// takes the same decisions) ends with a BEGIN line whose END is not on it.
+    fn open_block(&mut self, scrubber: &Scrubber, scrubbed: &str) {
+        if !scrubbed.contains("-----BEGIN ") {
+            return;
+        }
+        let Some(begin) = scrubber.inner.pem_begin.find_iter(scrubbed).last() else {
+            return;
+        };
+        let prefix = &scrubbed[..begin.start()];
+        // A BEGIN glued to other text (`grep '-----BEGIN ...`) is not a key being printed.
+        let starts_word = prefix.is_empty() || prefix.ends_with(|c: char| c.is_ascii_whitespace());
+        if starts_word && !scrubber.inner.pem_end.is_match(&scrubbed[begin.end()..]) {
+            self.block = Some(PemBlock {
+                lines: 0,
+                prefix_words: prefix.split_ascii_whitespace().count(),
+                prev_full: false,
+            });
+        }
     }
 }
 
@@ -863,7 +883,14 @@ impl PemBlock {
         if rest.is_empty() {
             return BodyLine::Keep;
         }
-        const HEADERS: &[&str] = &["Proc-Type:", "DEK-Info:", "Version:", "Comment:", "Hash:", "Charset:"];
+        const HEADERS: &[&str] = &[
+            "Proc-Type:",
+            "DEK-Info:",
+            "Version:",
+            "Comment:",
+            "Hash:",
+            "Charset:",
+        ];
         if HEADERS.iter().any(|h| rest.starts_with(h)) {
             return BodyLine::Keep;
         }
@@ -917,20 +944,165 @@ mod tests {
             s("curl -H 'Authorization: Bearer abc.def-123' https://api.example.com"),
             "curl -H 'Authorization: Bearer ***REDACTED***' https://api.example.com"
         );
-        assert_eq!(s("authorization: TOKEN abc123"), "authorization: token ***REDACTED***");
-        assert_eq!(s("Authorization: basic dXNlcjpwYXNz"), "Authorization: Basic ***REDACTED***");
-        assert_eq!(s("token ghp_abc123 ok"), "token ***GITHUB_TOKEN_REDACTED*** ok");
+        assert_eq!(
+            s("authorization: TOKEN abc123"),
+            "authorization: token ***REDACTED***"
+        );
+        assert_eq!(
+            s("Authorization: basic dXNlcjpwYXNz"),
+            "Authorization: Basic ***REDACTED***"
+        );
+        assert_eq!(
+            s("token ghp_abc123 ok"),
+            "token ***GITHUB_TOKEN_REDACTED*** ok"
+        );
         assert_eq!(s("github_pat_11ABC_def"), "***GITHUB_TOKEN_REDACTED***");
-        assert_eq!(s("prefix: ops_abcdef123"), "prefix: ***OP_TOKEN_REDACTED***");
-        assert_eq!(s("glpat-abcdefghij0123456789"), "***GITLAB_TOKEN_REDACTED***");
-        assert_eq!(s("key sk-abcdefghij0123456789xyz"), "key ***API_KEY_REDACTED***");
+        assert_eq!(
+            s("prefix: ops_abcdef123"),
+            "prefix: ***OP_TOKEN_REDACTED***"
+        );
+        assert_eq!(
+            s("glpat-abcdefghij0123456789"),
+            "***GITLAB_TOKEN_REDACTED***"
+        );
+        assert_eq!(
+            s("key sk-abcdefghij0123456789xyz"),
+            "key ***API_KEY_REDACTED***"
+        );
         assert_eq!(s("pk-abcdefghij0123456789xyz"), "***API_KEY_REDACTED***");
         assert_eq!(s("GH_TOKEN=abc"), "GH_TOKEN=***REDACTED***");
-        assert_eq!(s("password=hunter2&user=x"), "password=***REDACTED***&user=x");
+        assert_eq!(
+            s("password=hunter2&user=x"),
+            "password=***REDACTED***&user=x"
+        );
         assert_eq!(
             s("https://user:pa55@host.example.com/x"),
             "https://***CREDENTIALS***@host.example.com/x"
         );
+    }
+
+    #[test]
+    fn shapes_the_library_does_not_know() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        for (input, expected) in [
+            (
+                "docker login -u ci -p dckr_pat_abcDEF123 r.example.com",
+                "docker login -u ci -p ***REDACTED*** r.example.com",
+            ),
+            (
+                "echo dckr_pat_abcDEF123-_x |",
+                "echo ***DOCKER_TOKEN_REDACTED*** |",
+            ),
+            (
+                "npm_abcdefghij0123456789ABCDEFGHIJ0123",
+                "***NPM_TOKEN_REDACTED***",
+            ),
+            (
+                "id AKIAIOSFODNN7EXAMPLE, ASIAY34FZKBOKMUTVV7A",
+                "id ***AWS_KEY_REDACTED***, ***AWS_KEY_REDACTED***",
+            ),
+            (
+                "aws configure set aws_secret_access_key wJalrXUtnFEMI/K7MDENG",
+                "aws configure set aws_secret_access_key ***REDACTED***",
+            ),
+            (
+                "aws_session_token 'abc def'",
+                "aws_session_token '***REDACTED***'",
+            ),
+            (&format!("jwt={jwt}"), "jwt=***JWT_REDACTED***"),
+            (&format!("cookie: {jwt};"), "cookie: ***JWT_REDACTED***;"),
+            (
+                "vault login --token s.abcdef123 --method=x",
+                "vault login --token ***REDACTED*** --method=x",
+            ),
+            (
+                "mysql --password \"p w\" db",
+                "mysql --password \"***REDACTED***\" db",
+            ),
+            ("cmd --password --verbose", "cmd --password --verbose"),
+            (
+                "curl -fsSL -u admin:s3cret https://x",
+                "curl -fsSL -u admin:***REDACTED*** https://x",
+            ),
+            (
+                "curl --user=admin:s3cret https://x",
+                "curl --user=admin:***REDACTED*** https://x",
+            ),
+            ("docker run -u 1000:1000 img", "docker run -u 1000:1000 img"),
+            (
+                "-H 'PRIVATE-TOKEN: glx_abc'",
+                "-H 'PRIVATE-TOKEN: ***REDACTED***'",
+            ),
+            ("X-Api-Key: abc123", "X-Api-Key: ***REDACTED***"),
+            (
+                "auth: Bearer abcdef0123456789",
+                "auth: Bearer ***REDACTED***",
+            ),
+            (
+                "\"Authorization\": \"ApiKey Zm9vOmJhcg==\"",
+                "\"Authorization\": \"ApiKey ***REDACTED***\"",
+            ),
+            (
+                "https://x-access-token:ghs_abc@github.com/o/r",
+                "https://***CREDENTIALS***@github.com/o/r",
+            ),
+            (
+                "https://a1b2c3d4e5f6a7b8c9d0e1f2@github.com/o/r",
+                "https://***CREDENTIALS***@github.com/o/r",
+            ),
+            ("ssh://git@github.com/o/r", "ssh://git@github.com/o/r"),
+            (
+                "postgres://app:pw@db:5432/x",
+                "postgres://***CREDENTIALS***@db:5432/x",
+            ),
+            (
+                "ya29.a0AfH6SMBx3dFakeFakeFake123",
+                "***GOOGLE_TOKEN_REDACTED***",
+            ),
+            (
+                "key=AIzaSyA1234567890abcdefghijklmnopqrstuv",
+                "key=***API_KEY_REDACTED***",
+            ),
+            (
+                "xoxb-123456789012-abcdefABCDEF",
+                "***SLACK_TOKEN_REDACTED***",
+            ),
+            (
+                "hf_abcdefghijklmnopqrstuvwxyzABCDEF12",
+                "***HF_TOKEN_REDACTED***",
+            ),
+            (
+                "pypi-AgEIcHlwaS5vcmcCJGFiY2RlZmdo",
+                "***PYPI_TOKEN_REDACTED***",
+            ),
+            (
+                "rubygems_0123456789abcdef0123456789",
+                "***RUBYGEMS_TOKEN_REDACTED***",
+            ),
+            ("sk_live_abcdef0123456789", "***API_KEY_REDACTED***"),
+            (
+                "abcdef0123456789.atlasv1.abcdefghijklmnopqrstuvwxyz",
+                "***TERRAFORM_TOKEN_REDACTED***",
+            ),
+            (
+                "GOOGLE_APPLICATION_CREDENTIALS=/run/key.json",
+                "GOOGLE_APPLICATION_CREDENTIALS=***REDACTED***",
+            ),
+            (
+                "-Dhttps.proxyPassword=s3cret -Dx=y",
+                "-Dhttps.proxyPassword=***REDACTED*** -Dx=y",
+            ),
+            (
+                "//registry.npmjs.org/:_auth=dXNlcjpwYXNz",
+                "//registry.npmjs.org/:_auth=***REDACTED***",
+            ),
+            (
+                "OP_SERVICE_ACCOUNT_TOKEN=ops_abc; op whoami",
+                "OP_SERVICE_ACCOUNT_TOKEN=***REDACTED***; op whoami",
+            ),
+        ] {
+            assert_eq!(s(input), expected, "{input}");
+        }
     }
 
     #[test]
@@ -995,10 +1167,22 @@ mod tests {
 
     #[test]
     fn assignment_values() {
-        assert_eq!(s(r#"PASSWORD="a b c" next"#), r#"PASSWORD="***REDACTED***" next"#);
-        assert_eq!(s("db_password = 's3cr3t'"), "db_password = '***REDACTED***'");
-        assert_eq!(s(r#"{\"GITHUB_TOKEN=abc\"}"#), r#"{\"GITHUB_TOKEN=***REDACTED***\"}"#);
-        assert_eq!(s(r#"env \"API_KEY=\"xyz\"\""#), r#"env \"API_KEY=\"***REDACTED***\"\""#);
+        assert_eq!(
+            s(r#"PASSWORD="a b c" next"#),
+            r#"PASSWORD="***REDACTED***" next"#
+        );
+        assert_eq!(
+            s("db_password = 's3cr3t'"),
+            "db_password = '***REDACTED***'"
+        );
+        assert_eq!(
+            s(r#"{\"GITHUB_TOKEN=abc\"}"#),
+            r#"{\"GITHUB_TOKEN=***REDACTED***\"}"#
+        );
+        assert_eq!(
+            s(r#"env \"API_KEY=\"xyz\"\""#),
+            r#"env \"API_KEY=\"***REDACTED***\"\""#
+        );
         assert_eq!(s("FOO=BAR_TOKEN=secret"), "FOO=BAR_TOKEN=***REDACTED***");
         assert_eq!(s("TOKEN=abc== x"), "TOKEN=***REDACTED*** x");
         assert_eq!(s("if [ $TOKEN == x ]"), "if [ $TOKEN == x ]");
@@ -1034,7 +1218,10 @@ mod tests {
             s("-----BEGIN EC PRIVATE KEY-----MHcCAQEEIBxV3q9Fz0Lk2P"),
             "-----BEGIN EC PRIVATE KEY-----***PRIVATE_KEY_REDACTED***"
         );
-        assert_eq!(s("-----BEGIN RSA PRIVATE KEY-----"), "-----BEGIN RSA PRIVATE KEY-----");
+        assert_eq!(
+            s("-----BEGIN RSA PRIVATE KEY-----"),
+            "-----BEGIN RSA PRIVATE KEY-----"
+        );
     }
 
     #[test]
@@ -1070,7 +1257,10 @@ mod tests {
         let mut pem = PemTracker::new();
         let grep = "grep -- '-----BEGIN PRIVATE KEY-----' file";
         assert_eq!(pem.scrub_line(scrubber, grep), grep);
-        assert!(!pem.in_key(), "a BEGIN glued to a quote is not a printed key");
+        assert!(
+            !pem.in_key(),
+            "a BEGIN glued to a quote is not a printed key"
+        );
         let begin = "#5 0.280 -----BEGIN PRIVATE KEY-----";
         assert_eq!(pem.scrub_line(scrubber, begin), begin);
         assert!(pem.in_key());
@@ -1121,6 +1311,9 @@ mod tests {
             ev.metadata["args"],
             serde_json::json!(["--token", "***GITLAB_TOKEN_REDACTED***", {"k": "***AWS_KEY_REDACTED***"}])
         );
-        assert_eq!(ev.raw.as_deref(), Some("Authorization: Bearer ***REDACTED***"));
+        assert_eq!(
+            ev.raw.as_deref(),
+            Some("Authorization: Bearer ***REDACTED***")
+        );
     }
 }
