@@ -19,9 +19,6 @@ use std::sync::{Arc, LazyLock};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::{Captures, Match, Regex};
-use serde_json::Value;
-
-use crate::event::Event;
 
 /// The library's generic marker, for assignments, headers and arguments.
 pub const REDACTED: &str = "***REDACTED***";
@@ -396,35 +393,6 @@ impl Scrubber {
             return Cow::Borrowed(s);
         }
         self.scrub_rules(s)
-    }
-
-    /// Scrubs a `String` in place; allocates only when something was replaced.
-    pub fn scrub_in_place(&self, s: &mut String) {
-        let new = match self.scrub(s) {
-            Cow::Borrowed(_) => return,
-            Cow::Owned(new) => new,
-        };
-        *s = new;
-    }
-
-    /// Scrubs every string in a JSON value (metadata), recursively. Keys are left alone.
-    pub fn scrub_value(&self, v: &mut Value) {
-        match v {
-            Value::String(s) => self.scrub_in_place(s),
-            Value::Array(items) => items.iter_mut().for_each(|i| self.scrub_value(i)),
-            Value::Object(map) => map.values_mut().for_each(|i| self.scrub_value(i)),
-            Value::Null | Value::Bool(_) | Value::Number(_) => {}
-        }
-    }
-
-    /// Scrubs the free-text parts of an event: `message`, `raw` and every metadata string
-    /// (descriptions, commands). Names, ids and numbers are not free text and are left alone.
-    pub fn scrub_event(&self, ev: &mut Event) {
-        self.scrub_in_place(&mut ev.message);
-        if let Some(raw) = ev.raw.as_mut() {
-            self.scrub_in_place(raw);
-        }
-        ev.metadata.values_mut().for_each(|v| self.scrub_value(v));
     }
 
     /// The rule names, in the order they are applied (for docs and diagnostics).
@@ -1281,7 +1249,7 @@ mod tests {
 
     #[test]
     fn scrub_event_covers_message_raw_and_metadata() {
-        let mut ev = Event::new(
+        let mut ev = crate::event::Event::new(
             crate::event::EventType::Command,
             crate::event::Level::Info,
             "Node.js",
@@ -1297,7 +1265,7 @@ mod tests {
             serde_json::json!(["--token", "glpat-abcdefghij0123456789", {"k": "AKIAIOSFODNN7EXAMPLE"}]),
         );
         ev.raw = Some("Authorization: Bearer abc".into());
-        Scrubber::global().scrub_event(&mut ev);
+        crate::enrich::scrub_event(Scrubber::global(), &mut ev);
         assert_eq!(
             ev.message,
             "npm config set //registry.npmjs.org/:_authToken=***REDACTED***"
