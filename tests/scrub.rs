@@ -5,16 +5,15 @@
 //! every file must leave none of the fake secrets, change exactly the lines that hold one, and
 //! give the same text the library's later versions wrote for the same call.
 
+mod common;
+
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use buildlog::enrich::scrub::{PemTracker, Scrubber};
+use common::{bin, corpus};
 use proptest::prelude::*;
-
-fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus")
-}
 
 /// Every log file of the corpus (the README is not a log), by path relative to the corpus.
 fn corpus_files() -> Vec<(String, String)> {
@@ -108,6 +107,56 @@ fn no_fake_secret_survives_in_any_corpus_file() {
     // The test is only as good as its input: each secret must really be in the corpus.
     let missing: Vec<_> = FAKE_SECRETS.iter().filter(|s| !seen.contains(*s)).collect();
     assert!(missing.is_empty(), "not found in the corpus: {missing:?}");
+}
+
+/// The builds that printed secrets in clear, as directories and as console logs.
+const SECRET_BUILDS: &[&str] = &[
+    "build-05-legacy-2025",
+    "build-07-config-summary-2025-11",
+    "build-09-log-levels-2026-01",
+    "build-10-scrubbing-2026-03",
+    "build-11-masked-abort-2026-03",
+    "build-12-token-patterns-2026-05",
+];
+
+/// End to end: what `buildlog convert` writes (messages, raw lines, commands, descriptions and
+/// the configuration summaries parsed into metadata maps) holds none of the secrets.
+#[test]
+fn convert_output_holds_no_fake_secret() {
+    for build in SECRET_BUILDS {
+        for input in [
+            corpus().join(build),
+            corpus().join(format!("{build}.console.log")),
+        ] {
+            let out = bin()
+                .args(["convert", "--quiet"])
+                .arg(&input)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.lines().count() > 20, "{}: no events", input.display());
+            for secret in FAKE_SECRETS
+                .iter()
+                .chain(&["FAKE", "EXAMPLE", "REALLOOKING"])
+            {
+                assert!(
+                    !text.contains(secret),
+                    "{}: {secret} in the events",
+                    input.display()
+                );
+            }
+        }
+    }
+    // `--no-scrub` passes them on, and says so.
+    let out = bin()
+        .args(["convert", "--quiet", "--no-scrub"])
+        .arg(corpus().join("build-10-scrubbing-2026-03"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-scrub"));
 }
 
 /// Exactly the lines holding a secret change; all other build output is left byte-identical.

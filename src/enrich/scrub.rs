@@ -395,6 +395,18 @@ impl Scrubber {
         self.scrub_rules(s)
     }
 
+    /// Scrubs the value of a named field, as in a map of environment variables parsed from a
+    /// configuration summary (`{"AWS_SECRET_ACCESS_KEY": "wJalr..."}`): the name is not in the
+    /// value any more, so a value under a secret's name ([`is_secret_name`]) is replaced whole,
+    /// unless it is already masked or the library's `<not set>`. Other values get [`scrub`](Self::scrub).
+    pub fn scrub_named<'a>(&self, name: &str, value: &'a str) -> Cow<'a, str> {
+        let v = value.trim();
+        if !v.is_empty() && v != "<not set>" && !is_masked(v) && is_secret_name(name) {
+            return Cow::Owned(REDACTED.to_string());
+        }
+        self.scrub(value)
+    }
+
     /// The rule names, in the order they are applied (for docs and diagnostics).
     pub fn rule_names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.inner.rules.iter().map(|r| r.name)
@@ -1071,6 +1083,34 @@ mod tests {
         ] {
             assert_eq!(s(input), expected, "{input}");
         }
+    }
+
+    #[test]
+    fn named_values() {
+        let sc = Scrubber::global();
+        assert_eq!(
+            sc.scrub_named("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG"),
+            REDACTED
+        );
+        assert_eq!(sc.scrub_named("TF_TOKEN_app_terraform_io", "abc"), REDACTED);
+        assert_eq!(sc.scrub_named("GITHUB_TOKEN", "ghp_****"), "ghp_****");
+        assert_eq!(sc.scrub_named("NPM_TOKEN", "<not set>"), "<not set>");
+        assert_eq!(sc.scrub_named("GITHUB_TOKEN", ""), "");
+        assert_eq!(
+            sc.scrub_named("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"),
+            AWS_KEY_REDACTED
+        );
+        assert_eq!(
+            sc.scrub_named(
+                "PIP_INDEX_URL",
+                "https://__token__:pypi-x@pypi.example.com/simple"
+            ),
+            "https://***CREDENTIALS***@pypi.example.com/simple"
+        );
+        assert!(matches!(
+            sc.scrub_named("command", "apt-get update"),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]
