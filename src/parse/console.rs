@@ -1,1 +1,1790 @@
-//! `docker build` console output: plain, BuildKit (`#12 3.456 `), or a CI job log of either.
+//! `docker build` console output: the plain stdout+stderr of a build, BuildKit's plain
+//! progress (`#5 0.280 <line>`, `#5 DONE 1.2s`, `#5 CACHED`, `#5 ERROR: ...`), and either of
+//! them as a CI job log whose lines start with a runner timestamp
+//! (`2026-10-27T09:14:05.1850000Z `, GitHub Actions).
+//!
+//! Each line is peeled in layers: the runner timestamp, the runner's own `##[...]` commands,
+//! the BuildKit `#N` prefix and its relative seconds. What is left is what the logging
+//! library printed (its install log echoed by `tee`, plus the console-only `=== Installing`,
+//! `✓`/`✗` and `=== ... installation complete ===` lines); a [`Flow`] per BuildKit step
+//! (steps can interleave) turns that into the same events as the install log.
+//! See docs/formats.md, "Console logs", for what is recognised and the time rules.
+
+use super::build_failure::{failure_event, SENTINEL};
+use super::text::{decode, matches_error, matches_warning, strip_ansi};
+use super::FormatParser;
+use crate::event::{Event, EventType, Level, Timestamp};
+use crate::source::Line;
+use jiff::civil::{Date, DateTime, Time as CivilTime};
+use jiff::tz::{AmbiguousOffset, TimeZone};
+use regex::Regex;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::LazyLock;
+
+/// The logger's rules: 80 `-` around command output, 80 `=` around its blocks.
+const RULE: &str = "--------------------------------------------------------------------------------";
+const BANNER: &str = "================================================================================";
+/// Lines after this many hours back in time of day are the next day (DESIGN.md, Time).
+const ROLLOVER_SECS: i64 = 12 * 3600;
+
+static EXIT_LINE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^Exit code: (-?\d+) \(Duration: (\d+)s\)\s*$").unwrap());
+static COUNTS_LINE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^Errors: (\d+), Warnings: (\d+)\s*$").unwrap());
+static GH_FAILURE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^COMMAND #(\d+) '(.*)' failed \(exit (-?\d+)\): (.*)$").unwrap()
+});
+static EXIT_CODE_TAIL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"exit code: (-?\d+)\s*$").unwrap());
+
+/// An event time and whether part of it was guessed (no date in the input, or a BuildKit
+/// step whose start is unknown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Time {
+    ms: i64,
+    inferred: bool,
+}
+
+/// A wall-clock stamp the logger printed, in the build's local time.
+#[derive(Debug, Clone, Copy)]
+enum Stamp {
+    /// `Start Time: 2025-11-16 19:30:40`, `End Time: ...`
+    Full(DateTime),
+    /// `[19:30:40] ...`
+    TimeOfDay(CivilTime),
+}
+
+/// The build's clock: carries the date, handles midnight and daylight-saving fall-back.
+struct Clock {
+    tz: TimeZone,
+    last: Option<Time>,
+    /// The current local date and whether it was guessed (the Unix epoch date).
+    date: Option<(Date, bool)>,
+    last_local: Option<DateTime>,
+}
+
+impl Clock {
+    fn inherit(&self) -> Time {
+        self.last.unwrap_or(Time {
+            ms: 0,
+            inferred: true,
+        })
+    }
+
+    /// A runner timestamp: exact UTC; it also gives the local date for later stamps.
+    fn observe_utc(&mut self, ms: i64) -> Time {
+        if let Ok(ts) = jiff::Timestamp::from_millisecond(ms) {
+            let local = self.tz.to_datetime(ts);
+            self.date = Some((local.date(), false));
+            self.last_local = Some(local);
+        }
+        let t = Time {
+            ms,
+            inferred: false,
+        };
+        self.last = Some(t);
+        t
+    }
+
+    fn stamp(&mut self, st: Stamp) -> Time {
+        let (dt, inferred) = match st {
+            Stamp::Full(dt) => (dt, false),
+            Stamp::TimeOfDay(tod) => {
+                let (mut date, inferred) = self
+                    .date
+                    .unwrap_or((jiff::civil::date(1970, 1, 1), true));
+                if let Some(prev) = self.last_local {
+                    let back = secs_of_day(prev.time()) - secs_of_day(tod);
+                    if prev.date() == date && back > ROLLOVER_SECS {
+                        date = date.tomorrow().unwrap_or(date);
+                    }
+                }
+                (date.to_datetime(tod), inferred)
+            }
+        };
+        self.date = Some((dt.date(), inferred));
+        self.last_local = Some(dt);
+        let t = Time {
+            ms: self.local_to_ms(dt),
+            inferred,
+        };
+        self.last = Some(t);
+        t
+    }
+
+    /// Local time to UTC. In a fall-back fold the earlier reading is taken unless it would
+    /// go back before the last event, so that UTC keeps increasing (build 14).
+    fn local_to_ms(&self, dt: DateTime) -> i64 {
+        let amb = self.tz.to_ambiguous_timestamp(dt);
+        let ts = match amb.offset() {
+            AmbiguousOffset::Fold { .. } => {
+                let last = self.last.map(|t| t.ms).unwrap_or(i64::MIN);
+                match (amb.clone().earlier(), amb.clone().later()) {
+                    (Ok(e), _) if e.as_millisecond() >= last => Ok(e),
+                    (_, Ok(l)) => Ok(l),
+                    (e, _) => e,
+                }
+            }
+            _ => amb.compatible(),
+        };
+        ts.map(|t| t.as_millisecond()).unwrap_or(0)
+    }
+}
+
+fn secs_of_day(t: CivilTime) -> i64 {
+    t.hour() as i64 * 3600 + t.minute() as i64 * 60 + t.second() as i64
+}
+
+/// Time within one BuildKit step: an absolute time known at a relative offset.
+#[derive(Default)]
+struct StepClock {
+    anchor: Option<(Time, i64)>,
+    start: Option<Time>,
+}
+
+/// Where a line sits relative to its BuildKit step.
+#[derive(Clone, Copy)]
+enum Rel {
+    None,
+    /// `#5 3.456 ...`: milliseconds since the step started.
+    At(i64),
+    /// `#5 DONE 1.2s`: the step's duration in milliseconds.
+    End(i64),
+}
+
+/// The time of one line. The bool is true when the line had no time of its own and
+/// inherited the last one.
+fn resolve(
+    clock: &mut Clock,
+    runner: Option<i64>,
+    sc: Option<&mut StepClock>,
+    rel: Rel,
+    stamp: Option<Stamp>,
+) -> (Time, bool) {
+    if let Some(ms) = runner {
+        let t = clock.observe_utc(ms);
+        if let (Some(sc), Rel::At(r)) = (sc, rel) {
+            sc.anchor = Some((t, r));
+        }
+        return (t, false);
+    }
+    if let Some(st) = stamp {
+        let mut t = clock.stamp(st);
+        if let (Some(sc), Rel::At(r)) = (sc, rel) {
+            // The stamp has whole seconds; BuildKit's offset refines it when they agree.
+            if let Some((a, ar)) = sc.anchor {
+                let est = a.ms + (r - ar);
+                if !a.inferred && est >= t.ms && est < t.ms + 1000 {
+                    t.ms = est;
+                }
+            }
+            sc.anchor = Some((t, r));
+        }
+        clock.last = Some(t);
+        return (t, false);
+    }
+    let t = match (sc, rel) {
+        (Some(sc), Rel::At(r)) => match sc.anchor {
+            Some((a, ar)) => Time {
+                ms: a.ms + (r - ar),
+                inferred: a.inferred,
+            },
+            None => {
+                let base = sc.start.unwrap_or_else(|| clock.inherit());
+                let t = Time {
+                    ms: base.ms + r,
+                    inferred: true,
+                };
+                sc.anchor = Some((t, r));
+                t
+            }
+        },
+        (Some(sc), Rel::End(d)) => match sc.anchor {
+            Some((a, ar)) => Time {
+                ms: a.ms - ar + d,
+                inferred: a.inferred,
+            },
+            None => return (clock.inherit(), true),
+        },
+        _ => return (clock.inherit(), true),
+    };
+    clock.last = Some(t);
+    (t, false)
+}
+
+/// Per-line context for building events.
+struct Cx<'a> {
+    line: u64,
+    time: Time,
+    /// The line had no time of its own.
+    inherited: bool,
+    stage: Option<&'a str>,
+    invalid: bool,
+    original_len: Option<u64>,
+}
+
+impl Cx<'_> {
+    fn emit(&self, mut ev: Event, out: &mut Vec<Event>) {
+        ev.timestamp = Timestamp(self.time.ms);
+        if self.time.inferred {
+            ev.metadata.insert("time_inferred".into(), true.into());
+        }
+        ev.source.line = self.line;
+        ev.invalid_utf8 = self.invalid;
+        if let Some(n) = self.original_len {
+            ev.truncated = true;
+            ev.original_length = Some(n);
+        }
+        if ev.stage.is_none() {
+            ev.stage = self.stage.map(str::to_string);
+        }
+        out.push(ev);
+    }
+}
+
+/// Build failures already reported, so that the repeats of one failure (the library's
+/// sentinel, its GitHub annotation, BuildKit's summary, a later `grep` of the log) become
+/// one `build_failure` and `error` events pointing at it.
+#[derive(Default)]
+struct Failures {
+    /// (feature, source line of the build_failure event)
+    seen: Vec<(String, u64)>,
+    sentinels: HashSet<String>,
+}
+
+impl Failures {
+    fn line_of(&self, feature: &str) -> Option<u64> {
+        self.seen.iter().find(|(f, _)| f == feature).map(|(_, l)| *l)
+    }
+    fn any(&self) -> Option<u64> {
+        self.seen.first().map(|(_, l)| *l)
+    }
+}
+
+/// Where the logger's output stands, for one stream of its lines.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    #[default]
+    Idle,
+    /// Saw an `=====` line; the next line says which block it opens.
+    Banner,
+    /// `Feature Installation Log:` header (`Version:`, `Start Time:`).
+    Header,
+    ConfigTitle,
+    Config,
+    SummaryTitle,
+    Summary,
+    /// The summary's `--- First 10 Errors/Warnings ---` list: repeats, absorbed.
+    SummaryList,
+    /// After `COMMAND #n:`, collecting `Executing:` until the rule.
+    CmdPending,
+    /// Between the two rules: the command's output.
+    Output,
+    /// After `=== X installation complete ===`, expecting `Errors: n, Warnings: n`.
+    Ending,
+    /// After the feature's `Errors:` line, expecting `Full log: ...`.
+    Ended,
+}
+
+struct Header {
+    name: String,
+    version: Option<String>,
+}
+
+struct Feature {
+    name: String,
+    version: Option<String>,
+    start: Time,
+    commands: u64,
+    /// Counted the logger's way: pattern matches in output plus log_error/log_warning.
+    errors: u64,
+    warnings: u64,
+    /// From the `Installation Summary` block.
+    total_duration: Option<u64>,
+    commands_executed: Option<u64>,
+    errors_found: Option<u64>,
+    warnings_found: Option<u64>,
+}
+
+struct Cmd {
+    num: u32,
+    desc: String,
+    executing: Option<String>,
+    start: Time,
+    line: u64,
+    started: bool,
+    exit: Option<i64>,
+    duration: Option<u64>,
+}
+
+#[derive(Default)]
+struct Config {
+    title: String,
+    line: u64,
+    version: Option<String>,
+    tools: Vec<String>,
+    commands: Vec<String>,
+    paths: Vec<String>,
+    env: Map<String, Value>,
+    next_steps: Vec<String>,
+    section: Section,
+}
+
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    #[default]
+    None,
+    Paths,
+    Env,
+    Next,
+}
+
+/// The logger's console output for one stream (the plain console, or one BuildKit step).
+#[derive(Default)]
+struct Flow {
+    mode: Mode,
+    /// Where the pending banner was (line, time), for when it opens nothing.
+    banner: Option<(u64, Time)>,
+    header: Option<Header>,
+    feature: Option<Feature>,
+    /// The feature that was last open, for lines that follow its end (BuildKit's error).
+    last_feature: String,
+    cmd: Option<Cmd>,
+    config: Option<Config>,
+    /// `(errors, warnings)` of an `=== X installation complete ===` awaiting its counts.
+    ending: Option<String>,
+    last_line: u64,
+}
+
+impl Flow {
+    fn feature_name(&self) -> &str {
+        self.feature.as_ref().map(|f| f.name.as_str()).unwrap_or("")
+    }
+
+    /// Whether a `[HH:MM:SS]` or `Start Time:` on the next line is the logger's own stamp
+    /// (not command output or a repeated line in a summary).
+    fn honors_stamps(&self) -> bool {
+        !matches!(self.mode, Mode::Output | Mode::SummaryList | Mode::CmdPending)
+    }
+
+    fn output(&mut self, cx: &Cx, text: &str, out: &mut Vec<Event>) {
+        let ev = output_event(text, self.feature_name());
+        if let Some(f) = self.feature.as_mut() {
+            if self.mode == Mode::Output {
+                f.errors += matches_error(text.as_bytes()) as u64;
+                f.warnings += matches_warning(text.as_bytes()) as u64;
+            }
+        }
+        cx.emit(ev, out);
+    }
+
+    /// One line of the logger's output (prefixes already removed).
+    fn content(&mut self, g: &mut Failures, cx: &Cx, text: &str, out: &mut Vec<Event>) {
+        self.last_line = cx.line;
+        let t = text.trim_end();
+        if t.starts_with(SENTINEL) {
+            return self.sentinel(g, cx, t, out);
+        }
+        match self.mode {
+            Mode::Output => {
+                if is_rule(t) {
+                    self.mode = Mode::Idle;
+                } else {
+                    self.output(cx, text, out);
+                }
+                return;
+            }
+            Mode::CmdPending => {
+                if is_rule(t) {
+                    self.start_command(cx, out);
+                    self.mode = Mode::Output;
+                    return;
+                }
+                if let Some(cmd) = self.cmd.as_mut() {
+                    match (&mut cmd.executing, text.strip_prefix("Executing: ")) {
+                        (None, Some(exe)) => cmd.executing = Some(exe.to_string()),
+                        (None, None) if t.is_empty() => {}
+                        // A multi-line `bash -c` script: its later lines belong to `Executing:`.
+                        (Some(exe), _) => {
+                            exe.push('\n');
+                            exe.push_str(text);
+                        }
+                        (None, None) => {
+                            // No `Executing:` line: the command started without one.
+                            self.start_command(cx, out);
+                            self.mode = Mode::Idle;
+                            return self.general(g, cx, text, out);
+                        }
+                    }
+                }
+                return;
+            }
+            Mode::SummaryList => {
+                if t.starts_with("Full error log: ") || t == "No errors or warnings detected!" {
+                    self.mode = Mode::Summary;
+                    return;
+                }
+                if !(t.starts_with("End Time: ") || t == BANNER) {
+                    return; // a repeat of a line already seen
+                }
+                self.mode = Mode::Summary;
+            }
+            Mode::Banner => {
+                let (bline, btime) = self.banner.take().unwrap_or((cx.line, cx.time));
+                if let Some(name) = t.strip_prefix("Feature Installation Log: ") {
+                    self.header = Some(Header {
+                        name: name.to_string(),
+                        version: None,
+                    });
+                    self.mode = Mode::Header;
+                    return;
+                }
+                if t.strip_prefix("Installation Summary: ").is_some() {
+                    self.mode = Mode::SummaryTitle;
+                    return;
+                }
+                if let Some(title) = t.strip_suffix(" Configuration Summary") {
+                    self.config = Some(Config {
+                        title: title.to_string(),
+                        line: cx.line,
+                        ..Config::default()
+                    });
+                    self.mode = Mode::ConfigTitle;
+                    return;
+                }
+                // A banner that opens nothing is output like any other line.
+                self.mode = Mode::Idle;
+                let bcx = Cx {
+                    line: bline,
+                    time: btime,
+                    inherited: false,
+                    stage: cx.stage,
+                    invalid: false,
+                    original_len: None,
+                };
+                self.output(&bcx, BANNER, out);
+            }
+            Mode::Header => {
+                if let Some(v) = t.strip_prefix("Version: ") {
+                    if let Some(h) = self.header.as_mut() {
+                        h.version = Some(v.trim().to_string());
+                    }
+                    return;
+                }
+                if t.starts_with("Start Time: ") || t.is_empty() {
+                    return;
+                }
+                if t == BANNER {
+                    self.mode = Mode::Idle;
+                    return;
+                }
+                self.mode = Mode::Idle;
+            }
+            Mode::ConfigTitle => {
+                self.mode = Mode::Config;
+                if t == BANNER {
+                    return;
+                }
+            }
+            Mode::Config => {
+                if self.config_line(cx, t, out) {
+                    return;
+                }
+            }
+            Mode::SummaryTitle => {
+                self.mode = Mode::Summary;
+                if t == BANNER {
+                    return;
+                }
+            }
+            Mode::Summary => {
+                if self.summary_line(t) {
+                    return;
+                }
+            }
+            Mode::Ending => {
+                if let Some(c) = COUNTS_LINE.captures(t) {
+                    let errors = c[1].parse().unwrap_or(0);
+                    let warnings = c[2].parse().unwrap_or(0);
+                    self.end_feature(cx, Some((errors, warnings)), out);
+                    self.mode = Mode::Ended;
+                    return;
+                }
+                self.end_feature(cx, None, out);
+                self.mode = Mode::Idle;
+            }
+            Mode::Ended => {
+                self.mode = Mode::Idle;
+                if t.starts_with("Full log: ") {
+                    return;
+                }
+            }
+            Mode::Idle => {}
+        }
+        self.general(g, cx, text, out)
+    }
+
+    /// Lines that mean the same in any mode that is not a block.
+    fn general(&mut self, g: &mut Failures, cx: &Cx, text: &str, out: &mut Vec<Event>) {
+        let t = text.trim_end();
+        if t.is_empty() {
+            return; // the logger's spacing
+        }
+        if t == BANNER {
+            self.mode = Mode::Banner;
+            self.banner = Some((cx.line, cx.time));
+            return;
+        }
+        if let Some(rest) = t.strip_prefix("=== Installing ") {
+            if let Some(inner) = rest.strip_suffix(" ===") {
+                return self.start_feature(cx, inner, out);
+            }
+        }
+        if let Some(name) = t
+            .strip_prefix("=== ")
+            .and_then(|r| r.strip_suffix(" installation complete ==="))
+        {
+            self.ending = Some(name.to_string());
+            self.mode = Mode::Ending;
+            return;
+        }
+        if let Some((_, rest)) = split_stamp(text) {
+            return self.stamped(cx, rest, out);
+        }
+        if let Some(c) = EXIT_LINE.captures(t) {
+            if let Some(cmd) = self.cmd.as_mut().filter(|c| c.exit.is_none()) {
+                cmd.exit = c[1].parse().ok();
+                cmd.duration = c[2].parse().ok();
+                return;
+            }
+        }
+        if let Some(desc) = t
+            .strip_prefix("✓ ")
+            .and_then(|r| r.strip_suffix(" completed successfully"))
+        {
+            return self.end_command(cx, desc, Some(0), out);
+        }
+        if let Some((desc, code)) = t
+            .strip_prefix("✗ ")
+            .and_then(|r| r.rsplit_once(" failed with exit code "))
+        {
+            if let Ok(code) = code.trim().parse::<i64>() {
+                return self.end_command(cx, desc, Some(code), out);
+            }
+        }
+        if let Some(rest) = t.strip_prefix("::") {
+            if self.workflow_command(g, cx, rest, out) {
+                return;
+            }
+        }
+        if t.starts_with("ERROR: failed to solve") || t.starts_with("ERROR: failed to build") {
+            return buildkit_failure(g, cx, t, &self.last_feature, out);
+        }
+        self.output(cx, text, out);
+    }
+
+    fn start_feature(&mut self, cx: &Cx, inner: &str, out: &mut Vec<Event>) {
+        let header = self.header.take();
+        self.close(cx, out);
+        let (name, version) = match &header {
+            Some(h) if inner == h.name => (h.name.clone(), None),
+            Some(h) => match &h.version {
+                Some(v) if inner == format!("{} version {v}", h.name) => {
+                    (h.name.clone(), Some(v.clone()))
+                }
+                _ => split_version(inner),
+            },
+            None => split_version(inner),
+        };
+        self.open_feature(cx, name, version, out);
+    }
+
+    fn open_feature(
+        &mut self,
+        cx: &Cx,
+        name: String,
+        version: Option<String>,
+        out: &mut Vec<Event>,
+    ) {
+        let message = match &version {
+            Some(v) => format!("Starting installation of {name} version {v}"),
+            None => format!("Starting installation of {name}"),
+        };
+        let mut ev = Event::new(EventType::FeatureStart, Level::Info, &name, message)
+            .with_meta("feature", name.clone())
+            .with_meta("version", version.clone().unwrap_or_else(|| "unknown".into()));
+        ev.version = version.clone();
+        cx.emit(ev, out);
+        self.last_feature = name.clone();
+        self.feature = Some(Feature {
+            name,
+            version,
+            start: cx.time,
+            commands: 0,
+            errors: 0,
+            warnings: 0,
+            total_duration: None,
+            commands_executed: None,
+            errors_found: None,
+            warnings_found: None,
+        });
+    }
+
+    /// A feature's lines arrived without its `=== Installing` line: start it from the header.
+    fn ensure_feature(&mut self, cx: &Cx, out: &mut Vec<Event>) {
+        if self.feature.is_none() {
+            if let Some(h) = self.header.take() {
+                self.open_feature(cx, h.name, h.version, out);
+            }
+        }
+    }
+
+    /// `[HH:MM:SS] ...`: a command header or one of the logger's messages.
+    fn stamped(&mut self, cx: &Cx, rest: &str, out: &mut Vec<Event>) {
+        if let Some((num, desc)) = parse_command_header(rest) {
+            self.ensure_feature(cx, out);
+            self.abandon_command(cx, None, out);
+            if let Some(f) = self.feature.as_mut() {
+                f.commands += 1;
+            }
+            self.cmd = Some(Cmd {
+                num,
+                desc: desc.to_string(),
+                executing: None,
+                start: cx.time,
+                line: cx.line,
+                started: false,
+                exit: None,
+                duration: None,
+            });
+            self.mode = Mode::CmdPending;
+            return;
+        }
+        let feature = self.feature_name().to_string();
+        let ev = if let Some(msg) = rest.strip_prefix("WARNING: ") {
+            let n = self.feature.as_mut().map(|f| {
+                f.warnings += 1;
+                f.warnings
+            });
+            let ev = Event::new(EventType::Warning, Level::Warn, feature, clean(msg));
+            match n {
+                Some(n) => ev.with_meta("warning_count", n),
+                None => ev,
+            }
+        } else if let Some(msg) = rest.strip_prefix("ERROR: ") {
+            let n = self.feature.as_mut().map(|f| {
+                f.errors += 1;
+                f.errors
+            });
+            let ev = Event::new(EventType::Error, Level::Error, feature, clean(msg));
+            match n {
+                Some(n) => ev.with_meta("error_count", n),
+                None => ev,
+            }
+        } else if let Some(msg) = rest.strip_prefix("DEBUG: ") {
+            Event::new(EventType::Debug, Level::Debug, feature, clean(msg))
+        } else {
+            Event::new(EventType::Message, Level::Info, feature, clean(rest))
+        };
+        cx.emit(ev, out);
+    }
+
+    fn start_command(&mut self, cx: &Cx, out: &mut Vec<Event>) {
+        let feature = self.feature_name().to_string();
+        let Some(cmd) = self.cmd.as_mut().filter(|c| !c.started) else {
+            return;
+        };
+        cmd.started = true;
+        let mut ev = Event::new(
+            EventType::CommandStart,
+            Level::Info,
+            feature,
+            cmd.desc.clone(),
+        )
+        .with_meta("command_num", cmd.num);
+        if let Some(exe) = &cmd.executing {
+            ev = ev.with_meta("command", clean(exe));
+        }
+        ev.command_num = Some(cmd.num);
+        // The event belongs to the `COMMAND #n` line, whatever line completed it.
+        let scx = Cx {
+            line: cmd.line,
+            time: cmd.start,
+            inherited: false,
+            stage: cx.stage,
+            invalid: cx.invalid && cmd.line == cx.line,
+            original_len: None,
+        };
+        scx.emit(ev, out);
+    }
+
+    /// `✓ desc completed successfully` / `✗ desc failed with exit code N`.
+    fn end_command(&mut self, cx: &Cx, desc: &str, code: Option<i64>, out: &mut Vec<Event>) {
+        self.start_command(cx, out);
+        let cmd = self.cmd.take();
+        let feature = self.feature_name().to_string();
+        let exit = code.or(cmd.as_ref().and_then(|c| c.exit)).unwrap_or(0);
+        let desc = cmd.as_ref().map(|c| c.desc.clone()).unwrap_or_else(|| desc.to_string());
+        let mut ev = Event::new(
+            EventType::Command,
+            if exit == 0 { Level::Info } else { Level::Error },
+            feature,
+            desc,
+        );
+        if let Some(c) = &cmd {
+            ev = ev.with_meta("command_num", c.num);
+            ev.command_num = Some(c.num);
+        }
+        ev = ev.with_meta("exit_code", exit);
+        let duration = cmd.as_ref().and_then(|c| c.duration);
+        if let Some(d) = duration {
+            ev = ev.with_meta("duration_seconds", d);
+            ev.duration_ms = Some(d * 1000);
+        }
+        ev = ev.with_meta("success", exit == 0);
+        // Without a time of its own, a command ends no earlier than its start plus duration.
+        let mut time = cx.time;
+        if let (true, Some(c), Some(d)) = (cx.inherited, &cmd, duration) {
+            time.ms = time.ms.max(c.start.ms + d as i64 * 1000);
+        }
+        let ecx = Cx { time, ..*cx };
+        ecx.emit(ev, out);
+        if self.mode != Mode::Output {
+            self.mode = Mode::Idle;
+        }
+    }
+
+    /// A command that will get no `✓`/`✗` line (aborted, cut, or replaced by the next one).
+    fn abandon_command(&mut self, cx: &Cx, exit: Option<i64>, out: &mut Vec<Event>) {
+        if self.cmd.is_none() {
+            return;
+        }
+        self.start_command(cx, out);
+        let Some(cmd) = self.cmd.take() else { return };
+        let exit = exit.or(cmd.exit);
+        let mut ev = Event::new(
+            EventType::Command,
+            Level::Error,
+            self.feature_name(),
+            cmd.desc.clone(),
+        )
+        .with_meta("command_num", cmd.num);
+        ev.command_num = Some(cmd.num);
+        if let Some(code) = exit {
+            ev = ev.with_meta("exit_code", code);
+        }
+        if let Some(d) = cmd.duration {
+            ev = ev.with_meta("duration_seconds", d);
+            ev.duration_ms = Some(d * 1000);
+        }
+        ev = ev.with_meta("success", exit == Some(0));
+        ev.incomplete = true;
+        cx.emit(ev, out);
+    }
+
+    fn sentinel(&mut self, g: &mut Failures, cx: &Cx, t: &str, out: &mut Vec<Event>) {
+        let Some(mut ev) = failure_event(t) else {
+            return self.output(cx, t, out);
+        };
+        if ev.feature.is_empty() {
+            ev.feature = self.feature_name().to_string();
+        }
+        let exit = ev.metadata.get("exit_code").and_then(Value::as_i64);
+        let num = ev.command_num;
+        if let Some(first) = g.line_of(&ev.feature).filter(|_| g.sentinels.contains(t)) {
+            cx.emit(repeat_of(ev, first), out);
+        } else {
+            g.sentinels.insert(t.to_string());
+            g.seen.push((ev.feature.clone(), cx.line));
+            cx.emit(ev, out);
+        }
+        // The sentinel is written when the failing command ends the script.
+        if self.cmd.as_ref().is_some_and(|c| num.is_none() || num == Some(c.num)) {
+            self.abandon_command(cx, exit, out);
+        }
+        self.mode = Mode::Idle;
+    }
+
+    /// `::group::`, `::error title=...::...` and the other workflow commands the library
+    /// prints under GitHub Actions. False when `rest` is not one.
+    fn workflow_command(
+        &mut self,
+        g: &mut Failures,
+        cx: &Cx,
+        rest: &str,
+        out: &mut Vec<Event>,
+    ) -> bool {
+        let Some((head, msg)) = rest.split_once("::") else {
+            return false;
+        };
+        let (name, props) = head.split_once(' ').unwrap_or((head, ""));
+        let feature = self.feature_name().to_string();
+        let ev = match name {
+            "group" | "endgroup" => {
+                let ev = Event::new(
+                    EventType::Output,
+                    Level::Info,
+                    feature,
+                    clean(&format!("::{rest}")),
+                )
+                .with_meta("ci_marker", name);
+                if name == "group" {
+                    ev.with_meta("ci_group", clean(msg))
+                } else {
+                    ev
+                }
+            }
+            "error" => {
+                let title = prop(props, "title");
+                if let Some(f) = title.as_deref().and_then(|t| t.strip_prefix("Build failed in ")) {
+                    gh_failure(g, cx, f, msg)
+                } else {
+                    Event::new(EventType::Error, Level::Error, feature, clean(msg))
+                }
+                .with_meta("ci_marker", "error")
+                .with_meta_opt("title", title)
+            }
+            "warning" => Event::new(EventType::Warning, Level::Warn, feature, clean(msg))
+                .with_meta("ci_marker", "warning")
+                .with_meta_opt("title", prop(props, "title")),
+            "notice" => Event::new(EventType::Message, Level::Info, feature, clean(msg))
+                .with_meta("ci_marker", "notice")
+                .with_meta_opt("title", prop(props, "title")),
+            "debug" => Event::new(EventType::Debug, Level::Debug, feature, clean(msg))
+                .with_meta("ci_marker", "debug"),
+            _ => return false,
+        };
+        cx.emit(ev, out);
+        true
+    }
+
+    fn config_line(&mut self, cx: &Cx, t: &str, out: &mut Vec<Event>) -> bool {
+        let Some(c) = self.config.as_mut() else {
+            self.mode = Mode::Idle;
+            return false;
+        };
+        if t == BANNER {
+            self.mode = Mode::Idle;
+            self.emit_config(cx, false, out);
+            return true;
+        }
+        if t.is_empty() || t.starts_with("Run 'check-build-logs.sh ") {
+            return true;
+        }
+        let field = |p: &str| t.strip_prefix(p).map(|v| v.trim().to_string());
+        let list = |v: String| -> Vec<String> {
+            v.split(", ").filter(|s| !s.is_empty()).map(str::to_string).collect()
+        };
+        if let Some(v) = field("Version:") {
+            c.version = Some(v);
+        } else if let Some(v) = field("Tools:") {
+            c.tools = list(v);
+        } else if let Some(v) = field("Commands:") {
+            c.commands = list(v);
+        } else if t == "Paths:" {
+            c.section = Section::Paths;
+        } else if t == "Environment Variables:" {
+            c.section = Section::Env;
+        } else if t == "Next Steps:" {
+            c.section = Section::Next;
+        } else if let (Some(item), Section::Paths | Section::Env) =
+            (t.strip_prefix("  - "), c.section)
+        {
+            if c.section == Section::Paths {
+                c.paths.push(item.to_string());
+            } else {
+                let (k, v) = item.split_once('=').unwrap_or((item, ""));
+                c.env.insert(k.to_string(), Value::String(clean(v)));
+            }
+        } else if let (Some(step), Section::Next) = (t.strip_prefix("  "), c.section) {
+            c.next_steps.push(step.to_string());
+        } else {
+            return false;
+        }
+        true
+    }
+
+    fn emit_config(&mut self, cx: &Cx, incomplete: bool, out: &mut Vec<Event>) {
+        let Some(c) = self.config.take() else { return };
+        let feature = match self.feature_name() {
+            "" => c.title.clone(),
+            f => f.to_string(),
+        };
+        let mut ev = Event::new(
+            EventType::FeatureSummary,
+            Level::Info,
+            feature,
+            format!("{} Configuration Summary", c.title),
+        );
+        if let Some(v) = &c.version {
+            ev = ev.with_meta("version", v.clone());
+            ev.version = Some(v.clone());
+        }
+        let strings = |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect());
+        ev = ev
+            .with_meta("tools", strings(c.tools))
+            .with_meta("commands", strings(c.commands))
+            .with_meta("paths", strings(c.paths))
+            .with_meta("env", Value::Object(c.env));
+        if !c.next_steps.is_empty() {
+            ev = ev.with_meta("next_steps", c.next_steps.join("\n"));
+        }
+        ev.incomplete = incomplete;
+        let ccx = Cx {
+            line: c.line,
+            original_len: None,
+            invalid: false,
+            ..*cx
+        };
+        ccx.emit(ev, out);
+    }
+
+    fn summary_line(&mut self, t: &str) -> bool {
+        let num = |p: &str| -> Option<u64> {
+            let v = t.strip_prefix(p)?;
+            v.trim().trim_end_matches(" seconds").parse().ok()
+        };
+        if t == BANNER {
+            self.mode = Mode::Idle;
+            return true;
+        }
+        if t.is_empty()
+            || t.starts_with("End Time: ")
+            || t.starts_with("Full error log: ")
+            || t == "No errors or warnings detected!"
+        {
+            return true;
+        }
+        if t == "--- First 10 Errors/Warnings ---" {
+            self.mode = Mode::SummaryList;
+            return true;
+        }
+        let Some(f) = self.feature.as_mut() else {
+            return false;
+        };
+        if let Some(n) = num("Total Duration: ") {
+            f.total_duration = Some(n);
+        } else if let Some(n) = num("Commands Executed: ") {
+            f.commands_executed = Some(n);
+        } else if let Some(n) = num("Errors Found: ") {
+            f.errors_found = Some(n);
+        } else if let Some(n) = num("Warnings Found: ") {
+            f.warnings_found = Some(n);
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// `feature_end`: from `=== X installation complete ===` and its counts, or (with
+    /// `counts` None and no summary) for a feature that stopped without them.
+    fn end_feature(&mut self, cx: &Cx, counts: Option<(u64, u64)>, out: &mut Vec<Event>) {
+        let ending = self.ending.take();
+        if self.feature.is_none() {
+            if let Some(name) = &ending {
+                // Its start was not in the input: a feature_end is still owed.
+                self.open_feature_silently(cx, name);
+            } else {
+                return;
+            }
+        }
+        self.abandon_command(cx, None, out);
+        let Some(f) = self.feature.take() else { return };
+        let complete = ending.is_some();
+        let (errors, warnings) = counts
+            .or(f.errors_found.zip(f.warnings_found))
+            .unwrap_or((f.errors, f.warnings));
+        let duration = f
+            .total_duration
+            .unwrap_or_else(|| ((cx.time.ms - f.start.ms).max(0) / 1000) as u64);
+        let commands = f.commands_executed.unwrap_or(f.commands);
+        let status = if errors > 0 || !complete {
+            "failed"
+        } else {
+            "success"
+        };
+        let mut ev = Event::new(
+            EventType::FeatureEnd,
+            if complete { Level::Info } else { Level::Error },
+            &f.name,
+            format!("Completed installation of {}", f.name),
+        )
+        .with_meta("duration_seconds", duration)
+        .with_meta("commands_executed", commands)
+        .with_meta("errors", errors)
+        .with_meta("warnings", warnings)
+        .with_meta("status", status);
+        ev.version = f.version;
+        ev.duration_ms = Some(duration * 1000);
+        ev.command_count = Some(commands);
+        ev.error_count = Some(errors);
+        ev.warning_count = Some(warnings);
+        ev.incomplete = !complete;
+        cx.emit(ev, out);
+    }
+
+    fn open_feature_silently(&mut self, cx: &Cx, name: &str) {
+        self.feature = Some(Feature {
+            name: name.to_string(),
+            version: None,
+            start: cx.time,
+            commands: 0,
+            errors: 0,
+            warnings: 0,
+            total_duration: None,
+            commands_executed: None,
+            errors_found: None,
+            warnings_found: None,
+        });
+    }
+
+    /// The stream ended (input end, BuildKit step end, or a new feature): emit what is open.
+    fn close(&mut self, cx: &Cx, out: &mut Vec<Event>) {
+        if let (Mode::Banner, Some((line, time))) = (self.mode, self.banner.take()) {
+            let bcx = Cx {
+                line,
+                time,
+                inherited: false,
+                stage: cx.stage,
+                invalid: false,
+                original_len: None,
+            };
+            self.output(&bcx, BANNER, out);
+        }
+        if self.config.is_some() {
+            self.emit_config(cx, true, out);
+        }
+        if self.ending.is_some() {
+            self.end_feature(cx, None, out);
+        }
+        self.ensure_feature(cx, out);
+        if self.feature.is_some() {
+            self.end_feature(cx, None, out);
+        }
+        self.abandon_command(cx, None, out);
+        self.mode = Mode::Idle;
+    }
+}
+
+trait WithMetaOpt {
+    fn with_meta_opt(self, key: &str, v: Option<String>) -> Self;
+}
+impl WithMetaOpt for Event {
+    fn with_meta_opt(self, key: &str, v: Option<String>) -> Self {
+        match v {
+            Some(v) => self.with_meta(key, v),
+            None => self,
+        }
+    }
+}
+
+/// `ANSI stripped`, for messages.
+fn clean(s: &str) -> String {
+    strip_ansi(s).into_owned()
+}
+
+fn output_event(text: &str, feature: &str) -> Event {
+    let b = text.as_bytes();
+    let level = if matches_error(b) {
+        Level::Error
+    } else if matches_warning(b) {
+        Level::Warn
+    } else {
+        Level::Info
+    };
+    let msg = strip_ansi(text);
+    let raw = (msg.len() != text.len()).then(|| text.to_string());
+    let mut ev = Event::new(EventType::Output, level, feature, msg.into_owned());
+    ev.raw = raw;
+    ev
+}
+
+/// The 80-dash rule; after UTF-16 output it can start with NUL bytes (build 15).
+fn is_rule(t: &str) -> bool {
+    t.trim_start_matches('\0') == RULE
+}
+
+/// `Python version 3.13.5` -> (`Python`, `3.13.5`).
+fn split_version(inner: &str) -> (String, Option<String>) {
+    match inner.rsplit_once(" version ") {
+        Some((n, v)) => (n.to_string(), Some(v.to_string())),
+        None => (inner.to_string(), None),
+    }
+}
+
+/// `COMMAND #3: Installing Python packages` -> (3, `Installing Python packages`).
+fn parse_command_header(s: &str) -> Option<(u32, &str)> {
+    let rest = s.strip_prefix("COMMAND #")?;
+    let (num, desc) = match rest.split_once(": ") {
+        Some(p) => p,
+        None => (rest.strip_suffix(':')?, ""),
+    };
+    Some((num.parse().ok()?, desc))
+}
+
+fn two_digits(b: &[u8]) -> Option<i8> {
+    match b {
+        [a @ b'0'..=b'9', c @ b'0'..=b'9'] => Some(((a - b'0') * 10 + (c - b'0')) as i8),
+        _ => None,
+    }
+}
+
+/// `[HH:MM:SS] rest` -> (time of day, rest).
+fn split_stamp(s: &str) -> Option<(CivilTime, &str)> {
+    let b = s.as_bytes();
+    if b.len() < 10 || b[0] != b'[' || b[3] != b':' || b[6] != b':' || b[9] != b']' {
+        return None;
+    }
+    let t = CivilTime::new(
+        two_digits(&b[1..3])?,
+        two_digits(&b[4..6])?,
+        two_digits(&b[7..9])?,
+        0,
+    )
+    .ok()?;
+    let rest = match b.get(10) {
+        None => "",
+        Some(b' ') => &s[11..],
+        Some(_) => return None,
+    };
+    Some((t, rest))
+}
+
+/// The logger's own time on a line, if it has one.
+fn line_stamp(t: &str) -> Option<Stamp> {
+    if let Some((tod, _)) = split_stamp(t) {
+        return Some(Stamp::TimeOfDay(tod));
+    }
+    let v = t
+        .strip_prefix("Start Time: ")
+        .or_else(|| t.strip_prefix("End Time: "))?;
+    v.trim().parse::<DateTime>().ok().map(Stamp::Full)
+}
+
+/// `2026-10-27T09:14:05.1850000Z ` -> (milliseconds, rest of the line).
+fn runner_prefix(s: &str) -> Option<(i64, &str)> {
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let digits = |r: std::ops::Range<usize>| -> Option<i32> {
+        b[r].iter().try_fold(0i32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as i32)
+        })
+    };
+    let (y, mo, d) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (h, mi, sec) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    let mut i = 19;
+    let mut nanos = 0i32;
+    if b[i] == b'.' {
+        i += 1;
+        let mut n = 0;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if n < 9 {
+                nanos = nanos * 10 + (b[i] - b'0') as i32;
+                n += 1;
+            }
+            i += 1;
+        }
+        if n == 0 {
+            return None;
+        }
+        nanos *= 10i32.pow(9 - n);
+    }
+    if b.get(i) != Some(&b'Z') {
+        return None;
+    }
+    let rest = match b.get(i + 1) {
+        None => "",
+        Some(b' ') => &s[i + 2..],
+        Some(_) => return None,
+    };
+    let dt = DateTime::new(
+        y as i16, mo as i8, d as i8, h as i8, mi as i8, sec as i8, nanos,
+    )
+    .ok()?;
+    let ts = TimeZone::UTC.to_timestamp(dt).ok()?;
+    Some((ts.as_millisecond(), rest))
+}
+
+/// `#12 rest` -> (12, rest).
+fn buildkit_prefix(s: &str) -> Option<(u32, &str)> {
+    let rest = s.strip_prefix('#')?;
+    let end = rest
+        .bytes()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    if end == 0 || end > 9 {
+        return None;
+    }
+    let n = rest[..end].parse().ok()?;
+    match rest.as_bytes().get(end) {
+        None => Some((n, "")),
+        Some(b' ') => Some((n, &rest[end + 1..])),
+        Some(_) => None,
+    }
+}
+
+/// `3.456 rest` (BuildKit's seconds since the step started) -> (3456 ms, rest).
+fn relative_secs(s: &str) -> Option<(i64, &str)> {
+    let (num, rest) = match s.find(' ') {
+        Some(i) => (&s[..i], &s[i + 1..]),
+        None => (s, ""),
+    };
+    let (whole, frac) = num.split_once('.')?;
+    if whole.is_empty()
+        || frac.is_empty()
+        || whole.len() > 9
+        || !whole.bytes().all(|c| c.is_ascii_digit())
+        || !frac.bytes().all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let mut ms: i64 = whole.parse().ok()?;
+    ms *= 1000;
+    let f3: String = frac.chars().chain("000".chars()).take(3).collect();
+    ms += f3.parse::<i64>().ok()?;
+    Some((ms, rest))
+}
+
+/// `DONE 1.2s` -> 1200.
+fn done_ms(s: &str) -> Option<i64> {
+    let v = s.strip_prefix("DONE ")?.trim_end().strip_suffix('s')?;
+    let secs: f64 = v.parse().ok()?;
+    (secs.is_finite() && secs >= 0.0 && secs < 1e12).then(|| (secs * 1000.0).round() as i64)
+}
+
+fn prop(props: &str, key: &str) -> Option<String> {
+    props.split(',').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k.trim() == key).then(|| v.to_string())
+    })
+}
+
+/// A later report of a failure already emitted: an `error` event pointing at it.
+fn repeat_of(failure: Event, first_line: u64) -> Event {
+    let mut ev = Event::new(
+        EventType::Error,
+        Level::Error,
+        failure.feature,
+        failure.message,
+    );
+    ev.command_num = failure.command_num;
+    ev.with_meta("build_failure_line", first_line)
+}
+
+/// GitHub's `::error title=Build failed in <Feature>::COMMAND #n 'desc' failed (exit n): cmd`.
+fn gh_failure(g: &mut Failures, cx: &Cx, feature: &str, msg: &str) -> Event {
+    let msg = clean(msg);
+    if let Some(first) = g.line_of(feature) {
+        return Event::new(EventType::Error, Level::Error, feature, msg)
+            .with_meta("build_failure_line", first);
+    }
+    let mut ev = Event::new(EventType::BuildFailure, Level::Fatal, feature, msg.clone());
+    if let Some(c) = GH_FAILURE.captures(&msg) {
+        let num: Option<u32> = c[1].parse().ok();
+        ev.command_num = num;
+        if let Some(n) = num {
+            ev = ev.with_meta("command_num", n);
+        }
+        ev = ev
+            .with_meta("description", c[2].to_string())
+            .with_meta("command", c[4].to_string());
+        if let Ok(code) = c[3].parse::<i64>() {
+            ev = ev.with_meta("exit_code", code);
+        }
+    }
+    g.seen.push((feature.to_string(), cx.line));
+    ev
+}
+
+/// BuildKit's `ERROR: failed to solve: ...` (or `failed to build: failed to solve: ...`).
+fn buildkit_failure(g: &mut Failures, cx: &Cx, t: &str, feature: &str, out: &mut Vec<Event>) {
+    let msg = clean(t);
+    let exit = EXIT_CODE_TAIL
+        .captures(&msg)
+        .and_then(|c| c[1].parse::<i64>().ok());
+    let mut ev = match g.line_of(feature).or_else(|| g.any()) {
+        Some(first) => Event::new(EventType::Error, Level::Error, feature, msg)
+            .with_meta("build_failure_line", first),
+        None => {
+            g.seen.push((feature.to_string(), cx.line));
+            Event::new(EventType::BuildFailure, Level::Fatal, feature, msg)
+        }
+    };
+    ev = ev.with_meta("source", "buildkit");
+    if let Some(code) = exit {
+        ev = ev.with_meta("exit_code", code);
+    }
+    cx.emit(ev, out);
+}
+
+#[derive(Default)]
+struct Step {
+    title: Option<String>,
+    flow: Flow,
+    clock: StepClock,
+}
+
+/// Streaming parser of `docker build` console output. See the module docs.
+pub struct ConsoleParser {
+    clock: Clock,
+    /// Lines without a BuildKit prefix.
+    plain: Flow,
+    steps: BTreeMap<u32, Step>,
+    failures: Failures,
+    /// The step of the last `#N ERROR`, whose output BuildKit repeats between `------` lines.
+    errored_step: Option<u32>,
+    in_error_context: bool,
+    last_line: u64,
+}
+
+impl ConsoleParser {
+    /// `tz`: the zone of the build's local times (`[HH:MM:SS]`, `Start Time:`).
+    pub fn new(tz: TimeZone) -> Self {
+        ConsoleParser {
+            clock: Clock {
+                tz,
+                last: None,
+                date: None,
+                last_local: None,
+            },
+            plain: Flow::default(),
+            steps: BTreeMap::new(),
+            failures: Failures::default(),
+            errored_step: None,
+            in_error_context: false,
+            last_line: 0,
+        }
+    }
+
+    fn plain_line(
+        &mut self,
+        text: &str,
+        runner: Option<i64>,
+        base: &Cx<'_>,
+        out: &mut Vec<Event>,
+    ) {
+        // BuildKit repeats the failed step's last lines between two `------` lines.
+        if let Some(n) = self.errored_step {
+            if text == "------" {
+                if let Some(ms) = runner {
+                    self.clock.observe_utc(ms);
+                }
+                if self.in_error_context {
+                    self.errored_step = None;
+                }
+                self.in_error_context = !self.in_error_context;
+                return;
+            }
+            if self.in_error_context {
+                return self.error_context_line(n, text, runner, base, out);
+            }
+        }
+        let stamp = self
+            .plain
+            .honors_stamps()
+            .then(|| line_stamp(text))
+            .flatten();
+        let (time, inherited) = resolve(&mut self.clock, runner, None, Rel::None, stamp);
+        let cx = Cx {
+            time,
+            inherited,
+            ..*base
+        };
+        self.plain.content(&mut self.failures, &cx, text, out);
+    }
+
+    fn error_context_line(
+        &mut self,
+        n: u32,
+        text: &str,
+        runner: Option<i64>,
+        base: &Cx<'_>,
+        out: &mut Vec<Event>,
+    ) {
+        let step = self.steps.entry(n).or_default();
+        let (rel, body) = match relative_secs(text) {
+            Some((ms, rest)) => (Rel::At(ms), rest),
+            None => (Rel::None, text),
+        };
+        let sc = matches!(rel, Rel::At(_)).then_some(&mut step.clock);
+        let (time, inherited) = resolve(&mut self.clock, runner, sc, rel, None);
+        let cx = Cx {
+            time,
+            inherited,
+            stage: step.title.as_deref(),
+            ..*base
+        };
+        let ev = output_event(body, &step.flow.last_feature)
+            .with_meta("buildkit_step", n)
+            .with_meta("buildkit_error_context", true);
+        cx.emit(ev, out);
+    }
+
+    fn step_line(
+        &mut self,
+        n: u32,
+        after: &str,
+        runner: Option<i64>,
+        base: &Cx<'_>,
+        out: &mut Vec<Event>,
+    ) {
+        let step = self.steps.entry(n).or_default();
+        step.flow.last_line = base.line;
+        if let Some((rel, text)) = relative_secs(after) {
+            let stamp = step
+                .flow
+                .honors_stamps()
+                .then(|| line_stamp(text))
+                .flatten();
+            let (time, inherited) = resolve(
+                &mut self.clock,
+                runner,
+                Some(&mut step.clock),
+                Rel::At(rel),
+                stamp,
+            );
+            let cx = Cx {
+                time,
+                inherited,
+                stage: step.title.as_deref(),
+                ..*base
+            };
+            return step.flow.content(&mut self.failures, &cx, text, out);
+        }
+        let t = after.trim_end();
+        let lifecycle = |status: &str, level: Level, ty: EventType, msg: &str| {
+            Event::new(ty, level, "", msg.to_string())
+                .with_meta("buildkit_step", n)
+                .with_meta("buildkit_status", status)
+        };
+        if let Some(d) = done_ms(t) {
+            let (time, inherited) = resolve(
+                &mut self.clock,
+                runner,
+                Some(&mut step.clock),
+                Rel::End(d),
+                None,
+            );
+            let cx = Cx {
+                time,
+                inherited,
+                stage: step.title.as_deref(),
+                ..*base
+            };
+            step.flow.close(&cx, out);
+            let mut ev = lifecycle("done", Level::Info, EventType::Message, t)
+                .with_meta("duration_seconds", d as f64 / 1000.0);
+            ev.duration_ms = Some(d as u64);
+            return cx.emit(ev, out);
+        }
+        let (time, inherited) = resolve(&mut self.clock, runner, None, Rel::None, None);
+        if step.title.is_none() && !t.is_empty() && t != "..." {
+            // The first line of a step is its name.
+            step.title = Some(t.to_string());
+            step.clock.start = Some(time);
+            let cx = Cx {
+                time,
+                inherited,
+                stage: step.title.as_deref(),
+                ..*base
+            };
+            return cx.emit(lifecycle("started", Level::Info, EventType::Message, t), out);
+        }
+        let cx = Cx {
+            time,
+            inherited,
+            stage: step.title.as_deref(),
+            ..*base
+        };
+        if t == "CACHED" || t == "CANCELED" {
+            step.flow.close(&cx, out);
+            let status = if t == "CACHED" { "cached" } else { "canceled" };
+            let level = if t == "CACHED" {
+                Level::Info
+            } else {
+                Level::Warn
+            };
+            return cx.emit(lifecycle(status, level, EventType::Message, t), out);
+        }
+        if let Some(msg) = t.strip_prefix("ERROR:") {
+            let feature = step.flow.feature_name().to_string();
+            step.flow.close(&cx, out);
+            if self.plain.feature.is_none() {
+                // BuildKit's `ERROR: failed to solve` that follows is about this feature.
+                self.plain.last_feature = feature.clone();
+            }
+            let mut ev = lifecycle("error", Level::Error, EventType::Error, msg.trim_start());
+            ev.feature = feature;
+            if let Some(code) = EXIT_CODE_TAIL
+                .captures(msg)
+                .and_then(|c| c[1].parse::<i64>().ok())
+            {
+                ev = ev.with_meta("exit_code", code);
+            }
+            self.errored_step = Some(n);
+            self.in_error_context = false;
+            return cx.emit(ev, out);
+        }
+        if t == "..." {
+            return; // BuildKit switching to another step; the step resumes with its header
+        }
+        if step.title.as_deref() == Some(t) {
+            return; // the header again, when the step resumes
+        }
+        // A progress line of the step (`transferring context: 2B done`).
+        cx.emit(output_event(after, step.flow.feature_name()), out);
+    }
+
+    /// The runner's own `##[group]`, `##[error]`, ... lines.
+    fn runner_command(
+        &mut self,
+        cmd: &str,
+        msg: &str,
+        runner: i64,
+        base: &Cx<'_>,
+        out: &mut Vec<Event>,
+    ) {
+        let (time, inherited) = resolve(&mut self.clock, Some(runner), None, Rel::None, None);
+        let cx = Cx {
+            time,
+            inherited,
+            ..*base
+        };
+        let feature = self.plain.feature_name().to_string();
+        let ev = match cmd {
+            "error" if msg.trim_end().starts_with(SENTINEL) => {
+                let t = msg.trim_end();
+                let Some(ev) = failure_event(t) else { return };
+                match self.failures.line_of(&ev.feature) {
+                    Some(first) => repeat_of(ev, first),
+                    None => {
+                        self.failures.sentinels.insert(t.to_string());
+                        self.failures.seen.push((ev.feature.clone(), cx.line));
+                        ev
+                    }
+                }
+            }
+            "error" => Event::new(EventType::Error, Level::Error, feature, clean(msg)),
+            "warning" => Event::new(EventType::Warning, Level::Warn, feature, clean(msg)),
+            "debug" => Event::new(EventType::Debug, Level::Debug, feature, clean(msg)),
+            "notice" => Event::new(EventType::Message, Level::Info, feature, clean(msg)),
+            "group" => Event::new(EventType::Output, Level::Info, feature, clean(msg))
+                .with_meta("ci_group", clean(msg)),
+            _ => {
+                let mut ev = output_event(msg, &feature);
+                if cmd == "endgroup" {
+                    ev.message = format!("##[{cmd}]{}", ev.message);
+                }
+                ev
+            }
+        };
+        cx.emit(ev.with_meta("ci_marker", cmd.to_string()), out);
+    }
+}
+
+impl FormatParser for ConsoleParser {
+    fn line(&mut self, line: &Line<'_>, out: &mut Vec<Event>) {
+        let (text, invalid) = decode(line.bytes);
+        let text: &str = &text;
+        self.last_line = line.number;
+        let base = Cx {
+            line: line.number,
+            time: Time {
+                ms: 0,
+                inferred: true,
+            },
+            inherited: true,
+            stage: None,
+            invalid,
+            original_len: line.original_len,
+        };
+        let (runner, rest) = match runner_prefix(text) {
+            Some((ms, rest)) => (Some(ms), rest),
+            None => (None, text),
+        };
+        if let Some(ms) = runner {
+            if let Some((cmd, msg)) = rest
+                .strip_prefix("##[")
+                .and_then(|r| r.split_once(']'))
+                .filter(|(c, _)| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase()))
+            {
+                return self.runner_command(cmd, msg, ms, &base, out);
+            }
+        }
+        match buildkit_prefix(rest) {
+            Some((n, after)) => self.step_line(n, after, runner, &base, out),
+            None => self.plain_line(rest, runner, &base, out),
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<Event>) {
+        let cx = Cx {
+            line: self.last_line,
+            time: self.clock.inherit(),
+            inherited: true,
+            stage: None,
+            invalid: false,
+            original_len: None,
+        };
+        self.plain.close(&cx, out);
+        for step in self.steps.values_mut() {
+            let scx = Cx {
+                line: step.flow.last_line,
+                stage: step.title.as_deref(),
+                ..cx
+            };
+            step.flow.close(&scx, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(input: &str) -> Vec<Event> {
+        let mut p = ConsoleParser::new(TimeZone::UTC);
+        let mut out = Vec::new();
+        for (i, l) in input.lines().enumerate() {
+            let line = Line {
+                bytes: l.as_bytes(),
+                number: i as u64 + 1,
+                original_len: None,
+                unterminated: false,
+            };
+            p.line(&line, &mut out);
+        }
+        p.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn prefixes_are_peeled() {
+        let (ms, rest) = runner_prefix("2026-10-27T09:14:05.1850000Z #9 0.145 hi").unwrap();
+        assert_eq!(Timestamp(ms).to_rfc3339(), "2026-10-27T09:14:05.185Z");
+        assert_eq!(rest, "#9 0.145 hi");
+        assert_eq!(buildkit_prefix("#9 0.145 hi"), Some((9, "0.145 hi")));
+        assert_eq!(relative_secs("0.145 hi"), Some((145, "hi")));
+        assert_eq!(relative_secs("12.5"), Some((12_500, "")));
+        assert_eq!(relative_secs("DONE 1.2s"), None);
+        assert_eq!(done_ms("DONE 24.8s"), Some(24_800));
+        assert!(runner_prefix("2026-13-27T09:14:05Z x").is_none());
+        assert!(runner_prefix("2026-10-27T09:14:05.Z x").is_none());
+        assert_eq!(buildkit_prefix("#include <x>"), None);
+        assert_eq!(split_stamp("[09:14:09] COMMAND #2: x").unwrap().1, "COMMAND #2: x");
+        assert!(split_stamp("[25:00:00] x").is_none());
+        assert_eq!(parse_command_header("COMMAND #12: a: b"), Some((12, "a: b")));
+    }
+
+    #[test]
+    fn plain_feature_and_commands() {
+        let evs = run("================================================================================\n\
+Feature Installation Log: Go\nVersion: 1.23\nStart Time: 2026-02-03 08:15:00\n\
+================================================================================\n\n\
+=== Installing Go version 1.23 ===\n\n[08:15:01] COMMAND #1: Get\nExecuting: curl x\n\
+--------------------------------------------------------------------------------\n\
+warning: slow\n\
+--------------------------------------------------------------------------------\n\
+Exit code: 7 (Duration: 3s)\n✗ Get failed with exit code 7\n[08:15:05] DEBUG: x=1\n");
+        let types: Vec<&str> = evs.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "feature_start",
+                "command_start",
+                "output",
+                "command",
+                "debug",
+                "feature_end"
+            ]
+        );
+        assert_eq!(evs[0].version.as_deref(), Some("1.23"));
+        assert_eq!(evs[0].timestamp.to_rfc3339(), "2026-02-03T08:15:00.000Z");
+        assert_eq!(evs[1].metadata["command"], "curl x");
+        assert_eq!(evs[2].level, Level::Warn);
+        assert_eq!(evs[3].metadata["exit_code"], 7);
+        assert_eq!(evs[3].metadata["duration_seconds"], 3);
+        // No later stamp: the command ends at its start plus its duration.
+        assert_eq!(evs[3].timestamp.to_rfc3339(), "2026-02-03T08:15:04.000Z");
+        let end = &evs[5];
+        assert!(end.incomplete);
+        assert_eq!(end.metadata["status"], "failed");
+        assert_eq!(end.metadata["warnings"], 1);
+        assert_eq!(end.metadata["commands_executed"], 1);
+    }
+
+    #[test]
+    fn no_date_means_epoch_and_inferred() {
+        let evs = run("[23:00:00] hello\n[01:00:00] after midnight\n");
+        assert_eq!(evs[0].timestamp.to_rfc3339(), "1970-01-01T23:00:00.000Z");
+        assert_eq!(evs[0].metadata["time_inferred"], true);
+        assert_eq!(evs[1].timestamp.to_rfc3339(), "1970-01-02T01:00:00.000Z");
+    }
+
+    #[test]
+    fn fall_back_keeps_utc_increasing() {
+        let tz = TimeZone::get("America/Chicago").unwrap();
+        let mut p = ConsoleParser::new(tz);
+        let mut out = Vec::new();
+        let lines = [
+            "Start Time: 2026-11-01 01:59:58",
+            "[01:59:59] one",
+            "[01:00:50] two",
+        ];
+        p.plain.mode = Mode::Header;
+        for (i, l) in lines.iter().enumerate() {
+            let line = Line {
+                bytes: l.as_bytes(),
+                number: i as u64 + 1,
+                original_len: None,
+                unterminated: false,
+            };
+            p.line(&line, &mut out);
+        }
+        assert_eq!(out[0].timestamp.to_rfc3339(), "2026-11-01T06:59:59.000Z");
+        assert_eq!(out[1].timestamp.to_rfc3339(), "2026-11-01T07:00:50.000Z");
+    }
+
+    #[test]
+    fn interleaved_steps_keep_their_own_state() {
+        let evs = run("#5 [a 1/2] RUN a.sh\n#5 0.100 === Installing A ===\n#5 ...\n\n\
+#6 [b 1/2] RUN b.sh\n#6 0.100 === Installing B ===\n#6 0.200 [00:00:01] COMMAND #1: b1\n#6 ...\n\n\
+#5 [a 1/2] RUN a.sh\n#5 0.300 [00:00:01] COMMAND #1: a1\n#5 0.310 Executing: true\n\
+#5 0.320 --------------------------------------------------------------------------------\n\
+#5 0.330 --------------------------------------------------------------------------------\n\
+#5 0.340 Exit code: 0 (Duration: 0s)\n#5 0.350 ✓ a1 completed successfully\n#5 DONE 0.4s\n");
+        let cmds: Vec<(&str, &str)> = evs
+            .iter()
+            .filter(|e| e.event_type == EventType::Command)
+            .map(|e| (e.feature.as_str(), e.message.as_str()))
+            .collect();
+        assert!(cmds.contains(&("A", "a1")), "{cmds:?}");
+        assert!(cmds.contains(&("B", "b1")), "{cmds:?}");
+        let a1 = evs
+            .iter()
+            .find(|e| e.event_type == EventType::Command && e.message == "a1")
+            .unwrap();
+        assert!(!a1.incomplete);
+        assert_eq!(a1.stage.as_deref(), Some("[a 1/2] RUN a.sh"));
+        let done = evs
+            .iter()
+            .find(|e| e.metadata.get("buildkit_status") == Some(&"done".into()))
+            .unwrap();
+        assert_eq!(done.duration_ms, Some(400));
+        // Two step headers, not four: the repeats on resume are framing.
+        let started = evs
+            .iter()
+            .filter(|e| e.metadata.get("buildkit_status") == Some(&"started".into()))
+            .count();
+        assert_eq!(started, 2);
+    }
+}
