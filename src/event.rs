@@ -238,6 +238,10 @@ pub struct Event {
     /// The correlation id the JSON logger wrote for this feature, where it differs from the build's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logger_correlation_id: Option<String>,
+    /// Parsed structure beyond the JSON logger's `metadata` keys (the `Executing:` text of a
+    /// command, the first errors of a summary, ...), so `metadata` stays equal to the logger's.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub details: Map<String, Value>,
     /// The raw line (control bytes kept, scrubbed) for `output` events, when it differs from `message`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
@@ -282,6 +286,7 @@ impl Event {
             span_id: None,
             source: SourceRef::default(),
             logger_correlation_id: None,
+            details: Map::new(),
             raw: None,
             truncated: false,
             original_length: None,
@@ -292,6 +297,11 @@ impl Event {
 
     pub fn with_meta(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.metadata.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn with_detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.details.insert(key.to_string(), value.into());
         self
     }
 

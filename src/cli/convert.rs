@@ -1,16 +1,23 @@
 //! `buildlog convert`: build logs to JSON events on stdout (or `-o FILE`).
 
+use super::exit;
 use super::input::InputArgs;
+use crate::parse::parse_inputs;
+use crate::source::{stdin_is_live, Input, Progress};
+use anyhow::Context;
 use clap::Args;
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
   buildlog convert /var/log/container-build > events.jsonl
-  buildlog convert old-builds/2025-*/ -o all.jsonl
+  buildlog convert old-builds/ -o all.jsonl          # a directory of build directories
   tail -F /var/log/container-build/python-install.log | buildlog convert -
-  buildlog convert --timezone America/Chicago build.tar.gz-extracted/")]
+  buildlog convert --timezone America/Chicago python-install.log.gz
+
+Exit codes: 0 ok, 1 some input unreadable (the rest converted), 2 usage, 4 output failed.")]
 pub struct ConvertArgs {
     #[command(flatten)]
     pub input: InputArgs,
@@ -20,6 +27,50 @@ pub struct ConvertArgs {
     pub output: Option<PathBuf>,
 }
 
-pub fn run(_args: ConvertArgs) -> anyhow::Result<i32> {
-    Ok(0)
+pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
+    let opts = args.input.parse_options()?;
+    let inputs = args.input.inputs();
+    // Following a pipe: every event goes out as soon as its line is complete.
+    let live = inputs.contains(&Input::Stdin) && stdin_is_live();
+    let out: Box<dyn Write> = match &args.output {
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = BufWriter::with_capacity(256 * 1024, out);
+    let mut line = Vec::with_capacity(1024);
+    let mut write_error = None;
+    let mut progress = Progress::new(args.input.quiet);
+    let report = parse_inputs(&inputs, &opts, &mut progress, &mut |event| {
+        line.clear();
+        event.write_json_line(&mut line);
+        let r = out
+            .write_all(&line)
+            .and_then(|_| if live { out.flush() } else { Ok(()) });
+        if let Err(e) = &r {
+            write_error = Some(e.kind());
+        }
+        r
+    });
+    let flushed = out.flush();
+    for e in &report.errors {
+        eprintln!("buildlog: {e}");
+    }
+    for s in &report.skipped {
+        tracing::info!("skipped {s}: not a file the build logger writes (name it to convert it)");
+    }
+    match (write_error, flushed) {
+        // A closed pipe (`| head`) is the reader's choice, not a failure.
+        (Some(std::io::ErrorKind::BrokenPipe), _) => return Ok(exit::OK),
+        (Some(k), _) => anyhow::bail!("writing events: {k}"),
+        (None, Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(exit::OK),
+        (None, Err(e)) => return Err(e).context("writing events"),
+        _ => {}
+    }
+    Ok(if report.errors.is_empty() {
+        exit::OK
+    } else {
+        exit::INPUT_ERROR
+    })
 }

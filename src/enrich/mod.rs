@@ -1,5 +1,120 @@
-//! Enrichment: correlation and trace ids, event ids, and secret scrubbing, applied to every
-//! event a parser produced before it leaves the process.
+//! Enrichment: correlation and trace ids, event ids, sequence numbers and secret scrubbing,
+//! applied to every event a parser produced, before it leaves the process.
 
 pub mod ids;
 pub mod scrub;
+
+use crate::event::{Event, EventType};
+use scrub::Scrubber;
+use serde_json::Value;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+static SCRUBBER: LazyLock<Arc<Scrubber>> = LazyLock::new(|| Arc::new(Scrubber::new()));
+
+/// The default scrubber, shared.
+pub fn scrubber() -> Arc<Scrubber> {
+    SCRUBBER.clone()
+}
+
+/// Stamps the events of one build.
+pub struct Enricher {
+    correlation_id: String,
+    trace_id: String,
+    build_span: String,
+    scrubber: Option<Arc<Scrubber>>,
+    /// Per source: the next `seq`.
+    seqs: HashMap<String, u64>,
+    feature_spans: HashMap<String, String>,
+}
+
+impl Enricher {
+    pub fn new(correlation_id: String, scrub: bool) -> Self {
+        Enricher {
+            trace_id: ids::trace_id(&correlation_id),
+            build_span: ids::build_span_id(&correlation_id),
+            correlation_id,
+            scrubber: scrub.then(scrubber),
+            seqs: HashMap::new(),
+            feature_spans: HashMap::new(),
+        }
+    }
+
+    pub fn correlation_id(&self) -> &str {
+        &self.correlation_id
+    }
+
+    /// Fills in identity and scrubs. `source_name` is the file's name inside its build
+    /// (`python-install.log`, `json/python.jsonl`, `-`), which event ids are made from.
+    pub fn apply(&mut self, e: &mut Event, source_file: &str, source_name: &str) {
+        if !e.correlation_id.is_empty() && !e.event_id.is_empty() {
+            // Replayed buildlog output: keep its identity.
+            return;
+        }
+        if let Some(lc) = &e.logger_correlation_id {
+            if *lc == self.correlation_id {
+                e.logger_correlation_id = None;
+            }
+        }
+        e.correlation_id.clone_from(&self.correlation_id);
+        let seq = self.seqs.entry(source_name.to_string()).or_insert(0);
+        e.seq = *seq;
+        *seq += 1;
+        e.source.file = source_file.to_string();
+        e.event_id = ids::event_id(
+            &self.correlation_id,
+            source_name,
+            e.source.line,
+            e.seq,
+            e.event_type.as_str(),
+        );
+        e.trace_id = Some(self.trace_id.clone());
+        e.span_id = Some(match (e.event_type, e.command_num) {
+            (EventType::BuildSummary | EventType::BuildFailure, _) if e.feature.is_empty() => {
+                self.build_span.clone()
+            }
+            (EventType::BuildSummary, _) => self.build_span.clone(),
+            (_, Some(n)) if !matches!(e.event_type, EventType::BuildFailure) => {
+                ids::command_span_id(&self.correlation_id, &e.feature, n)
+            }
+            _ => self
+                .feature_spans
+                .entry(e.feature.clone())
+                .or_insert_with(|| ids::feature_span_id(&self.correlation_id, &e.feature))
+                .clone(),
+        });
+        if let Some(s) = &self.scrubber {
+            scrub_event(s, e);
+        }
+    }
+}
+
+fn scrub_string(s: &Scrubber, v: &mut String) {
+    if let Cow::Owned(new) = s.scrub(v) {
+        *v = new;
+    }
+}
+
+fn scrub_value(s: &Scrubber, v: &mut Value) {
+    match v {
+        Value::String(x) => scrub_string(s, x),
+        Value::Array(a) => a.iter_mut().for_each(|x| scrub_value(s, x)),
+        Value::Object(m) => m.values_mut().for_each(|x| scrub_value(s, x)),
+        _ => {}
+    }
+}
+
+/// Scrubs every string of an event that can carry log text.
+pub fn scrub_event(s: &Scrubber, e: &mut Event) {
+    scrub_string(s, &mut e.message);
+    if let Some(r) = e.raw.as_mut() {
+        scrub_string(s, r);
+    }
+    for v in e.metadata.values_mut() {
+        scrub_value(s, v);
+    }
+    for v in e.details.values_mut() {
+        scrub_value(s, v);
+    }
+}

@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod build_failure;
+pub mod clock;
 pub mod console;
 pub mod detect;
 pub mod install_log;
