@@ -15,8 +15,9 @@ use super::text::{decode, matches_error, matches_warning, strip_ansi};
 use super::FormatParser;
 use crate::event::{Event, EventType, Level, Timestamp};
 use crate::source::Line;
-use jiff::civil::{Date, DateTime, Time as CivilTime};
-use jiff::tz::{AmbiguousOffset, TimeZone};
+use super::clock::{parse_date_time, parse_hms, Clock};
+use jiff::civil::{Date, Time as CivilTime};
+use jiff::tz::TimeZone;
 use regex::Regex;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
@@ -25,8 +26,6 @@ use std::sync::LazyLock;
 /// The logger's rules: 80 `-` around command output, 80 `=` around its blocks.
 const RULE: &str = "--------------------------------------------------------------------------------";
 const BANNER: &str = "================================================================================";
-/// Lines after this many hours back in time of day are the next day (DESIGN.md, Time).
-const ROLLOVER_SECS: i64 = 12 * 3600;
 
 static EXIT_LINE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^Exit code: (-?\d+) \(Duration: (\d+)s\)\s*$").unwrap());
@@ -50,90 +49,36 @@ struct Time {
 #[derive(Debug, Clone, Copy)]
 enum Stamp {
     /// `Start Time: 2025-11-16 19:30:40`, `End Time: ...`
-    Full(DateTime),
+    Full(Date, CivilTime),
     /// `[19:30:40] ...`
     TimeOfDay(CivilTime),
 }
 
-/// The build's clock: carries the date, handles midnight and daylight-saving fall-back.
-struct Clock {
-    tz: TimeZone,
-    last: Option<Time>,
-    /// The current local date and whether it was guessed (the Unix epoch date).
-    date: Option<(Date, bool)>,
-    last_local: Option<DateTime>,
-}
-
-impl Clock {
-    fn inherit(&self) -> Time {
-        self.last.unwrap_or(Time {
-            ms: 0,
-            inferred: true,
-        })
-    }
-
-    /// A runner timestamp: exact UTC; it also gives the local date for later stamps.
-    fn observe_utc(&mut self, ms: i64) -> Time {
-        if let Ok(ts) = jiff::Timestamp::from_millisecond(ms) {
-            let local = self.tz.to_datetime(ts);
-            self.date = Some((local.date(), false));
-            self.last_local = Some(local);
-        }
-        let t = Time {
-            ms,
-            inferred: false,
-        };
-        self.last = Some(t);
-        t
-    }
-
-    fn stamp(&mut self, st: Stamp) -> Time {
-        let (dt, inferred) = match st {
-            Stamp::Full(dt) => (dt, false),
-            Stamp::TimeOfDay(tod) => {
-                let (mut date, inferred) = self
-                    .date
-                    .unwrap_or((jiff::civil::date(1970, 1, 1), true));
-                if let Some(prev) = self.last_local {
-                    let back = secs_of_day(prev.time()) - secs_of_day(tod);
-                    if prev.date() == date && back > ROLLOVER_SECS {
-                        date = date.tomorrow().unwrap_or(date);
-                    }
-                }
-                (date.to_datetime(tod), inferred)
-            }
-        };
-        self.date = Some((dt.date(), inferred));
-        self.last_local = Some(dt);
-        let t = Time {
-            ms: self.local_to_ms(dt),
-            inferred,
-        };
-        self.last = Some(t);
-        t
-    }
-
-    /// Local time to UTC. In a fall-back fold the earlier reading is taken unless it would
-    /// go back before the last event, so that UTC keeps increasing (build 14).
-    fn local_to_ms(&self, dt: DateTime) -> i64 {
-        let amb = self.tz.to_ambiguous_timestamp(dt);
-        let ts = match amb.offset() {
-            AmbiguousOffset::Fold { .. } => {
-                let last = self.last.map(|t| t.ms).unwrap_or(i64::MIN);
-                match (amb.clone().earlier(), amb.clone().later()) {
-                    (Ok(e), _) if e.as_millisecond() >= last => Ok(e),
-                    (_, Ok(l)) => Ok(l),
-                    (e, _) => e,
-                }
-            }
-            _ => amb.compatible(),
-        };
-        ts.map(|t| t.as_millisecond()).unwrap_or(0)
+/// The clock's current time; guessed while the input has given no date.
+fn inherit(clock: &Clock) -> Time {
+    Time {
+        ms: clock.now().0,
+        inferred: !clock.is_dated(),
     }
 }
 
-fn secs_of_day(t: CivilTime) -> i64 {
-    t.hour() as i64 * 3600 + t.minute() as i64 * 60 + t.second() as i64
+fn observe_utc(clock: &mut Clock, ms: i64) -> Time {
+    clock.set_instant(Timestamp(ms));
+    Time {
+        ms,
+        inferred: false,
+    }
+}
+
+fn set_stamp(clock: &mut Clock, st: Stamp) -> Time {
+    let ts = match st {
+        Stamp::Full(d, t) => clock.set_datetime(d, t),
+        Stamp::TimeOfDay(t) => clock.set_time(t),
+    };
+    Time {
+        ms: ts.0,
+        inferred: !clock.is_dated(),
+    }
 }
 
 /// Time within one BuildKit step: an absolute time known at a relative offset.
@@ -163,14 +108,14 @@ fn resolve(
     stamp: Option<Stamp>,
 ) -> (Time, bool) {
     if let Some(ms) = runner {
-        let t = clock.observe_utc(ms);
+        let t = observe_utc(clock, ms);
         if let (Some(sc), Rel::At(r)) = (sc, rel) {
             sc.anchor = Some((t, r));
         }
         return (t, false);
     }
     if let Some(st) = stamp {
-        let mut t = clock.stamp(st);
+        let mut t = set_stamp(clock, st);
         if let (Some(sc), Rel::At(r)) = (sc, rel) {
             // The stamp has whole seconds; BuildKit's offset refines it when they agree.
             if let Some((a, ar)) = sc.anchor {
@@ -181,7 +126,7 @@ fn resolve(
             }
             sc.anchor = Some((t, r));
         }
-        clock.last = Some(t);
+        clock.advance_to(Timestamp(t.ms));
         return (t, false);
     }
     let t = match (sc, rel) {
@@ -191,7 +136,7 @@ fn resolve(
                 inferred: a.inferred,
             },
             None => {
-                let base = sc.start.unwrap_or_else(|| clock.inherit());
+                let base = sc.start.unwrap_or_else(|| inherit(clock));
                 let t = Time {
                     ms: base.ms + r,
                     inferred: true,
@@ -205,11 +150,11 @@ fn resolve(
                 ms: a.ms - ar + d,
                 inferred: a.inferred,
             },
-            None => return (clock.inherit(), true),
+            None => return (inherit(clock), true),
         },
-        _ => return (clock.inherit(), true),
+        _ => return (inherit(clock), true),
     };
-    clock.last = Some(t);
+    clock.advance_to(Timestamp(t.ms));
     (t, false)
 }
 
@@ -228,7 +173,7 @@ impl Cx<'_> {
     fn emit(&self, mut ev: Event, out: &mut Vec<Event>) {
         ev.timestamp = Timestamp(self.time.ms);
         if self.time.inferred {
-            ev.metadata.insert("time_inferred".into(), true.into());
+            ev.details.insert("time_inferred".into(), true.into());
         }
         ev.source.line = self.line;
         ev.invalid_utf8 = self.invalid;
@@ -305,6 +250,30 @@ struct Feature {
     commands_executed: Option<u64>,
     errors_found: Option<u64>,
     warnings_found: Option<u64>,
+    /// The summary's `--- First 10 Errors/Warnings ---` lines, `Full error log:`, `End Time:`.
+    first_errors: Vec<String>,
+    error_log: Option<String>,
+    end_time: Option<String>,
+}
+
+impl Feature {
+    fn new(name: String, version: Option<String>, start: Time) -> Self {
+        Feature {
+            name,
+            version,
+            start,
+            commands: 0,
+            errors: 0,
+            warnings: 0,
+            total_duration: None,
+            commands_executed: None,
+            errors_found: None,
+            warnings_found: None,
+            first_errors: Vec::new(),
+            error_log: None,
+            end_time: None,
+        }
+    }
 }
 
 struct Cmd {
@@ -322,12 +291,11 @@ struct Cmd {
 struct Config {
     title: String,
     line: u64,
-    version: Option<String>,
-    tools: Vec<String>,
-    commands: Vec<String>,
-    paths: Vec<String>,
+    fields: Map<String, Value>,
+    paths: Vec<Value>,
     env: Map<String, Value>,
     next_steps: Vec<String>,
+    other: Vec<String>,
     section: Section,
 }
 
@@ -421,12 +389,17 @@ impl Flow {
                 return;
             }
             Mode::SummaryList => {
-                if t.starts_with("Full error log: ") || t == "No errors or warnings detected!" {
+                if t.is_empty() {
                     self.mode = Mode::Summary;
                     return;
                 }
-                if !(t.starts_with("End Time: ") || t == BANNER) {
-                    return; // a repeat of a line already seen
+                if !(t.starts_with("Full error log: ") || t.starts_with("End Time: ") || t == BANNER)
+                {
+                    // Repeats of lines already seen: kept with the feature_end, not re-emitted.
+                    if let Some(f) = self.feature.as_mut() {
+                        f.first_errors.push(clean(text));
+                    }
+                    return;
                 }
                 self.mode = Mode::Summary;
             }
@@ -487,11 +460,7 @@ impl Flow {
                     return;
                 }
             }
-            Mode::Config => {
-                if self.config_line(cx, t, out) {
-                    return;
-                }
-            }
+            Mode::Config => return self.config_line(cx, t, out),
             Mode::SummaryTitle => {
                 self.mode = Mode::Summary;
                 if t == BANNER {
@@ -563,14 +532,14 @@ impl Flow {
             .strip_prefix("✓ ")
             .and_then(|r| r.strip_suffix(" completed successfully"))
         {
-            return self.end_command(cx, desc, Some(0), out);
+            return self.end_command(cx, desc, 0, out);
         }
         if let Some((desc, code)) = t
             .strip_prefix("✗ ")
             .and_then(|r| r.rsplit_once(" failed with exit code "))
         {
             if let Ok(code) = code.trim().parse::<i64>() {
-                return self.end_command(cx, desc, Some(code), out);
+                return self.end_command(cx, desc, code, out);
             }
         }
         if let Some(rest) = t.strip_prefix("::") {
@@ -617,18 +586,7 @@ impl Flow {
         ev.version = version.clone();
         cx.emit(ev, out);
         self.last_feature = name.clone();
-        self.feature = Some(Feature {
-            name,
-            version,
-            start: cx.time,
-            commands: 0,
-            errors: 0,
-            warnings: 0,
-            total_duration: None,
-            commands_executed: None,
-            errors_found: None,
-            warnings_found: None,
-        });
+        self.feature = Some(Feature::new(name, version, cx.time));
     }
 
     /// A feature's lines arrived without its `=== Installing` line: start it from the header.
@@ -662,31 +620,30 @@ impl Flow {
             return;
         }
         let feature = self.feature_name().to_string();
-        let ev = if let Some(msg) = rest.strip_prefix("WARNING: ") {
-            let n = self.feature.as_mut().map(|f| {
+        let f = self.feature.as_mut();
+        let mut ev = if let Some(msg) = rest.strip_prefix("WARNING: ") {
+            let mut ev = Event::new(EventType::Warning, Level::Warn, feature, clean(msg));
+            if let Some(f) = f {
                 f.warnings += 1;
-                f.warnings
-            });
-            let ev = Event::new(EventType::Warning, Level::Warn, feature, clean(msg));
-            match n {
-                Some(n) => ev.with_meta("warning_count", n),
-                None => ev,
+                ev = ev.with_meta("warning_count", f.warnings);
             }
+            ev
         } else if let Some(msg) = rest.strip_prefix("ERROR: ") {
-            let n = self.feature.as_mut().map(|f| {
+            let mut ev = Event::new(EventType::Error, Level::Error, feature, clean(msg));
+            if let Some(f) = f {
                 f.errors += 1;
-                f.errors
-            });
-            let ev = Event::new(EventType::Error, Level::Error, feature, clean(msg));
-            match n {
-                Some(n) => ev.with_meta("error_count", n),
-                None => ev,
+                ev = ev.with_meta("error_count", f.errors);
             }
+            ev
         } else if let Some(msg) = rest.strip_prefix("DEBUG: ") {
             Event::new(EventType::Debug, Level::Debug, feature, clean(msg))
         } else {
             Event::new(EventType::Message, Level::Info, feature, clean(rest))
         };
+        if let Some(f) = &self.feature {
+            ev.error_count = Some(f.errors);
+            ev.warning_count = Some(f.warnings);
+        }
         cx.emit(ev, out);
     }
 
@@ -720,36 +677,11 @@ impl Flow {
     }
 
     /// `✓ desc completed successfully` / `✗ desc failed with exit code N`.
-    fn end_command(&mut self, cx: &Cx, desc: &str, code: Option<i64>, out: &mut Vec<Event>) {
+    fn end_command(&mut self, cx: &Cx, desc: &str, code: i64, out: &mut Vec<Event>) {
         self.start_command(cx, out);
         let cmd = self.cmd.take();
-        let feature = self.feature_name().to_string();
-        let exit = code.or(cmd.as_ref().and_then(|c| c.exit)).unwrap_or(0);
-        let desc = cmd.as_ref().map(|c| c.desc.clone()).unwrap_or_else(|| desc.to_string());
-        let mut ev = Event::new(
-            EventType::Command,
-            if exit == 0 { Level::Info } else { Level::Error },
-            feature,
-            desc,
-        );
-        if let Some(c) = &cmd {
-            ev = ev.with_meta("command_num", c.num);
-            ev.command_num = Some(c.num);
-        }
-        ev = ev.with_meta("exit_code", exit);
-        let duration = cmd.as_ref().and_then(|c| c.duration);
-        if let Some(d) = duration {
-            ev = ev.with_meta("duration_seconds", d);
-            ev.duration_ms = Some(d * 1000);
-        }
-        ev = ev.with_meta("success", exit == 0);
-        // Without a time of its own, a command ends no earlier than its start plus duration.
-        let mut time = cx.time;
-        if let (true, Some(c), Some(d)) = (cx.inherited, &cmd, duration) {
-            time.ms = time.ms.max(c.start.ms + d as i64 * 1000);
-        }
-        let ecx = Cx { time, ..*cx };
-        ecx.emit(ev, out);
+        let desc = cmd.as_ref().map_or(desc, |c| c.desc.as_str()).to_string();
+        self.command_event(cx, cmd.as_ref(), desc, Some(code), false, out);
         if self.mode != Mode::Output {
             self.mode = Mode::Idle;
         }
@@ -763,24 +695,50 @@ impl Flow {
         self.start_command(cx, out);
         let Some(cmd) = self.cmd.take() else { return };
         let exit = exit.or(cmd.exit);
+        self.command_event(cx, Some(&cmd), cmd.desc.clone(), exit, true, out);
+    }
+
+    /// The `command` event, with the JSON logger's metadata (`null` where unknown).
+    fn command_event(
+        &self,
+        cx: &Cx,
+        cmd: Option<&Cmd>,
+        desc: String,
+        exit: Option<i64>,
+        incomplete: bool,
+        out: &mut Vec<Event>,
+    ) {
+        let success = exit == Some(0);
+        let duration = cmd.and_then(|c| c.duration);
         let mut ev = Event::new(
             EventType::Command,
-            Level::Error,
+            if success { Level::Info } else { Level::Error },
             self.feature_name(),
-            cmd.desc.clone(),
-        )
-        .with_meta("command_num", cmd.num);
-        ev.command_num = Some(cmd.num);
-        if let Some(code) = exit {
-            ev = ev.with_meta("exit_code", code);
+            desc,
+        );
+        let num = cmd.map(|c| c.num);
+        ev.command_num = num;
+        let opt = |v: Option<Value>| v.unwrap_or(Value::Null);
+        ev = ev
+            .with_meta("command_num", opt(num.map(Value::from)))
+            .with_meta("exit_code", opt(exit.map(Value::from)))
+            .with_meta("duration_seconds", opt(duration.map(Value::from)))
+            .with_meta("success", success);
+        ev.duration_ms = duration.map(|d| d * 1000);
+        if let Some(f) = &self.feature {
+            ev.error_count = Some(f.errors);
+            ev.warning_count = Some(f.warnings);
         }
-        if let Some(d) = cmd.duration {
-            ev = ev.with_meta("duration_seconds", d);
-            ev.duration_ms = Some(d * 1000);
+        if let Some(exe) = cmd.and_then(|c| c.executing.as_deref()) {
+            ev = ev.with_detail("command", clean(exe));
         }
-        ev = ev.with_meta("success", exit == Some(0));
-        ev.incomplete = true;
-        cx.emit(ev, out);
+        ev.incomplete = incomplete;
+        // Without a time of its own, a command ends no earlier than its start plus duration.
+        let mut time = cx.time;
+        if let (true, Some(c), Some(d)) = (cx.inherited, cmd, duration) {
+            time.ms = time.ms.max(c.start.ms + d as i64 * 1000);
+        }
+        Cx { time, ..*cx }.emit(ev, out);
     }
 
     fn sentinel(&mut self, g: &mut Failures, cx: &Cx, t: &str, out: &mut Vec<Event>) {
@@ -828,9 +786,9 @@ impl Flow {
                     feature,
                     clean(&format!("::{rest}")),
                 )
-                .with_meta("ci_marker", name);
+                .with_detail("ci_marker", name);
                 if name == "group" {
-                    ev.with_meta("ci_group", clean(msg))
+                    ev.with_detail("ci_group", clean(msg))
                 } else {
                     ev
                 }
@@ -842,67 +800,75 @@ impl Flow {
                 } else {
                     Event::new(EventType::Error, Level::Error, feature, clean(msg))
                 }
-                .with_meta("ci_marker", "error")
-                .with_meta_opt("title", title)
+                .with_detail("ci_marker", "error")
+                .with_detail_opt("title", title)
             }
             "warning" => Event::new(EventType::Warning, Level::Warn, feature, clean(msg))
-                .with_meta("ci_marker", "warning")
-                .with_meta_opt("title", prop(props, "title")),
+                .with_detail("ci_marker", "warning")
+                .with_detail_opt("title", prop(props, "title")),
             "notice" => Event::new(EventType::Message, Level::Info, feature, clean(msg))
-                .with_meta("ci_marker", "notice")
-                .with_meta_opt("title", prop(props, "title")),
+                .with_detail("ci_marker", "notice")
+                .with_detail_opt("title", prop(props, "title")),
             "debug" => Event::new(EventType::Debug, Level::Debug, feature, clean(msg))
-                .with_meta("ci_marker", "debug"),
+                .with_detail("ci_marker", "debug"),
             _ => return false,
         };
         cx.emit(ev, out);
         true
     }
 
-    fn config_line(&mut self, cx: &Cx, t: &str, out: &mut Vec<Event>) -> bool {
+    /// A line of the `<Feature> Configuration Summary` block, into the same fields as the
+    /// install-log parser's `feature_summary` (lines of no known shape go to `other`).
+    fn config_line(&mut self, cx: &Cx, t: &str, out: &mut Vec<Event>) {
         let Some(c) = self.config.as_mut() else {
             self.mode = Mode::Idle;
-            return false;
+            return;
         };
         if t == BANNER {
             self.mode = Mode::Idle;
-            self.emit_config(cx, false, out);
-            return true;
+            return self.emit_config(cx, false, out);
         }
-        if t.is_empty() || t.starts_with("Run 'check-build-logs.sh ") {
-            return true;
-        }
-        let field = |p: &str| t.strip_prefix(p).map(|v| v.trim().to_string());
-        let list = |v: String| -> Vec<String> {
-            v.split(", ").filter(|s| !s.is_empty()).map(str::to_string).collect()
+        let list = |v: &str| -> Value {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(Value::from)
+                .collect::<Vec<_>>()
+                .into()
         };
-        if let Some(v) = field("Version:") {
-            c.version = Some(v);
-        } else if let Some(v) = field("Tools:") {
-            c.tools = list(v);
-        } else if let Some(v) = field("Commands:") {
-            c.commands = list(v);
+        if t.is_empty() {
+            if c.section != Section::Next {
+                c.section = Section::None;
+            }
+        } else if let (Some(item), Section::Paths | Section::Env) =
+            (t.strip_prefix("  - "), c.section)
+        {
+            if c.section == Section::Paths {
+                c.paths.push(item.into());
+            } else {
+                let (k, v) = item.split_once('=').unwrap_or((item, ""));
+                c.env.insert(k.to_string(), v.into());
+            }
+        } else if let Some(v) = t.strip_prefix("Version:") {
+            c.fields.insert("version".into(), v.trim().into());
+        } else if let Some(v) = t.strip_prefix("Tools:") {
+            c.fields.insert("tools".into(), list(v));
+        } else if let Some(v) = t.strip_prefix("Commands:") {
+            c.fields.insert("commands".into(), list(v));
         } else if t == "Paths:" {
             c.section = Section::Paths;
         } else if t == "Environment Variables:" {
             c.section = Section::Env;
         } else if t == "Next Steps:" {
             c.section = Section::Next;
-        } else if let (Some(item), Section::Paths | Section::Env) =
-            (t.strip_prefix("  - "), c.section)
-        {
-            if c.section == Section::Paths {
-                c.paths.push(item.to_string());
-            } else {
-                let (k, v) = item.split_once('=').unwrap_or((item, ""));
-                c.env.insert(k.to_string(), Value::String(clean(v)));
-            }
-        } else if let (Some(step), Section::Next) = (t.strip_prefix("  "), c.section) {
-            c.next_steps.push(step.to_string());
+        } else if t.starts_with("Run 'check-build-logs.sh") {
+            c.section = Section::None;
+            c.fields.insert("log_hint".into(), t.into());
+        } else if c.section == Section::Next {
+            c.next_steps.push(t.trim().to_string());
         } else {
-            return false;
+            c.other.push(t.to_string());
         }
-        true
     }
 
     fn emit_config(&mut self, cx: &Cx, incomplete: bool, out: &mut Vec<Event>) {
@@ -917,27 +883,32 @@ impl Flow {
             feature,
             format!("{} Configuration Summary", c.title),
         );
-        if let Some(v) = &c.version {
-            ev = ev.with_meta("version", v.clone());
-            ev.version = Some(v.clone());
+        ev.metadata = c.fields;
+        if !c.paths.is_empty() {
+            ev.metadata.insert("paths".into(), c.paths.into());
         }
-        let strings = |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect());
-        ev = ev
-            .with_meta("tools", strings(c.tools))
-            .with_meta("commands", strings(c.commands))
-            .with_meta("paths", strings(c.paths))
-            .with_meta("env", Value::Object(c.env));
+        if !c.env.is_empty() {
+            ev.metadata.insert("env".into(), c.env.into());
+        }
         if !c.next_steps.is_empty() {
-            ev = ev.with_meta("next_steps", c.next_steps.join("\n"));
+            ev.metadata.insert("next_steps".into(), c.next_steps.into());
         }
+        if !c.other.is_empty() {
+            ev.metadata.insert("other".into(), c.other.into());
+        }
+        ev.version = ev
+            .metadata
+            .get("version")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         ev.incomplete = incomplete;
-        let ccx = Cx {
+        Cx {
             line: c.line,
             original_len: None,
             invalid: false,
             ..*cx
-        };
-        ccx.emit(ev, out);
+        }
+        .emit(ev, out);
     }
 
     fn summary_line(&mut self, t: &str) -> bool {
@@ -949,11 +920,7 @@ impl Flow {
             self.mode = Mode::Idle;
             return true;
         }
-        if t.is_empty()
-            || t.starts_with("End Time: ")
-            || t.starts_with("Full error log: ")
-            || t == "No errors or warnings detected!"
-        {
+        if t.is_empty() || t == "No errors or warnings detected!" {
             return true;
         }
         if t == "--- First 10 Errors/Warnings ---" {
@@ -963,7 +930,11 @@ impl Flow {
         let Some(f) = self.feature.as_mut() else {
             return false;
         };
-        if let Some(n) = num("Total Duration: ") {
+        if let Some(v) = t.strip_prefix("End Time: ") {
+            f.end_time = Some(v.to_string());
+        } else if let Some(v) = t.strip_prefix("Full error log: ") {
+            f.error_log = Some(v.to_string());
+        } else if let Some(n) = num("Total Duration: ") {
             f.total_duration = Some(n);
         } else if let Some(n) = num("Commands Executed: ") {
             f.commands_executed = Some(n);
@@ -1004,9 +975,14 @@ impl Flow {
         } else {
             "success"
         };
+        let level = match (complete, errors) {
+            (false, _) => Level::Error,
+            (true, 0) => Level::Info,
+            (true, _) => Level::Warn,
+        };
         let mut ev = Event::new(
             EventType::FeatureEnd,
-            if complete { Level::Info } else { Level::Error },
+            level,
             &f.name,
             format!("Completed installation of {}", f.name),
         )
@@ -1020,23 +996,24 @@ impl Flow {
         ev.command_count = Some(commands);
         ev.error_count = Some(errors);
         ev.warning_count = Some(warnings);
-        ev.incomplete = !complete;
+        if !f.first_errors.is_empty() {
+            ev = ev.with_detail("first_errors", f.first_errors);
+        }
+        if let Some(p) = f.error_log {
+            ev = ev.with_detail("error_log", p);
+        }
+        if let Some(t) = f.end_time {
+            ev = ev.with_detail("end_time", t);
+        }
+        if !complete {
+            ev.incomplete = true;
+            ev = ev.with_detail("aborted", true);
+        }
         cx.emit(ev, out);
     }
 
     fn open_feature_silently(&mut self, cx: &Cx, name: &str) {
-        self.feature = Some(Feature {
-            name: name.to_string(),
-            version: None,
-            start: cx.time,
-            commands: 0,
-            errors: 0,
-            warnings: 0,
-            total_duration: None,
-            commands_executed: None,
-            errors_found: None,
-            warnings_found: None,
-        });
+        self.feature = Some(Feature::new(name.to_string(), None, cx.time));
     }
 
     /// The stream ended (input end, BuildKit step end, or a new feature): emit what is open.
@@ -1067,13 +1044,13 @@ impl Flow {
     }
 }
 
-trait WithMetaOpt {
-    fn with_meta_opt(self, key: &str, v: Option<String>) -> Self;
+trait WithDetailOpt {
+    fn with_detail_opt(self, key: &str, v: Option<String>) -> Self;
 }
-impl WithMetaOpt for Event {
-    fn with_meta_opt(self, key: &str, v: Option<String>) -> Self {
+impl WithDetailOpt for Event {
+    fn with_detail_opt(self, key: &str, v: Option<String>) -> Self {
         match v {
-            Some(v) => self.with_meta(key, v),
+            Some(v) => self.with_detail(key, v),
             None => self,
         }
     }
@@ -1123,26 +1100,13 @@ fn parse_command_header(s: &str) -> Option<(u32, &str)> {
     Some((num.parse().ok()?, desc))
 }
 
-fn two_digits(b: &[u8]) -> Option<i8> {
-    match b {
-        [a @ b'0'..=b'9', c @ b'0'..=b'9'] => Some(((a - b'0') * 10 + (c - b'0')) as i8),
-        _ => None,
-    }
-}
-
 /// `[HH:MM:SS] rest` -> (time of day, rest).
 fn split_stamp(s: &str) -> Option<(CivilTime, &str)> {
     let b = s.as_bytes();
-    if b.len() < 10 || b[0] != b'[' || b[3] != b':' || b[6] != b':' || b[9] != b']' {
+    if b.len() < 10 || b[0] != b'[' || b[9] != b']' {
         return None;
     }
-    let t = CivilTime::new(
-        two_digits(&b[1..3])?,
-        two_digits(&b[4..6])?,
-        two_digits(&b[7..9])?,
-        0,
-    )
-    .ok()?;
+    let t = parse_hms(&b[1..9])?;
     let rest = match b.get(10) {
         None => "",
         Some(b' ') => &s[11..],
@@ -1159,7 +1123,7 @@ fn line_stamp(t: &str) -> Option<Stamp> {
     let v = t
         .strip_prefix("Start Time: ")
         .or_else(|| t.strip_prefix("End Time: "))?;
-    v.trim().parse::<DateTime>().ok().map(Stamp::Full)
+    parse_date_time(v).map(|(d, t)| Stamp::Full(d, t))
 }
 
 /// `2026-10-27T09:14:05.1850000Z ` -> (milliseconds, rest of the line).
@@ -1206,7 +1170,7 @@ fn runner_prefix(s: &str) -> Option<(i64, &str)> {
         Some(b' ') => &s[i + 2..],
         Some(_) => return None,
     };
-    let dt = DateTime::new(
+    let dt = jiff::civil::DateTime::new(
         y as i16, mo as i8, d as i8, h as i8, mi as i8, sec as i8, nanos,
     )
     .ok()?;
@@ -1277,7 +1241,7 @@ fn repeat_of(failure: Event, first_line: u64) -> Event {
         failure.message,
     );
     ev.command_num = failure.command_num;
-    ev.with_meta("build_failure_line", first_line)
+    ev.with_detail("build_failure_line", first_line)
 }
 
 /// GitHub's `::error title=Build failed in <Feature>::COMMAND #n 'desc' failed (exit n): cmd`.
@@ -1285,7 +1249,7 @@ fn gh_failure(g: &mut Failures, cx: &Cx, feature: &str, msg: &str) -> Event {
     let msg = clean(msg);
     if let Some(first) = g.line_of(feature) {
         return Event::new(EventType::Error, Level::Error, feature, msg)
-            .with_meta("build_failure_line", first);
+            .with_detail("build_failure_line", first);
     }
     let mut ev = Event::new(EventType::BuildFailure, Level::Fatal, feature, msg.clone());
     if let Some(c) = GH_FAILURE.captures(&msg) {
@@ -1313,15 +1277,19 @@ fn buildkit_failure(g: &mut Failures, cx: &Cx, t: &str, feature: &str, out: &mut
         .and_then(|c| c[1].parse::<i64>().ok());
     let mut ev = match g.line_of(feature).or_else(|| g.any()) {
         Some(first) => Event::new(EventType::Error, Level::Error, feature, msg)
-            .with_meta("build_failure_line", first),
+            .with_detail("build_failure_line", first),
         None => {
             g.seen.push((feature.to_string(), cx.line));
             Event::new(EventType::BuildFailure, Level::Fatal, feature, msg)
         }
     };
-    ev = ev.with_meta("source", "buildkit");
+    ev = ev.with_detail("source", "buildkit");
     if let Some(code) = exit {
-        ev = ev.with_meta("exit_code", code);
+        ev = if ev.event_type == EventType::BuildFailure {
+            ev.with_meta("exit_code", code)
+        } else {
+            ev.with_detail("exit_code", code)
+        };
     }
     cx.emit(ev, out);
 }
@@ -1350,12 +1318,7 @@ impl ConsoleParser {
     /// `tz`: the zone of the build's local times (`[HH:MM:SS]`, `Start Time:`).
     pub fn new(tz: TimeZone) -> Self {
         ConsoleParser {
-            clock: Clock {
-                tz,
-                last: None,
-                date: None,
-                last_local: None,
-            },
+            clock: Clock::new(tz),
             plain: Flow::default(),
             steps: BTreeMap::new(),
             failures: Failures::default(),
@@ -1376,7 +1339,7 @@ impl ConsoleParser {
         if let Some(n) = self.errored_step {
             if text == "------" {
                 if let Some(ms) = runner {
-                    self.clock.observe_utc(ms);
+                    observe_utc(&mut self.clock, ms);
                 }
                 if self.in_error_context {
                     self.errored_step = None;
@@ -1424,8 +1387,8 @@ impl ConsoleParser {
             ..*base
         };
         let ev = output_event(body, &step.flow.last_feature)
-            .with_meta("buildkit_step", n)
-            .with_meta("buildkit_error_context", true);
+            .with_detail("buildkit_step", n)
+            .with_detail("buildkit_error_context", true);
         cx.emit(ev, out);
     }
 
@@ -1463,8 +1426,8 @@ impl ConsoleParser {
         let t = after.trim_end();
         let lifecycle = |status: &str, level: Level, ty: EventType, msg: &str| {
             Event::new(ty, level, "", msg.to_string())
-                .with_meta("buildkit_step", n)
-                .with_meta("buildkit_status", status)
+                .with_detail("buildkit_step", n)
+                .with_detail("buildkit_status", status)
         };
         if let Some(d) = done_ms(t) {
             let (time, inherited) = resolve(
@@ -1482,7 +1445,7 @@ impl ConsoleParser {
             };
             step.flow.close(&cx, out);
             let mut ev = lifecycle("done", Level::Info, EventType::Message, t)
-                .with_meta("duration_seconds", d as f64 / 1000.0);
+                .with_detail("duration_seconds", d as f64 / 1000.0);
             ev.duration_ms = Some(d as u64);
             return cx.emit(ev, out);
         }
@@ -1528,7 +1491,7 @@ impl ConsoleParser {
                 .captures(msg)
                 .and_then(|c| c[1].parse::<i64>().ok())
             {
-                ev = ev.with_meta("exit_code", code);
+                ev = ev.with_detail("exit_code", code);
             }
             self.errored_step = Some(n);
             self.in_error_context = false;
@@ -1577,17 +1540,11 @@ impl ConsoleParser {
             "warning" => Event::new(EventType::Warning, Level::Warn, feature, clean(msg)),
             "debug" => Event::new(EventType::Debug, Level::Debug, feature, clean(msg)),
             "notice" => Event::new(EventType::Message, Level::Info, feature, clean(msg)),
-            "group" => Event::new(EventType::Output, Level::Info, feature, clean(msg))
-                .with_meta("ci_group", clean(msg)),
-            _ => {
-                let mut ev = output_event(msg, &feature);
-                if cmd == "endgroup" {
-                    ev.message = format!("##[{cmd}]{}", ev.message);
-                }
-                ev
-            }
+            "group" => output_event(&format!("##[group]{msg}"), &feature)
+                .with_detail("ci_group", clean(msg)),
+            _ => output_event(&format!("##[{cmd}]{msg}"), &feature),
         };
-        cx.emit(ev.with_meta("ci_marker", cmd.to_string()), out);
+        cx.emit(ev.with_detail("ci_marker", cmd.to_string()), out);
     }
 }
 
@@ -1629,7 +1586,7 @@ impl FormatParser for ConsoleParser {
     fn finish(&mut self, out: &mut Vec<Event>) {
         let cx = Cx {
             line: self.last_line,
-            time: self.clock.inherit(),
+            time: inherit(&self.clock),
             inherited: true,
             stage: None,
             invalid: false,
@@ -1726,7 +1683,7 @@ Exit code: 7 (Duration: 3s)\n✗ Get failed with exit code 7\n[08:15:05] DEBUG: 
     fn no_date_means_epoch_and_inferred() {
         let evs = run("[23:00:00] hello\n[01:00:00] after midnight\n");
         assert_eq!(evs[0].timestamp.to_rfc3339(), "1970-01-01T23:00:00.000Z");
-        assert_eq!(evs[0].metadata["time_inferred"], true);
+        assert_eq!(evs[0].details["time_inferred"], true);
         assert_eq!(evs[1].timestamp.to_rfc3339(), "1970-01-02T01:00:00.000Z");
     }
 
@@ -1777,13 +1734,13 @@ Exit code: 7 (Duration: 3s)\n✗ Get failed with exit code 7\n[08:15:05] DEBUG: 
         assert_eq!(a1.stage.as_deref(), Some("[a 1/2] RUN a.sh"));
         let done = evs
             .iter()
-            .find(|e| e.metadata.get("buildkit_status") == Some(&"done".into()))
+            .find(|e| e.details.get("buildkit_status") == Some(&"done".into()))
             .unwrap();
         assert_eq!(done.duration_ms, Some(400));
         // Two step headers, not four: the repeats on resume are framing.
         let started = evs
             .iter()
-            .filter(|e| e.metadata.get("buildkit_status") == Some(&"started".into()))
+            .filter(|e| e.details.get("buildkit_status") == Some(&"started".into()))
             .count();
         assert_eq!(started, 2);
     }
