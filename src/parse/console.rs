@@ -11,11 +11,11 @@
 //! See docs/formats.md, "Console logs", for what is recognised and the time rules.
 
 use super::build_failure::{failure_event, SENTINEL};
+use super::clock::{parse_date_time, parse_hms, Clock};
 use super::text::{decode, matches_error, matches_warning, strip_ansi};
 use super::FormatParser;
 use crate::event::{Event, EventType, Level, Timestamp};
 use crate::source::Line;
-use super::clock::{parse_date_time, parse_hms, Clock};
 use jiff::civil::{Date, Time as CivilTime};
 use jiff::tz::TimeZone;
 use regex::Regex;
@@ -24,16 +24,17 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::LazyLock;
 
 /// The logger's rules: 80 `-` around command output, 80 `=` around its blocks.
-const RULE: &str = "--------------------------------------------------------------------------------";
-const BANNER: &str = "================================================================================";
+const RULE: &str =
+    "--------------------------------------------------------------------------------";
+const BANNER: &str =
+    "================================================================================";
 
 static EXIT_LINE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^Exit code: (-?\d+) \(Duration: (\d+)s\)\s*$").unwrap());
 static COUNTS_LINE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^Errors: (\d+), Warnings: (\d+)\s*$").unwrap());
-static GH_FAILURE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^COMMAND #(\d+) '(.*)' failed \(exit (-?\d+)\): (.*)$").unwrap()
-});
+static GH_FAILURE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^COMMAND #(\d+) '(.*)' failed \(exit (-?\d+)\): (.*)$").unwrap());
 static EXIT_CODE_TAIL: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"exit code: (-?\d+)\s*$").unwrap());
 
@@ -200,7 +201,10 @@ struct Failures {
 
 impl Failures {
     fn line_of(&self, feature: &str) -> Option<u64> {
-        self.seen.iter().find(|(f, _)| f == feature).map(|(_, l)| *l)
+        self.seen
+            .iter()
+            .find(|(f, _)| f == feature)
+            .map(|(_, l)| *l)
     }
     fn any(&self) -> Option<u64> {
         self.seen.first().map(|(_, l)| *l)
@@ -333,11 +337,17 @@ impl Flow {
     /// Whether a `[HH:MM:SS]` or `Start Time:` on the next line is the logger's own stamp
     /// (not command output or a repeated line in a summary).
     fn honors_stamps(&self) -> bool {
-        !matches!(self.mode, Mode::Output | Mode::SummaryList | Mode::CmdPending)
+        !matches!(
+            self.mode,
+            Mode::Output | Mode::SummaryList | Mode::CmdPending
+        )
     }
 
     fn output(&mut self, cx: &Cx, text: &str, out: &mut Vec<Event>) {
-        let ev = output_event(text, self.feature_name());
+        let mut ev = output_event(text, self.feature_name());
+        if self.mode == Mode::Output {
+            ev.command_num = self.cmd.as_ref().map(|c| c.num);
+        }
         if let Some(f) = self.feature.as_mut() {
             if self.mode == Mode::Output {
                 f.errors += matches_error(text.as_bytes()) as u64;
@@ -393,7 +403,9 @@ impl Flow {
                     self.mode = Mode::Summary;
                     return;
                 }
-                if !(t.starts_with("Full error log: ") || t.starts_with("End Time: ") || t == BANNER)
+                if !(t.starts_with("Full error log: ")
+                    || t.starts_with("End Time: ")
+                    || t == BANNER)
                 {
                     // Repeats of lines already seen: kept with the feature_end, not re-emitted.
                     if let Some(f) = self.feature.as_mut() {
@@ -582,7 +594,10 @@ impl Flow {
         };
         let mut ev = Event::new(EventType::FeatureStart, Level::Info, &name, message)
             .with_meta("feature", name.clone())
-            .with_meta("version", version.clone().unwrap_or_else(|| "unknown".into()));
+            .with_meta(
+                "version",
+                version.clone().unwrap_or_else(|| "unknown".into()),
+            );
         ev.version = version.clone();
         cx.emit(ev, out);
         self.last_feature = name.clone();
@@ -758,7 +773,11 @@ impl Flow {
             cx.emit(ev, out);
         }
         // The sentinel is written when the failing command ends the script.
-        if self.cmd.as_ref().is_some_and(|c| num.is_none() || num == Some(c.num)) {
+        if self
+            .cmd
+            .as_ref()
+            .is_some_and(|c| num.is_none() || num == Some(c.num))
+        {
             self.abandon_command(cx, exit, out);
         }
         self.mode = Mode::Idle;
@@ -795,7 +814,10 @@ impl Flow {
             }
             "error" => {
                 let title = prop(props, "title");
-                if let Some(f) = title.as_deref().and_then(|t| t.strip_prefix("Build failed in ")) {
+                if let Some(f) = title
+                    .as_deref()
+                    .and_then(|t| t.strip_prefix("Build failed in "))
+                {
                     gh_failure(g, cx, f, msg)
                 } else {
                     Event::new(EventType::Error, Level::Error, feature, clean(msg))
@@ -1222,7 +1244,9 @@ fn relative_secs(s: &str) -> Option<(i64, &str)> {
 fn done_ms(s: &str) -> Option<i64> {
     let v = s.strip_prefix("DONE ")?.trim_end().strip_suffix('s')?;
     let secs: f64 = v.parse().ok()?;
-    (secs.is_finite() && secs >= 0.0 && secs < 1e12).then(|| (secs * 1000.0).round() as i64)
+    (0.0..1e12)
+        .contains(&secs)
+        .then(|| (secs * 1000.0).round() as i64)
 }
 
 fn prop(props: &str, key: &str) -> Option<String> {
@@ -1328,13 +1352,7 @@ impl ConsoleParser {
         }
     }
 
-    fn plain_line(
-        &mut self,
-        text: &str,
-        runner: Option<i64>,
-        base: &Cx<'_>,
-        out: &mut Vec<Event>,
-    ) {
+    fn plain_line(&mut self, text: &str, runner: Option<i64>, base: &Cx<'_>, out: &mut Vec<Event>) {
         // BuildKit repeats the failed step's last lines between two `------` lines.
         if let Some(n) = self.errored_step {
             if text == "------" {
@@ -1460,7 +1478,10 @@ impl ConsoleParser {
                 stage: step.title.as_deref(),
                 ..*base
             };
-            return cx.emit(lifecycle("started", Level::Info, EventType::Message, t), out);
+            return cx.emit(
+                lifecycle("started", Level::Info, EventType::Message, t),
+                out,
+            );
         }
         let cx = Cx {
             time,
@@ -1637,21 +1658,29 @@ mod tests {
         assert!(runner_prefix("2026-13-27T09:14:05Z x").is_none());
         assert!(runner_prefix("2026-10-27T09:14:05.Z x").is_none());
         assert_eq!(buildkit_prefix("#include <x>"), None);
-        assert_eq!(split_stamp("[09:14:09] COMMAND #2: x").unwrap().1, "COMMAND #2: x");
+        assert_eq!(
+            split_stamp("[09:14:09] COMMAND #2: x").unwrap().1,
+            "COMMAND #2: x"
+        );
         assert!(split_stamp("[25:00:00] x").is_none());
-        assert_eq!(parse_command_header("COMMAND #12: a: b"), Some((12, "a: b")));
+        assert_eq!(
+            parse_command_header("COMMAND #12: a: b"),
+            Some((12, "a: b"))
+        );
     }
 
     #[test]
     fn plain_feature_and_commands() {
-        let evs = run("================================================================================\n\
+        let evs = run(
+            "================================================================================\n\
 Feature Installation Log: Go\nVersion: 1.23\nStart Time: 2026-02-03 08:15:00\n\
 ================================================================================\n\n\
 === Installing Go version 1.23 ===\n\n[08:15:01] COMMAND #1: Get\nExecuting: curl x\n\
 --------------------------------------------------------------------------------\n\
 warning: slow\n\
 --------------------------------------------------------------------------------\n\
-Exit code: 7 (Duration: 3s)\n✗ Get failed with exit code 7\n[08:15:05] DEBUG: x=1\n");
+Exit code: 7 (Duration: 3s)\n✗ Get failed with exit code 7\n[08:15:05] DEBUG: x=1\n",
+        );
         let types: Vec<&str> = evs.iter().map(|e| e.event_type.as_str()).collect();
         assert_eq!(
             types,
@@ -1713,12 +1742,14 @@ Exit code: 7 (Duration: 3s)\n✗ Get failed with exit code 7\n[08:15:05] DEBUG: 
 
     #[test]
     fn interleaved_steps_keep_their_own_state() {
-        let evs = run("#5 [a 1/2] RUN a.sh\n#5 0.100 === Installing A ===\n#5 ...\n\n\
+        let evs = run(
+            "#5 [a 1/2] RUN a.sh\n#5 0.100 === Installing A ===\n#5 ...\n\n\
 #6 [b 1/2] RUN b.sh\n#6 0.100 === Installing B ===\n#6 0.200 [00:00:01] COMMAND #1: b1\n#6 ...\n\n\
 #5 [a 1/2] RUN a.sh\n#5 0.300 [00:00:01] COMMAND #1: a1\n#5 0.310 Executing: true\n\
 #5 0.320 --------------------------------------------------------------------------------\n\
 #5 0.330 --------------------------------------------------------------------------------\n\
-#5 0.340 Exit code: 0 (Duration: 0s)\n#5 0.350 ✓ a1 completed successfully\n#5 DONE 0.4s\n");
+#5 0.340 Exit code: 0 (Duration: 0s)\n#5 0.350 ✓ a1 completed successfully\n#5 DONE 0.4s\n",
+        );
         let cmds: Vec<(&str, &str)> = evs
             .iter()
             .filter(|e| e.event_type == EventType::Command)
