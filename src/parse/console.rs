@@ -20,7 +20,7 @@ use jiff::civil::{Date, Time as CivilTime};
 use jiff::tz::TimeZone;
 use regex::Regex;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 /// The logger's rules: 80 `-` around command output, 80 `=` around its blocks.
@@ -191,12 +191,12 @@ impl Cx<'_> {
 
 /// Build failures already reported, so that the repeats of one failure (the library's
 /// sentinel, its GitHub annotation, BuildKit's summary, a later `grep` of the log) become
-/// one `build_failure` and `error` events pointing at it.
+/// one `build_failure` and `error` events pointing at it. One failure per feature: the
+/// first aborts it.
 #[derive(Default)]
 struct Failures {
     /// (feature, source line of the build_failure event)
     seen: Vec<(String, u64)>,
-    sentinels: HashSet<String>,
 }
 
 impl Failures {
@@ -324,7 +324,7 @@ struct Flow {
     last_feature: String,
     cmd: Option<Cmd>,
     config: Option<Config>,
-    /// `(errors, warnings)` of an `=== X installation complete ===` awaiting its counts.
+    /// The feature of an `=== X installation complete ===` awaiting its `Errors:` line.
     ending: Option<String>,
     last_line: u64,
 }
@@ -408,8 +408,9 @@ impl Flow {
                     || t == BANNER)
                 {
                     // Repeats of lines already seen: kept with the feature_end, not re-emitted.
-                    if let Some(f) = self.feature.as_mut() {
-                        f.first_errors.push(clean(text));
+                    match self.feature.as_mut() {
+                        Some(f) => f.first_errors.push(clean(text)),
+                        None => self.output(cx, text, out),
                     }
                     return;
                 }
@@ -425,7 +426,11 @@ impl Flow {
                     self.mode = Mode::Header;
                     return;
                 }
-                if t.strip_prefix("Installation Summary: ").is_some() {
+                if let Some(name) = t.strip_prefix("Installation Summary: ") {
+                    if self.feature.is_none() {
+                        // The input began after the feature's start: its summary still ends it.
+                        self.open_feature_silently(cx, name);
+                    }
                     self.mode = Mode::SummaryTitle;
                     return;
                 }
@@ -765,10 +770,9 @@ impl Flow {
         }
         let exit = ev.metadata.get("exit_code").and_then(Value::as_i64);
         let num = ev.command_num;
-        if let Some(first) = g.line_of(&ev.feature).filter(|_| g.sentinels.contains(t)) {
+        if let Some(first) = g.line_of(&ev.feature) {
             cx.emit(repeat_of(ev, first), out);
         } else {
-            g.sentinels.insert(t.to_string());
             g.seen.push((ev.feature.clone(), cx.line));
             cx.emit(ev, out);
         }
@@ -1078,7 +1082,7 @@ impl WithDetailOpt for Event {
     }
 }
 
-/// `ANSI stripped`, for messages.
+/// A message: ANSI colour codes removed.
 fn clean(s: &str) -> String {
     strip_ansi(s).into_owned()
 }
@@ -1547,11 +1551,12 @@ impl ConsoleParser {
         let ev = match cmd {
             "error" if msg.trim_end().starts_with(SENTINEL) => {
                 let t = msg.trim_end();
-                let Some(ev) = failure_event(t) else { return };
+                let ev = failure_event(t).unwrap_or_else(|| {
+                    Event::new(EventType::Error, Level::Error, feature.clone(), clean(t))
+                });
                 match self.failures.line_of(&ev.feature) {
                     Some(first) => repeat_of(ev, first),
                     None => {
-                        self.failures.sentinels.insert(t.to_string());
                         self.failures.seen.push((ev.feature.clone(), cx.line));
                         ev
                     }
