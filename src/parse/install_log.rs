@@ -941,7 +941,7 @@ Exit code: 0 (Duration: 2s)
         );
         assert_eq!(ev[0].message, "Starting installation of Demo version 1.0");
         assert_eq!(ev[3].level, Level::Error);
-        assert_eq!(ev[4].timestamp.to_rfc3339(), "2025-11-16T19:30:42.000Z");
+        assert_eq!(ev[4].timestamp.to_rfc3339(), "2025-11-16T19:30:42.500Z");
         assert_eq!(ev[4].metadata["duration_seconds"], 2);
         assert_eq!(ev[5].metadata["warning_count"], 1);
         let end = &ev[6];
