@@ -11,7 +11,7 @@
 //! See docs/formats.md, "Console logs", for what is recognised and the time rules.
 
 use super::build_failure::{failure_event, SENTINEL};
-use super::clock::{parse_date_time, parse_hms, Clock};
+use super::clock::{parse_date_time, parse_hms, Clock, MID_SECOND_MS};
 use super::text::{decode, matches_error, matches_warning, strip_ansi};
 use super::FormatParser;
 use crate::event::{Event, EventType, Level, Timestamp};
@@ -118,10 +118,12 @@ fn resolve(
     if let Some(st) = stamp {
         let mut t = set_stamp(clock, st);
         if let (Some(sc), Rel::At(r)) = (sc, rel) {
-            // The stamp has whole seconds; BuildKit's offset refines it when they agree.
+            // The stamp names a whole second; BuildKit's offset refines it when it falls
+            // inside that second.
             if let Some((a, ar)) = sc.anchor {
                 let est = a.ms + (r - ar);
-                if !a.inferred && est >= t.ms && est < t.ms + 1000 {
+                let second = t.ms - MID_SECOND_MS;
+                if !a.inferred && est >= second && est < second + 1000 {
                     t.ms = est;
                 }
             }
@@ -1699,13 +1701,13 @@ Exit code: 7 (Duration: 3s)\n✗ Get failed with exit code 7\n[08:15:05] DEBUG: 
             ]
         );
         assert_eq!(evs[0].version.as_deref(), Some("1.23"));
-        assert_eq!(evs[0].timestamp.to_rfc3339(), "2026-02-03T08:15:00.000Z");
+        assert_eq!(evs[0].timestamp.to_rfc3339(), "2026-02-03T08:15:00.500Z");
         assert_eq!(evs[1].metadata["command"], "curl x");
         assert_eq!(evs[2].level, Level::Warn);
         assert_eq!(evs[3].metadata["exit_code"], 7);
         assert_eq!(evs[3].metadata["duration_seconds"], 3);
         // No later stamp: the command ends at its start plus its duration.
-        assert_eq!(evs[3].timestamp.to_rfc3339(), "2026-02-03T08:15:04.000Z");
+        assert_eq!(evs[3].timestamp.to_rfc3339(), "2026-02-03T08:15:04.500Z");
         let end = &evs[5];
         assert!(end.incomplete);
         assert_eq!(end.metadata["status"], "failed");
@@ -1716,9 +1718,9 @@ Exit code: 7 (Duration: 3s)\n✗ Get failed with exit code 7\n[08:15:05] DEBUG: 
     #[test]
     fn no_date_means_epoch_and_inferred() {
         let evs = run("[23:00:00] hello\n[01:00:00] after midnight\n");
-        assert_eq!(evs[0].timestamp.to_rfc3339(), "1970-01-01T23:00:00.000Z");
+        assert_eq!(evs[0].timestamp.to_rfc3339(), "1970-01-01T23:00:00.500Z");
         assert_eq!(evs[0].details["time_inferred"], true);
-        assert_eq!(evs[1].timestamp.to_rfc3339(), "1970-01-02T01:00:00.000Z");
+        assert_eq!(evs[1].timestamp.to_rfc3339(), "1970-01-02T01:00:00.500Z");
     }
 
     #[test]
@@ -1741,8 +1743,8 @@ Exit code: 7 (Duration: 3s)\n✗ Get failed with exit code 7\n[08:15:05] DEBUG: 
             };
             p.line(&line, &mut out);
         }
-        assert_eq!(out[0].timestamp.to_rfc3339(), "2026-11-01T06:59:59.000Z");
-        assert_eq!(out[1].timestamp.to_rfc3339(), "2026-11-01T07:00:50.000Z");
+        assert_eq!(out[0].timestamp.to_rfc3339(), "2026-11-01T06:59:59.500Z");
+        assert_eq!(out[1].timestamp.to_rfc3339(), "2026-11-01T07:00:50.500Z");
     }
 
     #[test]
