@@ -738,11 +738,19 @@ impl Flow {
             self.feature_name(),
             desc,
         );
-        let num = cmd.map(|c| c.num);
-        ev.command_num = num;
+        // A status line whose `COMMAND #n` line was not in the input (it began later) is
+        // numbered after the feature's last command, and says so.
+        let num = cmd.map_or_else(
+            || self.feature.as_ref().map_or(0, |f| f.commands) as u32 + 1,
+            |c| c.num,
+        );
+        if cmd.is_none() {
+            ev = ev.with_detail("command_num_inferred", true);
+        }
+        ev.command_num = Some(num);
         let opt = |v: Option<Value>| v.unwrap_or(Value::Null);
         ev = ev
-            .with_meta("command_num", opt(num.map(Value::from)))
+            .with_meta("command_num", num)
             .with_meta("exit_code", opt(exit.map(Value::from)))
             .with_meta("duration_seconds", opt(duration.map(Value::from)))
             .with_meta("success", success);
@@ -826,12 +834,12 @@ impl Flow {
                 {
                     gh_failure(g, cx, f, msg)
                 } else {
-                    Event::new(EventType::Error, Level::Error, feature, clean(msg))
+                    Event::new(EventType::Message, Level::Error, feature, clean(msg))
                 }
                 .with_detail("ci_marker", "error")
                 .with_detail_opt("title", title)
             }
-            "warning" => Event::new(EventType::Warning, Level::Warn, feature, clean(msg))
+            "warning" => Event::new(EventType::Message, Level::Warn, feature, clean(msg))
                 .with_detail("ci_marker", "warning")
                 .with_detail_opt("title", prop(props, "title")),
             "notice" => Event::new(EventType::Message, Level::Info, feature, clean(msg))
@@ -1265,7 +1273,7 @@ fn prop(props: &str, key: &str) -> Option<String> {
 /// A later report of a failure already emitted: an `error` event pointing at it.
 fn repeat_of(failure: Event, first_line: u64) -> Event {
     let mut ev = Event::new(
-        EventType::Error,
+        EventType::Message,
         Level::Error,
         failure.feature,
         failure.message,
@@ -1278,7 +1286,7 @@ fn repeat_of(failure: Event, first_line: u64) -> Event {
 fn gh_failure(g: &mut Failures, cx: &Cx, feature: &str, msg: &str) -> Event {
     let msg = clean(msg);
     if let Some(first) = g.line_of(feature) {
-        return Event::new(EventType::Error, Level::Error, feature, msg)
+        return Event::new(EventType::Message, Level::Error, feature, msg)
             .with_detail("build_failure_line", first);
     }
     let mut ev = Event::new(EventType::BuildFailure, Level::Fatal, feature, msg.clone());
@@ -1306,7 +1314,7 @@ fn buildkit_failure(g: &mut Failures, cx: &Cx, t: &str, feature: &str, out: &mut
         .captures(&msg)
         .and_then(|c| c[1].parse::<i64>().ok());
     let mut ev = match g.line_of(feature).or_else(|| g.any()) {
-        Some(first) => Event::new(EventType::Error, Level::Error, feature, msg)
+        Some(first) => Event::new(EventType::Message, Level::Error, feature, msg)
             .with_detail("build_failure_line", first),
         None => {
             g.seen.push((feature.to_string(), cx.line));
@@ -1448,8 +1456,9 @@ impl ConsoleParser {
             return step.flow.content(&mut self.failures, &cx, text, out);
         }
         let t = after.trim_end();
-        let lifecycle = |status: &str, level: Level, ty: EventType, msg: &str| {
-            Event::new(ty, level, "", msg.to_string())
+        // BuildKit's own lines about a step: `message` events with its number and status.
+        let lifecycle = |status: &str, level: Level, msg: &str| {
+            Event::new(EventType::Message, level, "", msg.to_string())
                 .with_detail("buildkit_step", n)
                 .with_detail("buildkit_status", status)
         };
@@ -1468,7 +1477,7 @@ impl ConsoleParser {
                 ..*base
             };
             step.flow.close(&cx, out);
-            let mut ev = lifecycle("done", Level::Info, EventType::Message, t)
+            let mut ev = lifecycle("done", Level::Info, t)
                 .with_detail("duration_seconds", d as f64 / 1000.0);
             ev.duration_ms = Some(d as u64);
             return cx.emit(ev, out);
@@ -1484,10 +1493,7 @@ impl ConsoleParser {
                 stage: step.title.as_deref(),
                 ..*base
             };
-            return cx.emit(
-                lifecycle("started", Level::Info, EventType::Message, t),
-                out,
-            );
+            return cx.emit(lifecycle("started", Level::Info, t), out);
         }
         let cx = Cx {
             time,
@@ -1503,7 +1509,7 @@ impl ConsoleParser {
             } else {
                 Level::Warn
             };
-            return cx.emit(lifecycle(status, level, EventType::Message, t), out);
+            return cx.emit(lifecycle(status, level, t), out);
         }
         if let Some(msg) = t.strip_prefix("ERROR:") {
             let feature = step.flow.feature_name().to_string();
@@ -1512,7 +1518,7 @@ impl ConsoleParser {
                 // BuildKit's `ERROR: failed to solve` that follows is about this feature.
                 self.plain.last_feature = feature.clone();
             }
-            let mut ev = lifecycle("error", Level::Error, EventType::Error, msg.trim_start());
+            let mut ev = lifecycle("error", Level::Error, msg.trim_start());
             ev.feature = feature;
             if let Some(code) = EXIT_CODE_TAIL
                 .captures(msg)
@@ -1554,7 +1560,7 @@ impl ConsoleParser {
             "error" if msg.trim_end().starts_with(SENTINEL) => {
                 let t = msg.trim_end();
                 let ev = failure_event(t).unwrap_or_else(|| {
-                    Event::new(EventType::Error, Level::Error, feature.clone(), clean(t))
+                    Event::new(EventType::Message, Level::Error, feature.clone(), clean(t))
                 });
                 match self.failures.line_of(&ev.feature) {
                     Some(first) => repeat_of(ev, first),
@@ -1564,8 +1570,8 @@ impl ConsoleParser {
                     }
                 }
             }
-            "error" => Event::new(EventType::Error, Level::Error, feature, clean(msg)),
-            "warning" => Event::new(EventType::Warning, Level::Warn, feature, clean(msg)),
+            "error" => Event::new(EventType::Message, Level::Error, feature, clean(msg)),
+            "warning" => Event::new(EventType::Message, Level::Warn, feature, clean(msg)),
             "debug" => Event::new(EventType::Debug, Level::Debug, feature, clean(msg)),
             "notice" => Event::new(EventType::Message, Level::Info, feature, clean(msg)),
             "group" => output_event(&format!("##[group]{msg}"), &feature)
@@ -1713,6 +1719,24 @@ Exit code: 7 (Duration: 3s)\n✗ Get failed with exit code 7\n[08:15:05] DEBUG: 
         assert_eq!(end.metadata["status"], "failed");
         assert_eq!(end.metadata["warnings"], 1);
         assert_eq!(end.metadata["commands_executed"], 1);
+    }
+
+    #[test]
+    fn status_line_without_its_command_header_still_counts() {
+        let evs = run(
+            "=== Installing Go ===\nExit code: 0 (Duration: 1s)\n✓ tidy completed successfully\n",
+        );
+        let cmd = evs
+            .iter()
+            .find(|e| e.event_type == EventType::Command)
+            .unwrap();
+        assert_eq!(cmd.message, "tidy");
+        assert_eq!(cmd.metadata["command_num"], 1);
+        assert_eq!(cmd.metadata["duration_seconds"], Value::Null);
+        assert_eq!(cmd.details["command_num_inferred"], true);
+        // `Exit code:` without an open command is kept as output.
+        assert_eq!(evs[1].event_type, EventType::Output);
+        assert_eq!(evs[1].message, "Exit code: 0 (Duration: 1s)");
     }
 
     #[test]
