@@ -112,24 +112,14 @@ fn command_keys_json(json: &[Value]) -> Vec<CommandKey> {
     v
 }
 
+/// The same keys of our complete `command` events, read through their JSON form.
 fn command_keys(evs: &[Event]) -> Vec<CommandKey> {
-    let mut v: Vec<CommandKey> = of_type(evs, EventType::Command)
+    let json: Vec<Value> = of_type(evs, EventType::Command)
         .into_iter()
         .filter(|e| !e.incomplete)
-        .map(|e| {
-            let m = &e.metadata;
-            (
-                e.feature.clone(),
-                e.message.clone(),
-                m["command_num"].as_i64().unwrap(),
-                m["exit_code"].as_i64().unwrap(),
-                m["duration_seconds"].as_i64().unwrap(),
-                m["success"].as_bool().unwrap(),
-            )
-        })
+        .map(|e| serde_json::to_value(e).unwrap())
         .collect();
-    v.sort();
-    v
+    command_keys_json(&json)
 }
 
 /// `master-summary.log`: `Name: n errors, n warnings (ns)` -> (name, errors, warnings, secs).
@@ -189,6 +179,21 @@ fn assert_feature_ends_equal_json(evs: &[Event], json: &[Value]) {
     b.sort_by(|x, y| x.0.cmp(&y.0));
     assert_eq!(a, b);
 }
+
+/// The corpus builds that have the JSON logger's files and a console log.
+const BUILDS_WITH_JSON: [&str; 11] = [
+    "build-01-success",
+    "build-02-failure",
+    "build-08-json-2025-11",
+    "build-09-log-levels-2026-01",
+    "build-10-scrubbing-2026-03",
+    "build-11-masked-abort-2026-03",
+    "build-12-token-patterns-2026-05",
+    "build-13-large",
+    "build-14-chicago-dst",
+    "build-15-control-bytes",
+    "build-16-github-actions",
+];
 
 fn ms(v: &Value) -> i64 {
     buildlog::Timestamp::parse_rfc3339(v.as_str().unwrap())
@@ -344,21 +349,8 @@ fn output_lines_equal_the_install_logs() {
 
 #[test]
 fn every_console_log_agrees_with_its_json_logger_and_master_summary() {
-    let builds = [
-        "build-01-success",
-        "build-02-failure",
-        "build-08-json-2025-11",
-        "build-09-log-levels-2026-01",
-        "build-10-scrubbing-2026-03",
-        "build-11-masked-abort-2026-03",
-        "build-12-token-patterns-2026-05",
-        "build-13-large",
-        "build-14-chicago-dst",
-        "build-15-control-bytes",
-        "build-16-github-actions",
-    ];
     let mask = regex::Regex::new(r"https://[^@\s]+@").unwrap();
-    for build in builds {
+    for build in BUILDS_WITH_JSON {
         let evs = parse_file(&format!("{build}.console.log"));
         let json = json_events(build);
         let mut ours = command_keys(&evs);
@@ -824,20 +816,7 @@ proptest! {
 /// (the console's stamps have whole seconds, and build 13's clock runs at ten times speed).
 #[test]
 fn times_agree_with_the_json_logger() {
-    let builds = [
-        "build-01-success",
-        "build-02-failure",
-        "build-08-json-2025-11",
-        "build-09-log-levels-2026-01",
-        "build-10-scrubbing-2026-03",
-        "build-11-masked-abort-2026-03",
-        "build-12-token-patterns-2026-05",
-        "build-13-large",
-        "build-14-chicago-dst",
-        "build-15-control-bytes",
-        "build-16-github-actions",
-    ];
-    for build in builds {
+    for build in BUILDS_WITH_JSON {
         let bytes = std::fs::read(corpus(&format!("{build}.console.log"))).unwrap();
         let tz = match build {
             "build-14-chicago-dst" => TimeZone::get("America/Chicago").unwrap(),

@@ -1434,66 +1434,29 @@ impl ConsoleParser {
     ) {
         let step = self.steps.entry(n).or_default();
         step.flow.last_line = base.line;
-        if let Some((rel, text)) = relative_secs(after) {
-            let stamp = step
-                .flow
-                .honors_stamps()
-                .then(|| line_stamp(text))
-                .flatten();
-            let (time, inherited) = resolve(
-                &mut self.clock,
-                runner,
-                Some(&mut step.clock),
-                Rel::At(rel),
-                stamp,
-            );
-            let cx = Cx {
-                time,
-                inherited,
-                stage: step.title.as_deref(),
-                ..*base
-            };
-            return step.flow.content(&mut self.failures, &cx, text, out);
-        }
         let t = after.trim_end();
-        // BuildKit's own lines about a step: `message` events with its number and status.
-        let lifecycle = |status: &str, level: Level, msg: &str| {
-            Event::new(EventType::Message, level, "", msg.to_string())
-                .with_detail("buildkit_step", n)
-                .with_detail("buildkit_status", status)
+        let log = relative_secs(after);
+        let done = log.is_none().then(|| done_ms(t)).flatten();
+        let (rel, stamp) = match (log, done) {
+            (Some((r, text)), _) => (
+                Rel::At(r),
+                step.flow
+                    .honors_stamps()
+                    .then(|| line_stamp(text))
+                    .flatten(),
+            ),
+            (None, Some(d)) => (Rel::End(d), None),
+            (None, None) => (Rel::None, None),
         };
-        if let Some(d) = done_ms(t) {
-            let (time, inherited) = resolve(
-                &mut self.clock,
-                runner,
-                Some(&mut step.clock),
-                Rel::End(d),
-                None,
-            );
-            let cx = Cx {
-                time,
-                inherited,
-                stage: step.title.as_deref(),
-                ..*base
-            };
-            step.flow.close(&cx, out);
-            let mut ev = lifecycle("done", Level::Info, t)
-                .with_detail("duration_seconds", d as f64 / 1000.0);
-            ev.duration_ms = Some(d as u64);
-            return cx.emit(ev, out);
-        }
-        let (time, inherited) = resolve(&mut self.clock, runner, None, Rel::None, None);
-        if step.title.is_none() && !t.is_empty() && t != "..." {
+        let sc = (!matches!(rel, Rel::None)).then_some(&mut step.clock);
+        let (time, inherited) = resolve(&mut self.clock, runner, sc, rel, stamp);
+        let is_status =
+            done.is_some() || matches!(t, "CACHED" | "CANCELED" | "...") || t.starts_with("ERROR:");
+        let first = log.is_none() && !is_status && !t.is_empty() && step.title.is_none();
+        if first {
             // The first line of a step is its name.
             step.title = Some(t.to_string());
             step.clock.start = Some(time);
-            let cx = Cx {
-                time,
-                inherited,
-                stage: step.title.as_deref(),
-                ..*base
-            };
-            return cx.emit(lifecycle("started", Level::Info, t), out);
         }
         let cx = Cx {
             time,
@@ -1501,43 +1464,62 @@ impl ConsoleParser {
             stage: step.title.as_deref(),
             ..*base
         };
-        if t == "CACHED" || t == "CANCELED" {
-            step.flow.close(&cx, out);
-            let status = if t == "CACHED" { "cached" } else { "canceled" };
-            let level = if t == "CACHED" {
-                Level::Info
-            } else {
-                Level::Warn
-            };
-            return cx.emit(lifecycle(status, level, t), out);
+        if let Some((_, text)) = log {
+            return step.flow.content(&mut self.failures, &cx, text, out);
         }
-        if let Some(msg) = t.strip_prefix("ERROR:") {
-            let feature = step.flow.feature_name().to_string();
+        // BuildKit's own lines about a step: `message` events with its number and status.
+        let lifecycle = |status: &str, level: Level, msg: &str| {
+            Event::new(EventType::Message, level, "", msg.to_string())
+                .with_detail("buildkit_step", n)
+                .with_detail("buildkit_status", status)
+        };
+        if first {
+            return cx.emit(lifecycle("started", Level::Info, t), out);
+        }
+        if let Some(d) = done {
             step.flow.close(&cx, out);
-            if self.plain.feature.is_none() {
-                // BuildKit's `ERROR: failed to solve` that follows is about this feature.
-                self.plain.last_feature = feature.clone();
-            }
-            let mut ev = lifecycle("error", Level::Error, msg.trim_start());
-            ev.feature = feature;
-            if let Some(code) = EXIT_CODE_TAIL
-                .captures(msg)
-                .and_then(|c| c[1].parse::<i64>().ok())
-            {
-                ev = ev.with_detail("exit_code", code);
-            }
-            self.errored_step = Some(n);
-            self.in_error_context = false;
+            let mut ev = lifecycle("done", Level::Info, t)
+                .with_detail("duration_seconds", d as f64 / 1000.0);
+            ev.duration_ms = Some(d as u64);
             return cx.emit(ev, out);
         }
-        if t == "..." {
-            return; // BuildKit switching to another step; the step resumes with its header
+        match t {
+            "CACHED" | "CANCELED" => {
+                step.flow.close(&cx, out);
+                let (status, level) = if t == "CACHED" {
+                    ("cached", Level::Info)
+                } else {
+                    ("canceled", Level::Warn)
+                };
+                cx.emit(lifecycle(status, level, t), out);
+            }
+            // BuildKit switching to another step; the step resumes with its name again.
+            "..." => {}
+            _ if step.title.as_deref() == Some(t) => {} // that name, when the step resumes
+            _ => match t.strip_prefix("ERROR:") {
+                Some(msg) => {
+                    let feature = step.flow.feature_name().to_string();
+                    step.flow.close(&cx, out);
+                    if self.plain.feature.is_none() {
+                        // BuildKit's `ERROR: failed to solve` that follows is about this feature.
+                        self.plain.last_feature = feature.clone();
+                    }
+                    let mut ev = lifecycle("error", Level::Error, msg.trim_start());
+                    ev.feature = feature;
+                    if let Some(code) = EXIT_CODE_TAIL
+                        .captures(msg)
+                        .and_then(|c| c[1].parse::<i64>().ok())
+                    {
+                        ev = ev.with_detail("exit_code", code);
+                    }
+                    self.errored_step = Some(n);
+                    self.in_error_context = false;
+                    cx.emit(ev, out);
+                }
+                // A progress line of the step (`transferring context: 2B done`).
+                None => cx.emit(output_event(after, step.flow.feature_name()), out),
+            },
         }
-        if step.title.as_deref() == Some(t) {
-            return; // the header again, when the step resumes
-        }
-        // A progress line of the step (`transferring context: 2B done`).
-        cx.emit(output_event(after, step.flow.feature_name()), out);
     }
 
     /// The runner's own `##[group]`, `##[error]`, ... lines.
@@ -1643,17 +1625,19 @@ mod tests {
     use super::*;
 
     fn run(input: &str) -> Vec<Event> {
-        let mut p = ConsoleParser::new(TimeZone::UTC);
+        run_in(TimeZone::UTC, input)
+    }
+
+    fn run_in(tz: TimeZone, input: &str) -> Vec<Event> {
+        let mut p = ConsoleParser::new(tz);
         let mut out = Vec::new();
-        for (i, l) in input.lines().enumerate() {
-            let line = Line {
-                bytes: l.as_bytes(),
-                number: i as u64 + 1,
-                original_len: None,
-                unterminated: false,
-            };
-            p.line(&line, &mut out);
-        }
+        let mut splitter = crate::source::LineSplitter::new(1 << 20);
+        let mut f = |l: Line<'_>| -> Result<(), ()> {
+            p.line(&l, &mut out);
+            Ok(())
+        };
+        splitter.push(input.as_bytes(), &mut f).unwrap();
+        splitter.finish(&mut f).unwrap();
         p.finish(&mut out);
         out
     }
@@ -1750,25 +1734,26 @@ Exit code: 7 (Duration: 3s)\n✗ Get failed with exit code 7\n[08:15:05] DEBUG: 
     #[test]
     fn fall_back_keeps_utc_increasing() {
         let tz = TimeZone::get("America/Chicago").unwrap();
-        let mut p = ConsoleParser::new(tz);
-        let mut out = Vec::new();
-        let lines = [
-            "Start Time: 2026-11-01 01:59:58",
-            "[01:59:59] one",
-            "[01:00:50] two",
-        ];
-        p.plain.mode = Mode::Header;
-        for (i, l) in lines.iter().enumerate() {
-            let line = Line {
-                bytes: l.as_bytes(),
-                number: i as u64 + 1,
-                original_len: None,
-                unterminated: false,
-            };
-            p.line(&line, &mut out);
-        }
-        assert_eq!(out[0].timestamp.to_rfc3339(), "2026-11-01T06:59:59.500Z");
-        assert_eq!(out[1].timestamp.to_rfc3339(), "2026-11-01T07:00:50.500Z");
+        let out = run_in(
+            tz,
+            "Start Time: 2026-11-01 01:59:58\n[01:59:59] one\n[01:00:50] two\n",
+        );
+        // The Start Time line is output (no header around it) but still sets the clock.
+        assert_eq!(out[1].timestamp.to_rfc3339(), "2026-11-01T06:59:59.500Z");
+        assert_eq!(out[2].timestamp.to_rfc3339(), "2026-11-01T07:00:50.500Z");
+    }
+
+    #[test]
+    fn a_step_that_starts_with_its_status_has_no_name() {
+        let evs = run("#4 CACHED\n#4 [stage 1/2] FROM x\n#7 ERROR: boom: exit code: 3\n");
+        assert_eq!(evs[0].details["buildkit_status"], "cached");
+        assert_eq!(evs[0].stage, None);
+        // The step's first line that is not a status names it.
+        assert_eq!(evs[1].details["buildkit_status"], "started");
+        assert_eq!(evs[1].stage.as_deref(), Some("[stage 1/2] FROM x"));
+        assert_eq!(evs[2].details["buildkit_status"], "error");
+        assert_eq!(evs[2].details["exit_code"], 3);
+        assert_eq!(evs[2].level, Level::Error);
     }
 
     #[test]
