@@ -37,6 +37,10 @@ static GH_FAILURE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^COMMAND #(\d+) '(.*)' failed \(exit (-?\d+)\): (.*)$").unwrap());
 static EXIT_CODE_TAIL: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"exit code: (-?\d+)\s*$").unwrap());
+/// The legacy builder's failure: `The command '/bin/sh -c ...' returned a non-zero code: 101`.
+static LEGACY_FAILURE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^The command '.*' returned a non-zero code: (-?\d+)\s*$").unwrap()
+});
 
 /// An event time and whether part of it was guessed (no date in the input, or a BuildKit
 /// step whose start is unknown).
@@ -566,7 +570,10 @@ impl Flow {
                 return;
             }
         }
-        if t.starts_with("ERROR: failed to solve") || t.starts_with("ERROR: failed to build") {
+        if t.starts_with("ERROR: failed to solve")
+            || t.starts_with("ERROR: failed to build")
+            || LEGACY_FAILURE.is_match(t)
+        {
             return buildkit_failure(g, cx, t, &self.last_feature, out);
         }
         self.output(cx, text, out);
@@ -1254,6 +1261,13 @@ fn relative_secs(s: &str) -> Option<(i64, &str)> {
     Some((ms, rest))
 }
 
+/// `Step 5/31 : RUN ...` (the legacy builder) -> (5, 31).
+fn legacy_step(s: &str) -> Option<(u32, u32)> {
+    let (nums, _) = s.strip_prefix("Step ")?.split_once(" : ")?;
+    let (n, of) = nums.split_once('/')?;
+    Some((n.parse().ok()?, of.parse().ok()?))
+}
+
 /// `DONE 1.2s` -> 1200.
 fn done_ms(s: &str) -> Option<i64> {
     let v = s.strip_prefix("DONE ")?.trim_end().strip_suffix('s')?;
@@ -1307,11 +1321,13 @@ fn gh_failure(g: &mut Failures, cx: &Cx, feature: &str, msg: &str) -> Event {
     ev
 }
 
-/// BuildKit's `ERROR: failed to solve: ...` (or `failed to build: failed to solve: ...`).
+/// BuildKit's `ERROR: failed to solve: ...` (or `failed to build: failed to solve: ...`), or the
+/// legacy builder's `The command '...' returned a non-zero code: N`.
 fn buildkit_failure(g: &mut Failures, cx: &Cx, t: &str, feature: &str, out: &mut Vec<Event>) {
     let msg = clean(t);
     let exit = EXIT_CODE_TAIL
         .captures(&msg)
+        .or_else(|| LEGACY_FAILURE.captures(&msg))
         .and_then(|c| c[1].parse::<i64>().ok());
     let mut ev = match g.line_of(feature).or_else(|| g.any()) {
         Some(first) => Event::new(EventType::Message, Level::Error, feature, msg)
@@ -1349,6 +1365,8 @@ pub struct ConsoleParser {
     /// The step of the last `#N ERROR`, whose output BuildKit repeats between `------` lines.
     errored_step: Option<u32>,
     in_error_context: bool,
+    /// The legacy builder's current `Step N/M : ...`, the `stage` of plain lines.
+    legacy_stage: Option<String>,
     last_line: u64,
 }
 
@@ -1362,6 +1380,7 @@ impl ConsoleParser {
             failures: Failures::default(),
             errored_step: None,
             in_error_context: false,
+            legacy_stage: None,
             last_line: 0,
         }
     }
@@ -1389,12 +1408,35 @@ impl ConsoleParser {
             .then(|| line_stamp(text))
             .flatten();
         let (time, inherited) = resolve(&mut self.clock, runner, None, Rel::None, stamp);
+        // The legacy builder (no BuildKit) heads each Dockerfile step with `Step N/M : ...`.
+        let step = (self.plain.mode != Mode::Output)
+            .then(|| legacy_step(text))
+            .flatten();
+        if step.is_some() {
+            let cx = Cx {
+                time,
+                inherited,
+                stage: self.legacy_stage.as_deref(),
+                ..*base
+            };
+            self.plain.close(&cx, out);
+            self.legacy_stage = Some(text.trim_end().to_string());
+        }
         let cx = Cx {
             time,
             inherited,
+            stage: self.legacy_stage.as_deref(),
             ..*base
         };
-        self.plain.content(&mut self.failures, &cx, text, out);
+        match step {
+            Some((n, of)) => {
+                let ev = Event::new(EventType::Message, Level::Info, "", clean(text.trim_end()))
+                    .with_detail("docker_step", n)
+                    .with_detail("docker_steps", of);
+                cx.emit(ev, out);
+            }
+            None => self.plain.content(&mut self.failures, &cx, text, out),
+        }
     }
 
     fn error_context_line(
@@ -1604,7 +1646,7 @@ impl FormatParser for ConsoleParser {
             line: self.last_line,
             time: inherit(&self.clock),
             inherited: true,
-            stage: None,
+            stage: self.legacy_stage.as_deref(),
             invalid: false,
             original_len: None,
         };
@@ -1613,7 +1655,10 @@ impl FormatParser for ConsoleParser {
             let scx = Cx {
                 line: step.flow.last_line,
                 stage: step.title.as_deref(),
-                ..cx
+                time: cx.time,
+                inherited: true,
+                invalid: false,
+                original_len: None,
             };
             step.flow.close(&scx, out);
         }
@@ -1741,6 +1786,31 @@ Exit code: 7 (Duration: 3s)\n✗ Get failed with exit code 7\n[08:15:05] DEBUG: 
         // The Start Time line is output (no header around it) but still sets the clock.
         assert_eq!(out[1].timestamp.to_rfc3339(), "2026-11-01T06:59:59.500Z");
         assert_eq!(out[2].timestamp.to_rfc3339(), "2026-11-01T07:00:50.500Z");
+    }
+
+    #[test]
+    fn legacy_builder_steps_and_failure() {
+        let evs = run("Step 3/9 : RUN /tmp/rust.sh\n ---> Running in 1a2b3c\n\
+=== Installing Rust ===\n[10:00:00] COMMAND #1: build\nExecuting: cargo build\n\
+--------------------------------------------------------------------------------\n\
+error: boom\n\
+The command '/bin/sh -c /tmp/rust.sh' returned a non-zero code: 101\n");
+        assert_eq!(evs[0].details["docker_step"], 3);
+        assert_eq!(evs[0].details["docker_steps"], 9);
+        assert!(evs
+            .iter()
+            .all(|e| e.stage.as_deref() == Some("Step 3/9 : RUN /tmp/rust.sh")));
+        // Inside the command's output the builder's line is output; the abort is found at the end.
+        let fail = evs.iter().find(|e| e.event_type == EventType::BuildFailure);
+        assert!(fail.is_none());
+        let evs = run("Step 3/9 : RUN /tmp/rust.sh\n=== Installing Rust ===\n\
+The command '/bin/sh -c /tmp/rust.sh' returned a non-zero code: 101\n");
+        let fail = evs
+            .iter()
+            .find(|e| e.event_type == EventType::BuildFailure)
+            .unwrap();
+        assert_eq!(fail.feature, "Rust");
+        assert_eq!(fail.metadata["exit_code"], 101);
     }
 
     #[test]
