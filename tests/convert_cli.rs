@@ -63,18 +63,14 @@ fn converting_twice_is_byte_identical() {
 #[test]
 fn every_build_gets_one_id_and_different_builds_different_ids() {
     let mut ids = std::collections::BTreeSet::new();
+    let shape = regex::Regex::new(r"^build-\d+-[a-z0-9]{6}$").unwrap();
     for build in common::corpus_builds() {
         let events = convert_dir(&build, &[]);
         let mine: std::collections::BTreeSet<_> =
             events.iter().map(|e| e.correlation_id.clone()).collect();
         assert_eq!(mine.len(), 1, "{}: {:?}", build.display(), mine);
         let id = mine.into_iter().next().unwrap();
-        assert!(
-            regex::Regex::new(r"^build-\d+-[a-z0-9]{6}$")
-                .unwrap()
-                .is_match(&id),
-            "{id}"
-        );
+        assert!(shape.is_match(&id), "{id}");
         assert!(ids.insert(id), "{} shares an id", build.display());
         // Event ids are unique within a build.
         let eids: std::collections::HashSet<_> =
@@ -413,4 +409,34 @@ fn help_has_examples() {
             "{args:?}"
         );
     }
+}
+
+#[test]
+fn without_its_install_log_a_feature_comes_from_its_errors_and_summary_logs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    common::copy_dir_without(&corpus().join("build-01-success"), &dir, "json");
+    std::fs::remove_file(dir.join("rust-install.log")).unwrap();
+    let events = convert_dir(&dir, &[]);
+    let rust: Vec<_> = events.iter().filter(|e| e.feature == "Rust").collect();
+    let lines: Vec<_> = rust
+        .iter()
+        .filter(|e| e.event_type == EventType::Output)
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[0].message, "warning: unused variable: `x`");
+    assert_eq!(lines[0].level, Level::Warn);
+    assert_eq!(lines[3].message, "0 errors, 0 failures");
+    assert_eq!(lines[3].level, Level::Error);
+    let end = rust
+        .iter()
+        .find(|e| e.event_type == EventType::FeatureEnd)
+        .unwrap();
+    assert_eq!(end.metadata["errors"], 2);
+    assert_eq!(end.metadata["warnings"], 3);
+    assert_eq!(end.details["from"], "summary log");
+    // Features with install logs do not get their errors log twice.
+    assert!(!events
+        .iter()
+        .any(|e| e.feature == "Python" && e.details.get("from").is_some()));
 }
