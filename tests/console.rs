@@ -252,6 +252,22 @@ fn build_01_console_has_the_runs_features_commands_and_ends() {
         );
     }
 
+    // A command's details, as the install-log parser gives them.
+    let deps = evs
+        .iter()
+        .find(|e| {
+            e.event_type == EventType::Command && e.message == "Installing build dependencies"
+        })
+        .unwrap();
+    assert_eq!(deps.details["output_lines"], 6);
+    assert_eq!(deps.details["new_errors"], 2); // `libgpg-error0`, twice: the logger's count
+    assert_eq!(deps.details["new_warnings"], 0);
+    assert_eq!(deps.details["start_line"], 21);
+    assert!(deps.details["command"]
+        .as_str()
+        .unwrap()
+        .starts_with("bash -c echo \"Reading package lists...\""));
+
     // Messages and debug lines between commands; nothing carries an inferred time.
     let msg = of_type(&evs, EventType::Message);
     assert_eq!(msg.len(), 1);

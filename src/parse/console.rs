@@ -264,6 +264,7 @@ struct Feature {
     first_errors: Vec<String>,
     error_log: Option<String>,
     end_time: Option<String>,
+    no_errors: bool,
 }
 
 impl Feature {
@@ -282,6 +283,7 @@ impl Feature {
             first_errors: Vec::new(),
             error_log: None,
             end_time: None,
+            no_errors: false,
         }
     }
 }
@@ -295,6 +297,10 @@ struct Cmd {
     started: bool,
     exit: Option<i64>,
     duration: Option<u64>,
+    /// Output lines and the logger's pattern matches among them.
+    output_lines: u64,
+    errors: u64,
+    warnings: u64,
 }
 
 #[derive(Default)]
@@ -352,12 +358,19 @@ impl Flow {
     fn output(&mut self, cx: &Cx, text: &str, out: &mut Vec<Event>) {
         let mut ev = output_event(text, self.feature_name());
         if self.mode == Mode::Output {
-            ev.command_num = self.cmd.as_ref().map(|c| c.num);
-        }
-        if let Some(f) = self.feature.as_mut() {
-            if self.mode == Mode::Output {
-                f.errors += matches_error(text.as_bytes()) as u64;
-                f.warnings += matches_warning(text.as_bytes()) as u64;
+            let (e, w) = (
+                matches_error(text.as_bytes()) as u64,
+                matches_warning(text.as_bytes()) as u64,
+            );
+            if let Some(f) = self.feature.as_mut() {
+                f.errors += e;
+                f.warnings += w;
+            }
+            if let Some(c) = self.cmd.as_mut() {
+                ev.command_num = Some(c.num);
+                c.output_lines += 1;
+                c.errors += e;
+                c.warnings += w;
             }
         }
         cx.emit(ev, out);
@@ -644,6 +657,9 @@ impl Flow {
                 started: false,
                 exit: None,
                 duration: None,
+                output_lines: 0,
+                errors: 0,
+                warnings: 0,
             });
             self.mode = Mode::CmdPending;
             return;
@@ -766,8 +782,15 @@ impl Flow {
             ev.error_count = Some(f.errors);
             ev.warning_count = Some(f.warnings);
         }
-        if let Some(exe) = cmd.and_then(|c| c.executing.as_deref()) {
-            ev = ev.with_detail("command", clean(exe));
+        if let Some(c) = cmd {
+            if let Some(exe) = &c.executing {
+                ev = ev.with_detail("command", clean(exe));
+            }
+            ev = ev
+                .with_detail("output_lines", c.output_lines)
+                .with_detail("new_errors", c.errors)
+                .with_detail("new_warnings", c.warnings)
+                .with_detail("start_line", c.line);
         }
         ev.incomplete = incomplete;
         // Without a time of its own, a command ends no earlier than its start plus duration.
@@ -963,7 +986,7 @@ impl Flow {
             self.mode = Mode::Idle;
             return true;
         }
-        if t.is_empty() || t == "No errors or warnings detected!" {
+        if t.is_empty() {
             return true;
         }
         if t == "--- First 10 Errors/Warnings ---" {
@@ -973,7 +996,9 @@ impl Flow {
         let Some(f) = self.feature.as_mut() else {
             return false;
         };
-        if let Some(v) = t.strip_prefix("End Time: ") {
+        if t == "No errors or warnings detected!" {
+            f.no_errors = true;
+        } else if let Some(v) = t.strip_prefix("End Time: ") {
             f.end_time = Some(v.to_string());
         } else if let Some(v) = t.strip_prefix("Full error log: ") {
             f.error_log = Some(v.to_string());
@@ -1047,6 +1072,9 @@ impl Flow {
         }
         if let Some(t) = f.end_time {
             ev = ev.with_detail("end_time", t);
+        }
+        if f.no_errors {
+            ev = ev.with_detail("no_errors_detected", true);
         }
         if !complete {
             ev.incomplete = true;
