@@ -1274,18 +1274,16 @@ fn relative_secs(s: &str) -> Option<(i64, &str)> {
         None => (s, ""),
     };
     let (whole, frac) = num.split_once('.')?;
+    // BuildKit prints `%.3f`: exactly three decimals, so `#5 1.2 kB` is not an offset.
     if whole.is_empty()
-        || frac.is_empty()
+        || frac.len() != 3
         || whole.len() > 9
         || !whole.bytes().all(|c| c.is_ascii_digit())
         || !frac.bytes().all(|c| c.is_ascii_digit())
     {
         return None;
     }
-    let mut ms: i64 = whole.parse().ok()?;
-    ms *= 1000;
-    let f3: String = frac.chars().chain("000".chars()).take(3).collect();
-    ms += f3.parse::<i64>().ok()?;
+    let ms = whole.parse::<i64>().ok()? * 1000 + frac.parse::<i64>().ok()?;
     Some((ms, rest))
 }
 
@@ -1381,6 +1379,8 @@ struct Step {
     title: Option<String>,
     flow: Flow,
     clock: StepClock,
+    /// DONE, CACHED, CANCELED or ERROR was seen: a new name under this number is a new build.
+    finished: bool,
 }
 
 /// Streaming parser of `docker build` console output. See the module docs.
@@ -1503,10 +1503,16 @@ impl ConsoleParser {
         out: &mut Vec<Event>,
     ) {
         let step = self.steps.entry(n).or_default();
-        step.flow.last_line = base.line;
         let t = after.trim_end();
         let log = relative_secs(after);
         let done = log.is_none().then(|| done_ms(t)).flatten();
+        let is_status =
+            done.is_some() || matches!(t, "CACHED" | "CANCELED" | "...") || t.starts_with("ERROR:");
+        if step.finished && log.is_none() && !is_status && step.title.as_deref() != Some(t) {
+            // A second `docker build` in the same log numbers its steps from 0 again.
+            *step = Step::default();
+        }
+        step.flow.last_line = base.line;
         let (rel, stamp) = match (log, done) {
             (Some((r, text)), _) => (
                 Rel::At(r),
@@ -1520,8 +1526,6 @@ impl ConsoleParser {
         };
         let sc = (!matches!(rel, Rel::None)).then_some(&mut step.clock);
         let (time, inherited) = resolve(&mut self.clock, runner, sc, rel, stamp);
-        let is_status =
-            done.is_some() || matches!(t, "CACHED" | "CANCELED" | "...") || t.starts_with("ERROR:");
         let first = log.is_none() && !is_status && !t.is_empty() && step.title.is_none();
         if first {
             // The first line of a step is its name.
@@ -1547,6 +1551,7 @@ impl ConsoleParser {
             return cx.emit(lifecycle("started", Level::Info, t), out);
         }
         if let Some(d) = done {
+            step.finished = true;
             step.flow.close(&cx, out);
             let mut ev = lifecycle("done", Level::Info, t)
                 .with_detail("duration_seconds", d as f64 / 1000.0);
@@ -1555,6 +1560,7 @@ impl ConsoleParser {
         }
         match t {
             "CACHED" | "CANCELED" => {
+                step.finished = true;
                 step.flow.close(&cx, out);
                 let (status, level) = if t == "CACHED" {
                     ("cached", Level::Info)
@@ -1568,6 +1574,7 @@ impl ConsoleParser {
             _ if step.title.as_deref() == Some(t) => {} // that name, when the step resumes
             _ => match t.strip_prefix("ERROR:") {
                 Some(msg) => {
+                    step.finished = true;
                     let feature = step.flow.feature_name().to_string();
                     step.flow.close(&cx, out);
                     if self.plain.feature.is_none() {
@@ -1722,7 +1729,8 @@ mod tests {
         assert_eq!(rest, "#9 0.145 hi");
         assert_eq!(buildkit_prefix("#9 0.145 hi"), Some((9, "0.145 hi")));
         assert_eq!(relative_secs("0.145 hi"), Some((145, "hi")));
-        assert_eq!(relative_secs("12.5"), Some((12_500, "")));
+        assert_eq!(relative_secs("12.500"), Some((12_500, "")));
+        assert_eq!(relative_secs("1.2 kB"), None);
         assert_eq!(relative_secs("DONE 1.2s"), None);
         assert_eq!(done_ms("DONE 24.8s"), Some(24_800));
         assert!(runner_prefix("2026-13-27T09:14:05Z x").is_none());
@@ -1839,6 +1847,25 @@ The command '/bin/sh -c /tmp/rust.sh' returned a non-zero code: 101\n");
             .unwrap();
         assert_eq!(fail.feature, "Rust");
         assert_eq!(fail.metadata["exit_code"], 101);
+    }
+
+    #[test]
+    fn a_second_build_in_the_same_log_restarts_its_steps() {
+        let evs = run(
+            "#5 [a 1/1] RUN a.sh\n#5 0.100 === Installing A ===\n#5 DONE 0.2s\n\
+#5 [b 1/1] RUN b.sh\n#5 0.100 === Installing B ===\n#5 DONE 0.3s\n",
+        );
+        let started: Vec<&str> = evs
+            .iter()
+            .filter(|e| e.details.get("buildkit_status") == Some(&"started".into()))
+            .map(|e| e.message.as_str())
+            .collect();
+        assert_eq!(started, ["[a 1/1] RUN a.sh", "[b 1/1] RUN b.sh"]);
+        let b = evs
+            .iter()
+            .find(|e| e.event_type == EventType::FeatureStart && e.feature == "B")
+            .unwrap();
+        assert_eq!(b.stage.as_deref(), Some("[b 1/1] RUN b.sh"));
     }
 
     #[test]
