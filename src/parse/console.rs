@@ -23,6 +23,11 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
+/// Bytes of a multi-line `Executing:` record kept before its lines are taken for output.
+const MAX_EXECUTING: usize = 64 * 1024;
+/// BuildKit steps tracked at once; finished ones are forgotten first (memory stays bounded).
+const MAX_STEPS: usize = 1024;
+
 /// The logger's rules: 80 `-` around command output, 80 `=` around its blocks.
 const RULE: &str =
     "--------------------------------------------------------------------------------";
@@ -402,10 +407,16 @@ impl Flow {
                     match (&mut cmd.executing, text.strip_prefix("Executing: ")) {
                         (None, Some(exe)) => cmd.executing = Some(exe.to_string()),
                         (None, None) if t.is_empty() => {}
-                        // A multi-line `bash -c` script: its later lines belong to `Executing:`.
-                        (Some(exe), _) => {
+                        // A multi-line `bash -c` script: its later lines belong to `Executing:`,
+                        // up to a bound: past it the rule is not coming, and the rest is output.
+                        (Some(exe), _) if exe.len() + text.len() < MAX_EXECUTING => {
                             exe.push('\n');
                             exe.push_str(text);
+                        }
+                        (Some(_), _) => {
+                            self.start_command(cx, out);
+                            self.mode = Mode::Output;
+                            return self.output(cx, text, out);
                         }
                         (None, None) => {
                             // No `Executing:` line: the command started without one.
@@ -427,11 +438,16 @@ impl Flow {
                     || t == BANNER)
                 {
                     // Repeats of lines already seen: kept with the feature_end, not re-emitted.
+                    // The logger prints at most ten (`head -10`); more are not its list.
                     match self.feature.as_mut() {
-                        Some(f) => f.first_errors.push(clean(text)),
-                        None => self.output(cx, text, out),
+                        Some(f) if f.first_errors.len() < 10 => {
+                            return f.first_errors.push(clean(text));
+                        }
+                        _ => {
+                            self.mode = Mode::Summary;
+                            return self.output(cx, text, out);
+                        }
                     }
-                    return;
                 }
                 self.mode = Mode::Summary;
             }
@@ -1502,6 +1518,9 @@ impl ConsoleParser {
         base: &Cx<'_>,
         out: &mut Vec<Event>,
     ) {
+        if self.steps.len() >= MAX_STEPS && !self.steps.contains_key(&n) {
+            self.evict_steps(out);
+        }
         let step = self.steps.entry(n).or_default();
         let t = after.trim_end();
         let log = relative_secs(after);
@@ -1596,6 +1615,35 @@ impl ConsoleParser {
                 // A progress line of the step (`transferring context: 2B done`).
                 None => cx.emit(output_event(after, step.flow.feature_name()), out),
             },
+        }
+    }
+
+    /// Forgets finished steps (except the one whose error BuildKit is about to repeat); if
+    /// that is not enough, closes the oldest open half.
+    fn evict_steps(&mut self, out: &mut Vec<Event>) {
+        let keep = self.errored_step;
+        self.steps.retain(|n, s| !s.finished || Some(*n) == keep);
+        if self.steps.len() < MAX_STEPS / 2 {
+            return;
+        }
+        let mut order: Vec<(u64, u32)> = self
+            .steps
+            .iter()
+            .map(|(n, s)| (s.flow.last_line, *n))
+            .collect();
+        order.sort_unstable();
+        for (_, n) in order.into_iter().take(MAX_STEPS / 2) {
+            if let Some(mut step) = self.steps.remove(&n) {
+                let cx = Cx {
+                    line: step.flow.last_line,
+                    time: inherit(&self.clock),
+                    inherited: true,
+                    stage: step.title.as_deref(),
+                    invalid: false,
+                    original_len: None,
+                };
+                step.flow.close(&cx, out);
+            }
         }
     }
 
@@ -1866,6 +1914,49 @@ The command '/bin/sh -c /tmp/rust.sh' returned a non-zero code: 101\n");
             .find(|e| e.event_type == EventType::FeatureStart && e.feature == "B")
             .unwrap();
         assert_eq!(b.stage.as_deref(), Some("[b 1/1] RUN b.sh"));
+    }
+
+    #[test]
+    fn state_stays_bounded_on_endless_input() {
+        // An `Executing:` record whose rule never comes: past the bound its lines are output.
+        let mut input =
+            String::from("=== Installing A ===\n[00:00:00] COMMAND #1: x\nExecuting: y\n");
+        let filler = "z".repeat(999);
+        for _ in 0..100 {
+            input.push_str(&filler);
+            input.push('\n');
+        }
+        let evs = run(&input);
+        let start = evs
+            .iter()
+            .find(|e| e.event_type == EventType::CommandStart)
+            .unwrap();
+        assert!(start.metadata["command"].as_str().unwrap().len() < MAX_EXECUTING);
+        let outputs = evs
+            .iter()
+            .filter(|e| e.event_type == EventType::Output && e.command_num == Some(1))
+            .count();
+        assert!(outputs > 30, "{outputs}");
+
+        // Thousands of BuildKit steps: finished ones are forgotten, every line still has its event.
+        let mut p = ConsoleParser::new(TimeZone::UTC);
+        let mut out = Vec::new();
+        for i in 0..3000u64 {
+            for (k, l) in [format!("#{i} [s {i}] RUN x"), format!("#{i} DONE 0.1s")]
+                .iter()
+                .enumerate()
+            {
+                let line = Line {
+                    bytes: l.as_bytes(),
+                    number: i * 2 + k as u64 + 1,
+                    original_len: None,
+                    unterminated: false,
+                };
+                p.line(&line, &mut out);
+            }
+            assert!(p.steps.len() <= MAX_STEPS);
+        }
+        assert_eq!(out.len(), 6000);
     }
 
     #[test]
