@@ -36,6 +36,9 @@ pub struct ShipArgs {
 
     #[command(flatten)]
     pub elasticsearch: crate::sink::elasticsearch::ElasticsearchArgs,
+
+    #[command(flatten)]
+    pub forward: crate::sink::forward::ForwardArgs,
 }
 
 pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
@@ -48,6 +51,7 @@ pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
     if let Some(s) = args.elasticsearch.build(dead_letter.clone())? {
         sinks.push(s);
     }
+    sinks.extend(args.forward.build(dead_letter.clone())?);
     if args.stdout {
         sinks.push(Box::new(StdoutSink { flush_each: true }));
     }
