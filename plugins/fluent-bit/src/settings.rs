@@ -1,0 +1,103 @@
+//! The output section's properties. Destinations are buildlog's own sinks, configured with
+//! the same flags as `buildlog ship` (so the plugin uses the same Loki client as `ship --loki`):
+//!
+//! | property | meaning | default |
+//! |---|---|---|
+//! | `Loki_URL` | `ship --loki URL` | |
+//! | `Forward` | `ship --forward HOST:PORT` | |
+//! | `Ship_Args` | more `ship` sink flags, e.g. `--loki-tenant team-a --forward-ack` | |
+//! | `Path_Key` | record key holding the source file (tail's `Path_Key`) | `path` |
+//! | `Log_Key` | record key holding the line | `log` |
+//! | `Timezone` | IANA zone of the logs' local times | `UTC` |
+//! | `Correlation_Id` | one id for every build | derived per build directory |
+//! | `Scrub` | secret scrubbing | `on` |
+//! | `Max_Line_Bytes` | longer lines are cut and flagged | `262144` |
+
+use crate::engine::{Delivery, Settings, SinkDelivery};
+use anyhow::Context;
+use buildlog::parse::ParseOptions;
+use buildlog::sink::dead_letter::DeadLetter;
+use buildlog::sink::forward::ForwardArgs;
+use buildlog::sink::loki::LokiArgs;
+use buildlog::sink::Sink;
+use clap::Parser;
+
+/// The sink flags of `buildlog ship`, parsed from the properties.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "buildlog output plugin", no_binary_name = true)]
+pub struct SinkFlags {
+    #[command(flatten)]
+    pub loki: LokiArgs,
+    #[command(flatten)]
+    pub forward: ForwardArgs,
+}
+
+impl SinkFlags {
+    /// The sinks for one delivery. Undeliverable events are only counted here: the plugin
+    /// answers FLB_RETRY and Fluent Bit keeps the chunk.
+    pub fn sinks(&self) -> anyhow::Result<Vec<Box<dyn Sink>>> {
+        let dl = DeadLetter::new(None);
+        let mut v = Vec::new();
+        v.extend(self.loki.build(dl.clone())?);
+        v.extend(self.forward.build(dl)?);
+        Ok(v)
+    }
+}
+
+pub fn sink_flags(prop: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<SinkFlags> {
+    let mut argv: Vec<String> = Vec::new();
+    if let Some(u) = prop("loki_url") {
+        argv.extend(["--loki".into(), u]);
+    }
+    if let Some(f) = prop("forward") {
+        argv.extend(["--forward".into(), f]);
+    }
+    if let Some(extra) = prop("ship_args") {
+        argv.extend(extra.split_whitespace().map(String::from));
+    }
+    let flags = SinkFlags::try_parse_from(&argv).map_err(|e| anyhow::anyhow!("{}", e.render()))?;
+    anyhow::ensure!(
+        flags.loki.loki.is_some() || flags.forward.forward.is_some(),
+        "set Loki_URL or Forward in the output section"
+    );
+    Ok(flags)
+}
+
+fn on_off(v: &str) -> anyhow::Result<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => anyhow::bail!("expected on or off, got {v:?}"),
+    }
+}
+
+pub fn settings(prop: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Settings> {
+    let mut opts = ParseOptions::default();
+    if let Some(tz) = prop("timezone") {
+        opts.timezone = jiff::tz::TimeZone::get(&tz).with_context(|| format!("Timezone {tz:?}"))?;
+    }
+    opts.correlation_id = prop("correlation_id").filter(|s| !s.is_empty());
+    if let Some(s) = prop("scrub") {
+        opts.scrub = on_off(&s).context("Scrub")?;
+    }
+    if let Some(m) = prop("max_line_bytes") {
+        opts.max_line_bytes = m.parse().ok().filter(|n| *n > 0).with_context(|| format!("Max_Line_Bytes {m:?}"))?;
+    }
+    Ok(Settings {
+        path_key: prop("path_key").unwrap_or_else(|| "path".into()),
+        log_key: prop("log_key").unwrap_or_else(|| "log".into()),
+        opts,
+    })
+}
+
+/// Settings and the delivery they configure; an error names the property at fault.
+pub fn from_properties(
+    prop: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<(Settings, Box<dyn Delivery>)> {
+    let settings = settings(prop)?;
+    let flags = sink_flags(prop)?;
+    // Build once now so that a bad setting fails the start, not the first flush.
+    flags.sinks()?;
+    let delivery = SinkDelivery::new(Box::new(move || flags.sinks()))?;
+    Ok((settings, Box::new(delivery)))
+}

@@ -1,0 +1,231 @@
+//! Loads the plugin with a C harness that does what Fluent Bit's plugin proxy does (see
+//! harness.c): dlopen, register, init with properties, flushes on a 64 KiB stack, exit.
+//! The plugin ships to the test forward server; what arrives must be exactly what
+//! `buildlog convert` makes of the same logs, whatever the record encoding, the interleaving
+//! of files and where the flushes cut them.
+
+#[path = "../../../tests/common/forward_server.rs"]
+mod forward_server;
+
+use forward_server::ForwardServer;
+use rmpv::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/corpus")
+}
+
+/// The plugin built for this test run.
+fn plugin_so() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    for dir in [deps.parent().unwrap(), deps] {
+        let p = dir.join("libbuildlog_fluent_bit.so");
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("libbuildlog_fluent_bit.so not found near {}", exe.display());
+}
+
+/// Compiles harness.c with gcc from PATH. None (skipped) without gcc, unless CI is set.
+fn harness(dir: &Path) -> Option<PathBuf> {
+    let out = dir.join("harness");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness.c");
+    match Command::new("gcc")
+        .args(["-O1", "-Wall", "-Werror", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .arg("-ldl")
+        .status()
+    {
+        Ok(s) if s.success() => Some(out),
+        Ok(s) => panic!("gcc failed: {s}"),
+        Err(e) => {
+            if std::env::var_os("CI").is_some() {
+                panic!("CI is set but gcc is missing: {e}");
+            }
+            eprintln!("SKIPPED: gcc not found ({e})");
+            None
+        }
+    }
+}
+
+fn run(harness: &Path, props: &[(&str, &str)], flushes: &[&Path]) -> (String, String) {
+    let mut cmd = Command::new(harness);
+    cmd.arg(plugin_so());
+    for (k, v) in props {
+        cmd.arg("-p").arg(format!("{k}={v}"));
+    }
+    for f in flushes {
+        cmd.arg("-f").arg("tail.0").arg(f);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "harness: {out:?}");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn event_time() -> Value {
+    Value::Ext(0, vec![0x69, 0x1a, 0x26, 0x65, 0, 0, 0, 0])
+}
+
+/// A tail record in the old (`[time, body]`) or new (`[[time, metadata], body]`) encoding.
+fn record(new_encoding: bool, path: &str, line: &[u8]) -> Value {
+    let body = Value::Map(vec![
+        ("path".into(), path.into()),
+        ("log".into(), Value::String(String::from_utf8_lossy(line).into_owned().into())),
+    ]);
+    let header = if new_encoding {
+        Value::Array(vec![event_time(), Value::Map(vec![])])
+    } else {
+        event_time()
+    };
+    Value::Array(vec![header, body])
+}
+
+fn write_chunk(path: &Path, records: &[Value]) {
+    let mut b = Vec::new();
+    for r in records {
+        rmpv::encode::write_value(&mut b, r).unwrap();
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+/// What `convert` makes of the directory, by source file, as JSON values.
+fn expected(dir: &Path) -> BTreeMap<String, Vec<serde_json::Value>> {
+    let mut by_file: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    let mut progress = buildlog::source::Progress::new(true);
+    let report = buildlog::parse::parse_inputs(
+        &[buildlog::source::Input::from_path(dir.to_path_buf())],
+        &buildlog::parse::ParseOptions::default(),
+        &mut progress,
+        &mut |e| {
+            by_file
+                .entry(e.source.file.clone())
+                .or_default()
+                .push(serde_json::from_str(&e.to_json()).unwrap());
+            Ok(())
+        },
+    );
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    by_file
+}
+
+#[test]
+fn interleaved_files_both_encodings_split_flushes_and_a_retry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(harness) = harness(tmp.path()) else {
+        return;
+    };
+    // A build directory of two install logs (no json/: the plugin sees only the text logs).
+    let build = tmp.path().join("container-build");
+    std::fs::create_dir(&build).unwrap();
+    let files = ["python-install.log", "nodejs-install.log"];
+    let mut lines = Vec::new();
+    for f in files {
+        std::fs::copy(corpus().join("build-01-success").join(f), build.join(f)).unwrap();
+        let text = std::fs::read(build.join(f)).unwrap();
+        let mut l: Vec<Vec<u8>> = text.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+        if l.last().is_some_and(|x| x.is_empty()) {
+            l.pop();
+        }
+        lines.push((build.join(f).display().to_string(), l));
+    }
+    let want = expected(&build);
+    assert_eq!(want.len(), 2);
+
+    // Round-robin over the files, encodings alternating, 37 records per flush.
+    let mut records = Vec::new();
+    let longest = lines.iter().map(|(_, l)| l.len()).max().unwrap();
+    for i in 0..longest {
+        for (path, l) in &lines {
+            if let Some(line) = l.get(i) {
+                records.push(record(records.len() % 2 == 1, path, line));
+            }
+        }
+    }
+    let mut chunk_files = Vec::new();
+    for (n, chunk) in records.chunks(37).enumerate() {
+        let mut chunk = chunk.to_vec();
+        if n == 1 {
+            // Bad records: counted and reported, the rest of the chunk still delivered.
+            chunk.insert(3, Value::from("not a record"));
+            chunk.insert(5, Value::Array(vec![event_time(), Value::Map(vec![("log".into(), "no path".into())])]));
+        }
+        let p = tmp.path().join(format!("chunk{n}.msgpack"));
+        write_chunk(&p, &chunk);
+        chunk_files.push(p);
+    }
+    assert!(chunk_files.len() >= 4);
+
+    let server = ForwardServer::start();
+    // The first message is refused: the flush answers FLB_RETRY; the harness then flushes
+    // the same chunk again, as Fluent Bit's retry does.
+    server.state.close_on_message.store(1, Ordering::SeqCst);
+    let mut flushes: Vec<&Path> = vec![&chunk_files[0]];
+    flushes.extend(chunk_files.iter().map(PathBuf::as_path));
+    let (stdout, stderr) = run(
+        &harness,
+        &[
+            ("Forward", &server.addr),
+            ("Ship_Args", "--forward-ack --forward-retries 0 --forward-timeout 5"),
+            ("Path_Key", "path"),
+        ],
+        &flushes,
+    );
+    let mut expect_out = vec!["register 0 2 11 buildlog".to_string(), "init 1".into()];
+    for n in 1..=flushes.len() {
+        expect_out.push(format!("flush {n} {}", if n == 1 { 2 } else { 1 }));
+    }
+    expect_out.push("exit 1".into());
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), expect_out, "{stderr}");
+
+    // Every event once, per file in order, equal to convert's, at its time.
+    let mut got: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for e in server.entries() {
+        assert_eq!(
+            e.secs as i64 * 1000 + (e.nanos / 1_000_000) as i64,
+            buildlog::event::Timestamp::parse_rfc3339(e.record["timestamp"].as_str().unwrap())
+                .unwrap()
+                .millis()
+        );
+        got.entry(e.record["source"]["file"].as_str().unwrap().to_string())
+            .or_default()
+            .push(e.record);
+    }
+    assert_eq!(got, want);
+    let events: usize = want.values().map(Vec::len).sum();
+    let summary = format!(
+        "[buildlog] exit: {} flushes, {} records (2 bad), {events} events, {events} delivered, 1 flushes retried",
+        flushes.len(),
+        records.len() + 2
+    );
+    assert!(stderr.contains(&summary), "{stderr}");
+    assert!(stderr.contains("bad record skipped: record 4: record is not an array"), "{stderr}");
+    assert!(stderr.contains("no string `path`"), "{stderr}");
+}
+
+#[test]
+fn bad_settings_fail_init_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(harness) = harness(tmp.path()) else {
+        return;
+    };
+    for (props, reason) in [
+        (&[][..], "set Loki_URL or Forward"),
+        (&[("Forward", "127.0.0.1:1"), ("Timezone", "Mars/Olympus")][..], "Timezone"),
+        (&[("Forward", "127.0.0.1:1"), ("Ship_Args", "--no-such-flag")][..], "--no-such-flag"),
+        (&[("Forward", "nowhere")][..], "HOST:PORT"),
+        (&[("Forward", "127.0.0.1:1"), ("Scrub", "maybe")][..], "Scrub"),
+    ] {
+        let (stdout, stderr) = run(&harness, props, &[]);
+        assert_eq!(stdout, "register 0 2 11 buildlog\ninit 0\n", "{props:?}");
+        assert!(stderr.contains("[buildlog] init failed") && stderr.contains(reason), "{props:?}: {stderr}");
+    }
+}
