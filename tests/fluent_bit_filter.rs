@@ -32,14 +32,22 @@ fn run_fluent_bit(
     cmd.arg("-c").arg(pipelines().join(config));
     // The exec input runs `buildlog` from PATH.
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_buildlog")).parent().unwrap();
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     cmd.env("PATH", path);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(Stdio::null());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(std::fs::File::create(&out_path).unwrap())
+    .stderr(Stdio::null());
     let mut guard = peers::KillOnDrop(cmd.spawn().unwrap());
     if let Some(bytes) = stdin {
         let mut pipe = guard.0.stdin.take().unwrap();
@@ -79,7 +87,11 @@ fn assert_records(records: &[serde_json::Value], events: &[Event], config: &str)
     let lua = config.starts_with("stdin");
     assert_eq!(records.len(), events.len(), "{config}");
     for (rec, ev) in records.iter().zip(events) {
-        assert_eq!(rec["date"].as_i64(), Some(ev.timestamp.millis()), "{config}: {rec}");
+        assert_eq!(
+            rec["date"].as_i64(),
+            Some(ev.timestamp.millis()),
+            "{config}: {rec}"
+        );
         let mut body = rec.as_object().unwrap().clone();
         body.remove("date");
         let mut json: serde_json::Value = serde_json::from_str(&ev.to_json()).unwrap();
@@ -105,7 +117,9 @@ fn stdin_pipeline_makes_the_event_time_the_record_time() {
         .stdout;
     // Nested metadata is among what must survive, and a null the Lua filter drops.
     assert!(events.iter().any(|e| e.metadata.get("exit_code").is_some()));
-    assert!(events.iter().any(|e| e.metadata.get("duration_seconds") == Some(&serde_json::Value::Null)));
+    assert!(events
+        .iter()
+        .any(|e| e.metadata.get("duration_seconds") == Some(&serde_json::Value::Null)));
     for config in ["stdin.conf", "stdin.yaml"] {
         let records = run_fluent_bit(&fb, config, Some(bytes.clone()), &[], events.len());
         assert_records(&records, &events, config);
@@ -120,7 +134,13 @@ fn exec_pipeline_parses_with_time_key() {
     let build = corpus().join("build-01-success");
     let events = convert_dir(&build, &[]);
     for config in ["exec.conf", "exec.yaml"] {
-        let records = run_fluent_bit(&fb, config, None, &[("BUILD_LOG_DIR", &build)], events.len());
+        let records = run_fluent_bit(
+            &fb,
+            config,
+            None,
+            &[("BUILD_LOG_DIR", &build)],
+            events.len(),
+        );
         assert_records(&records, &events, config);
     }
 }

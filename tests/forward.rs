@@ -62,17 +62,35 @@ fn forward_mode_with_acks_delivers_every_event_of_the_corpus_once() {
     let server = ForwardServer::start();
     let dir = tempfile::tempdir().unwrap();
     let dead = dir.path().join("dead.jsonl");
-    for build in ["build-01-success", "build-02-failure", "build-14-chicago-dst"] {
+    for build in [
+        "build-01-success",
+        "build-02-failure",
+        "build-14-chicago-dst",
+    ] {
         let path = corpus().join(build);
         let events = convert_dir(&path, &[]);
         let before = server.entries().len();
-        let out = ship(&server.addr, &path, &["--forward-ack", "--forward-batch", "50"], &dead);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = ship(
+            &server.addr,
+            &path,
+            &["--forward-ack", "--forward-batch", "50"],
+            &dead,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let entries = server.entries()[before..].to_vec();
         assert_entries_are_events(&entries, &events);
-        assert!(entries.iter().all(|e| e.mode == "forward" && e.chunk.is_some()));
+        assert!(entries
+            .iter()
+            .all(|e| e.mode == "forward" && e.chunk.is_some()));
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let expect = format!("forward: {n} events, {n} delivered (0 already stored), 0 retries, 0 dead-lettered", n = events.len());
+        let expect = format!(
+            "forward: {n} events, {n} delivered (0 already stored), 0 retries, 0 dead-lettered",
+            n = events.len()
+        );
         assert!(stderr.contains(&expect), "{stderr}");
     }
     assert!(server.state.errors.lock().unwrap().is_empty());
@@ -88,10 +106,19 @@ fn packed_forward_without_acks() {
     let out = ship(
         &server.addr,
         &path,
-        &["--forward-mode", "packed-forward", "--forward-tag", "buildlog"],
+        &[
+            "--forward-mode",
+            "packed-forward",
+            "--forward-tag",
+            "buildlog",
+        ],
         &dir.path().join("dead.jsonl"),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Without acks the client closes right after writing; the server may still be reading.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while server.entries().len() < events.len() && std::time::Instant::now() < deadline {
@@ -99,7 +126,9 @@ fn packed_forward_without_acks() {
     }
     let entries = server.entries();
     assert_entries_are_events(&entries, &events);
-    assert!(entries.iter().all(|e| e.mode == "packed_forward" && e.chunk.is_none()));
+    assert!(entries
+        .iter()
+        .all(|e| e.mode == "packed_forward" && e.chunk.is_none()));
 }
 
 #[test]
@@ -112,12 +141,28 @@ fn a_lost_ack_resends_the_message_and_nothing_is_missing() {
     let out = ship(
         &server.addr,
         &path,
-        &["--forward-ack", "--forward-batch", "40", "--forward-timeout", "0.5"],
+        &[
+            "--forward-ack",
+            "--forward-batch",
+            "40",
+            "--forward-timeout",
+            "0.5",
+        ],
         &dir.path().join("dead.jsonl"),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("{n} delivered (0 already stored), 1 retries, 0 dead-lettered", n = events.len())), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{n} delivered (0 already stored), 1 retries, 0 dead-lettered",
+            n = events.len()
+        )),
+        "{stderr}"
+    );
     // At least once: the first message (its ack lost) arrived twice, everything else once.
     let ids = by_id(&server.entries());
     assert_eq!(ids.len(), events.len());
@@ -135,14 +180,26 @@ fn closed_connections_are_retried() {
     let dir = tempfile::tempdir().unwrap();
     let path = corpus().join("build-02-failure");
     let events = convert_dir(&path, &[]);
-    let out = ship(&server.addr, &path, &["--forward-ack"], &dir.path().join("dead.jsonl"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ship(
+        &server.addr,
+        &path,
+        &["--forward-ack"],
+        &dir.path().join("dead.jsonl"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains(", 2 retries, 0 dead-lettered"));
     let entries = server.entries();
     assert_entries_are_events(&entries, &events);
     // The two refused messages came again; nothing else was sent twice.
     let chunks: std::collections::BTreeSet<_> = entries.iter().map(|e| e.chunk.clone()).collect();
-    assert_eq!(server.state.messages.load(Ordering::SeqCst), chunks.len() + 2);
+    assert_eq!(
+        server.state.messages.load(Ordering::SeqCst),
+        chunks.len() + 2
+    );
 }
 
 #[test]
@@ -154,15 +211,29 @@ fn undeliverable_events_go_to_the_dead_letter_file() {
     let path = corpus().join("build-01-success");
     let events = convert_dir(&path, &[]);
     let out = ship(&addr, &path, &["--forward-retries", "1"], &dead);
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = std::fs::read_to_string(&dead).unwrap();
-    let recs: Vec<buildlog::sink::dead_letter::DeadLetterRecord> =
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(recs.len(), events.len());
-    assert!(recs.iter().all(|r| r.sink == "forward" && r.reason.starts_with("connecting to 127.0.0.1:")));
     assert_eq!(
-        recs.iter().map(|r| r.event.event_id.as_str()).collect::<Vec<_>>(),
-        events.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>()
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&dead).unwrap();
+    let recs: Vec<buildlog::sink::dead_letter::DeadLetterRecord> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recs.len(), events.len());
+    assert!(recs
+        .iter()
+        .all(|r| r.sink == "forward" && r.reason.starts_with("connecting to 127.0.0.1:")));
+    assert_eq!(
+        recs.iter()
+            .map(|r| r.event.event_id.as_str())
+            .collect::<Vec<_>>(),
+        events
+            .iter()
+            .map(|e| e.event_id.as_str())
+            .collect::<Vec<_>>()
     );
 }
 
@@ -205,7 +276,16 @@ fn real_fluent_bit_forward_input_gets_records_at_their_times() {
         .args(["-f", "1", "-i", "forward", "-p", "listen=127.0.0.1"])
         .arg("-p")
         .arg(format!("port={port}"))
-        .args(["-o", "stdout", "-p", "format=json_lines", "-p", "json_date_format=epoch_ms", "-m", "*"])
+        .args([
+            "-o",
+            "stdout",
+            "-p",
+            "format=json_lines",
+            "-p",
+            "json_date_format=epoch_ms",
+            "-m",
+            "*",
+        ])
         .stdout(std::fs::File::create(&out_file).unwrap())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -216,8 +296,17 @@ fn real_fluent_bit_forward_input_gets_records_at_their_times() {
     let path = corpus().join("build-02-failure");
     let events = convert_dir(&path, &[]);
     for mode in ["forward", "packed-forward"] {
-        let out = ship(&addr, &path, &["--forward-ack", "--forward-mode", mode], &dir.path().join("dead.jsonl"));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = ship(
+            &addr,
+            &path,
+            &["--forward-ack", "--forward-mode", mode],
+            &dir.path().join("dead.jsonl"),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut records = Vec::new();

@@ -28,10 +28,17 @@ fn classic_sections(text: &str) -> Vec<(String, BTreeMap<String, String>)> {
             out.push((name.to_string(), BTreeMap::new()));
             continue;
         }
-        assert!(line.starts_with("    "), "not indented under a section: {line:?}");
-        let (k, v) = t.split_once(char::is_whitespace).unwrap_or_else(|| panic!("no value: {t:?}"));
+        assert!(
+            line.starts_with("    "),
+            "not indented under a section: {line:?}"
+        );
+        let (k, v) = t
+            .split_once(char::is_whitespace)
+            .unwrap_or_else(|| panic!("no value: {t:?}"));
         let section = out.last_mut().expect("a key before any section");
-        section.1.insert(k.to_ascii_lowercase(), v.trim().to_string());
+        section
+            .1
+            .insert(k.to_ascii_lowercase(), v.trim().to_string());
     }
     out
 }
@@ -40,9 +47,14 @@ fn classic_sections(text: &str) -> Vec<(String, BTreeMap<String, String>)> {
 fn fluent_bit_classic_and_yaml_configs_say_the_same() {
     for name in ["stdin", "exec", "forward", "plugin"] {
         let conf = classic_sections(&read(&format!("fluent-bit/{name}.conf")));
-        let yaml: serde_yaml::Value = serde_yaml::from_str(&read(&format!("fluent-bit/{name}.yaml"))).unwrap();
+        let yaml: serde_yaml::Value =
+            serde_yaml::from_str(&read(&format!("fluent-bit/{name}.yaml"))).unwrap();
         let p = &yaml["pipeline"];
-        for (kind, list) in [("INPUT", "inputs"), ("FILTER", "filters"), ("OUTPUT", "outputs")] {
+        for (kind, list) in [
+            ("INPUT", "inputs"),
+            ("FILTER", "filters"),
+            ("OUTPUT", "outputs"),
+        ] {
             let classic: Vec<_> = conf.iter().filter(|(s, _)| s == kind).collect();
             let yaml_list = p[list].as_sequence().map(Vec::as_slice).unwrap_or_default();
             assert_eq!(classic.len(), yaml_list.len(), "{name}: {kind}");
@@ -72,7 +84,10 @@ fn fluent_bit_classic_and_yaml_configs_say_the_same() {
 #[test]
 fn the_fluent_bit_parser_reads_our_timestamps() {
     let parsers = classic_sections(&read("fluent-bit/parsers.conf"));
-    let (_, p) = parsers.iter().find(|(s, k)| s == "PARSER" && k["name"] == "buildlog").unwrap();
+    let (_, p) = parsers
+        .iter()
+        .find(|(s, k)| s == "PARSER" && k["name"] == "buildlog")
+        .unwrap();
     assert_eq!(p["format"], "json");
     assert_eq!(p["time_key"], "timestamp");
     assert_eq!(p["time_keep"], "On");
@@ -80,7 +95,10 @@ fn the_fluent_bit_parser_reads_our_timestamps() {
     assert_eq!(p["time_format"], "%Y-%m-%dT%H:%M:%S.%LZ");
     let events = common::convert_dir(&common::corpus().join("build-01-success"), &[]);
     for e in &events {
-        let ts = serde_json::to_value(e).unwrap()["timestamp"].as_str().unwrap().to_string();
+        let ts = serde_json::to_value(e).unwrap()["timestamp"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let parsed = jiff::fmt::strtime::parse("%Y-%m-%dT%H:%M:%S%.fZ", &ts).unwrap();
         assert_eq!(ts.len(), 24, "{ts}");
         assert_eq!(parsed.to_datetime().unwrap().to_string()[..19], ts[..19]);
@@ -91,12 +109,18 @@ fn the_fluent_bit_parser_reads_our_timestamps() {
 fn vector_configs_are_wired_and_parse_event_time() {
     for name in ["buildlog.toml", "forward.toml"] {
         let v: toml::Table = toml::from_str(&read(&format!("vector/{name}"))).unwrap();
-        let mut known: BTreeSet<String> = v["sources"].as_table().unwrap().keys().cloned().collect();
+        let mut known: BTreeSet<String> =
+            v["sources"].as_table().unwrap().keys().cloned().collect();
         for section in ["transforms", "sinks"] {
-            let Some(t) = v.get(section).and_then(|t| t.as_table()) else { continue };
+            let Some(t) = v.get(section).and_then(|t| t.as_table()) else {
+                continue;
+            };
             for (id, comp) in t {
                 for input in comp["inputs"].as_array().unwrap() {
-                    assert!(known.contains(input.as_str().unwrap()), "{name}: {id} reads unknown {input}");
+                    assert!(
+                        known.contains(input.as_str().unwrap()),
+                        "{name}: {id} reads unknown {input}"
+                    );
                 }
                 known.insert(id.clone());
             }
@@ -108,10 +132,17 @@ fn vector_configs_are_wired_and_parse_event_time() {
     assert_eq!(src["type"].as_str(), Some("exec"));
     assert_eq!(src["mode"].as_str(), Some("streaming"));
     assert_eq!(src["decoding"]["codec"].as_str(), Some("json"));
-    let cmd: Vec<_> = src["command"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    let cmd: Vec<_> = src["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
     assert_eq!(&cmd[..4], ["buildlog", "convert", "--quiet", "--follow"]);
     let remap = v["transforms"]["event_time"]["source"].as_str().unwrap();
-    assert!(remap.contains(r#".timestamp = parse_timestamp!(.timestamp, format: "%Y-%m-%dT%H:%M:%S%.3fZ")"#));
+    assert!(remap.contains(
+        r#".timestamp = parse_timestamp!(.timestamp, format: "%Y-%m-%dT%H:%M:%S%.3fZ")"#
+    ));
     let loki = &v["sinks"]["loki"];
     assert_eq!(loki["type"].as_str(), Some("loki"));
     let labels: BTreeSet<_> = loki["labels"].as_table().unwrap().keys().cloned().collect();
@@ -152,11 +183,19 @@ fn alloy_config_is_balanced_and_wired() {
     assert_eq!(depth, 0);
     assert_eq!(
         top_blocks,
-        ["local.file_match.buildlog", "loki.source.file.buildlog", "loki.process.buildlog", "loki.write.default"]
-            .map(String::from)
-            .into()
+        [
+            "local.file_match.buildlog",
+            "loki.source.file.buildlog",
+            "loki.process.buildlog",
+            "loki.write.default"
+        ]
+        .map(String::from)
+        .into()
     );
-    for line in text.lines().filter(|l| l.trim_start().starts_with("forward_to")) {
+    for line in text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("forward_to"))
+    {
         let target = line.split('[').nth(1).unwrap().trim_end_matches(']').trim();
         let component = target.strip_suffix(".receiver").unwrap();
         assert!(top_blocks.contains(component), "{target}");

@@ -19,7 +19,9 @@ pub fn peer_path(name: &str) -> Option<PathBuf> {
         if std::env::var_os("CI").is_some() {
             panic!("CI is set but the {name} peer is missing (set BUILDLOG_PEERS to the directory holding `peer`)");
         }
-        eprintln!("SKIPPED: {name} peer not found (set BUILDLOG_PEERS to the directory holding `peer`)");
+        eprintln!(
+            "SKIPPED: {name} peer not found (set BUILDLOG_PEERS to the directory holding `peer`)"
+        );
     }
     found
 }
@@ -47,7 +49,10 @@ pub fn free_port() -> u16 {
 pub fn wait_for_port(addr: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while std::net::TcpStream::connect(addr).is_err() {
-        assert!(std::time::Instant::now() < deadline, "nothing listens on {addr}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on {addr}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }

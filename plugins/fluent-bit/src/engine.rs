@@ -170,7 +170,10 @@ impl Engine {
         while self.pending_order.len() > MAX_PENDING {
             if let Some(old) = self.pending_order.pop_front() {
                 if let Some(ev) = self.pending.remove(&old) {
-                    eprintln!("[buildlog] forgetting {} events of a chunk Fluent Bit never retried", ev.len());
+                    eprintln!(
+                        "[buildlog] forgetting {} events of a chunk Fluent Bit never retried",
+                        ev.len()
+                    );
                 }
             }
         }
@@ -182,7 +185,10 @@ impl Engine {
         self.stats.bad_records += decoded.bad.len() as u64;
         for (i, b) in decoded.bad.iter().enumerate() {
             if i == 5 {
-                eprintln!("[buildlog] ... and {} more bad records in this chunk", decoded.bad.len() - 5);
+                eprintln!(
+                    "[buildlog] ... and {} more bad records in this chunk",
+                    decoded.bad.len() - 5
+                );
                 break;
             }
             eprintln!("[buildlog] bad record skipped: {b}");

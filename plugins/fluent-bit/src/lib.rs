@@ -31,7 +31,8 @@ pub struct PluginDef {
 /// `struct flb_api`: only its first member is used.
 #[repr(C)]
 pub struct FlbApi {
-    pub output_get_property: Option<unsafe extern "C" fn(*const c_char, *mut c_void) -> *mut c_char>,
+    pub output_get_property:
+        Option<unsafe extern "C" fn(*const c_char, *mut c_void) -> *mut c_char>,
 }
 
 /// `struct flb_plugin_proxy_context`.
@@ -109,9 +110,13 @@ unsafe fn init(plugin: *mut OutputPlugin) -> anyhow::Result<()> {
     anyhow::ensure!(!plugin.is_null(), "no plugin structure");
     // SAFETY: non-null, provided by Fluent Bit for the duration of the call.
     let p = unsafe { &mut *plugin };
-    anyhow::ensure!(!p.api.is_null() && !p.context.is_null(), "no API or context");
+    anyhow::ensure!(
+        !p.api.is_null() && !p.context.is_null(),
+        "no API or context"
+    );
     // SAFETY: checked non-null above.
-    let get = unsafe { (*p.api).output_get_property }.ok_or_else(|| anyhow::anyhow!("no property getter"))?;
+    let get = unsafe { (*p.api).output_get_property }
+        .ok_or_else(|| anyhow::anyhow!("no property getter"))?;
     let o_ins = p.o_ins;
     let prop = |key: &str| -> Option<String> {
         let k = std::ffi::CString::new(key).ok()?;
@@ -175,7 +180,9 @@ pub unsafe extern "C" fn FLBPluginFlushCtx(
             String::new()
         } else {
             // SAFETY: NUL-terminated by the proxy.
-            unsafe { CStr::from_ptr(tag) }.to_string_lossy().into_owned()
+            unsafe { CStr::from_ptr(tag) }
+                .to_string_lossy()
+                .into_owned()
         };
         let (reply, answer) = mpsc::sync_channel(1);
         if handle.jobs.send(Job { tag, chunk, reply }).is_err() {

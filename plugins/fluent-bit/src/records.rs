@@ -88,7 +88,9 @@ pub fn decode(chunk: &[u8], path_key: &str, log_key: &str) -> Decoded {
             continue;
         };
         let Some(path) = key(body, path_key).and_then(bytes_of) else {
-            out.bad.push(format!("record {n}: no string `{path_key}` (set Path_Key on the tail input)"));
+            out.bad.push(format!(
+                "record {n}: no string `{path_key}` (set Path_Key on the tail input)"
+            ));
             continue;
         };
         out.records.push(Record {
@@ -130,7 +132,10 @@ mod tests {
                 Value::Array(vec![time(), Value::Map(vec![])]),
                 body("/l/b-install.log", "two"),
             ]),
-            Value::Array(vec![Value::from(1_763_321_445u64), body("/l/a-install.log", "three")]),
+            Value::Array(vec![
+                Value::from(1_763_321_445u64),
+                body("/l/a-install.log", "three"),
+            ]),
             Value::from("not a record"),
             Value::Array(vec![time(), Value::Map(vec![("log".into(), "x".into())])]),
             Value::Array(vec![Value::from("t"), body("/l/a", "y")]),
@@ -139,7 +144,12 @@ mod tests {
         let got: Vec<_> = d
             .records
             .iter()
-            .map(|r| (r.path.as_str(), String::from_utf8_lossy(&r.line).into_owned()))
+            .map(|r| {
+                (
+                    r.path.as_str(),
+                    String::from_utf8_lossy(&r.line).into_owned(),
+                )
+            })
             .collect();
         assert_eq!(
             got,

@@ -81,7 +81,11 @@ pub fn settings(prop: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Setting
         opts.scrub = on_off(&s).context("Scrub")?;
     }
     if let Some(m) = prop("max_line_bytes") {
-        opts.max_line_bytes = m.parse().ok().filter(|n| *n > 0).with_context(|| format!("Max_Line_Bytes {m:?}"))?;
+        opts.max_line_bytes = m
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .with_context(|| format!("Max_Line_Bytes {m:?}"))?;
     }
     Ok(Settings {
         path_key: prop("path_key").unwrap_or_else(|| "path".into()),

@@ -71,7 +71,10 @@ fn real_fluent_bit_tails_a_build_through_the_plugin() {
             .unwrap()
             .replace("Loki_URL  ${LOKI_URL}", "Forward   ${FORWARD_ADDR}")
             .replace("loki_url: ${LOKI_URL}", "forward: ${FORWARD_ADDR}");
-        assert!(cfg.contains("FORWARD_ADDR"), "{config} names Loki_URL as expected");
+        assert!(
+            cfg.contains("FORWARD_ADDR"),
+            "{config} names Loki_URL as expected"
+        );
         let cfg_path = tmp.path().join(config);
         std::fs::write(&cfg_path, cfg).unwrap();
         cmd.arg("-c").arg(&cfg_path);

@@ -79,7 +79,10 @@ fn event_time() -> Value {
 fn record(new_encoding: bool, path: &str, line: &[u8]) -> Value {
     let body = Value::Map(vec![
         ("path".into(), path.into()),
-        ("log".into(), Value::String(String::from_utf8_lossy(line).into_owned().into())),
+        (
+            "log".into(),
+            Value::String(String::from_utf8_lossy(line).into_owned().into()),
+        ),
     ]);
     let header = if new_encoding {
         Value::Array(vec![event_time(), Value::Map(vec![])])
@@ -156,7 +159,13 @@ fn interleaved_files_both_encodings_split_flushes_and_a_retry() {
         if n == 1 {
             // Bad records: counted and reported, the rest of the chunk still delivered.
             chunk.insert(3, Value::from("not a record"));
-            chunk.insert(5, Value::Array(vec![event_time(), Value::Map(vec![("log".into(), "no path".into())])]));
+            chunk.insert(
+                5,
+                Value::Array(vec![
+                    event_time(),
+                    Value::Map(vec![("log".into(), "no path".into())]),
+                ]),
+            );
         }
         let p = tmp.path().join(format!("chunk{n}.msgpack"));
         write_chunk(&p, &chunk);
@@ -174,7 +183,10 @@ fn interleaved_files_both_encodings_split_flushes_and_a_retry() {
         &harness,
         &[
             ("Forward", &server.addr),
-            ("Ship_Args", "--forward-ack --forward-retries 0 --forward-timeout 5"),
+            (
+                "Ship_Args",
+                "--forward-ack --forward-retries 0 --forward-timeout 5",
+            ),
             ("Path_Key", "path"),
         ],
         &flushes,
@@ -207,7 +219,10 @@ fn interleaved_files_both_encodings_split_flushes_and_a_retry() {
         records.len() + 2
     );
     assert!(stderr.contains(&summary), "{stderr}");
-    assert!(stderr.contains("bad record skipped: record 4: record is not an array"), "{stderr}");
+    assert!(
+        stderr.contains("bad record skipped: record 4: record is not an array"),
+        "{stderr}"
+    );
     assert!(stderr.contains("no string `path`"), "{stderr}");
 }
 
@@ -219,13 +234,25 @@ fn bad_settings_fail_init_cleanly() {
     };
     for (props, reason) in [
         (&[][..], "set Loki_URL or Forward"),
-        (&[("Forward", "127.0.0.1:1"), ("Timezone", "Mars/Olympus")][..], "Timezone"),
-        (&[("Forward", "127.0.0.1:1"), ("Ship_Args", "--no-such-flag")][..], "--no-such-flag"),
+        (
+            &[("Forward", "127.0.0.1:1"), ("Timezone", "Mars/Olympus")][..],
+            "Timezone",
+        ),
+        (
+            &[("Forward", "127.0.0.1:1"), ("Ship_Args", "--no-such-flag")][..],
+            "--no-such-flag",
+        ),
         (&[("Forward", "nowhere")][..], "HOST:PORT"),
-        (&[("Forward", "127.0.0.1:1"), ("Scrub", "maybe")][..], "Scrub"),
+        (
+            &[("Forward", "127.0.0.1:1"), ("Scrub", "maybe")][..],
+            "Scrub",
+        ),
     ] {
         let (stdout, stderr) = run(&harness, props, &[]);
         assert_eq!(stdout, "register 0 2 11 buildlog\ninit 0\n", "{props:?}");
-        assert!(stderr.contains("[buildlog] init failed") && stderr.contains(reason), "{props:?}: {stderr}");
+        assert!(
+            stderr.contains("[buildlog] init failed") && stderr.contains(reason),
+            "{props:?}: {stderr}"
+        );
     }
 }

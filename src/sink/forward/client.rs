@@ -38,7 +38,11 @@ impl ForwardSink {
     }
 
     /// Sends one message, with retries. Ok: delivered; Err: the last failure.
-    async fn deliver(&mut self, events: &[Arc<Event>], report: &mut SinkReport) -> Result<(), String> {
+    async fn deliver(
+        &mut self,
+        events: &[Arc<Event>],
+        report: &mut SinkReport,
+    ) -> Result<(), String> {
         let chunk = self.config.ack.then(|| {
             self.next_chunk += 1;
             format!("{:016x}{:016x}", self.run_id, self.next_chunk)

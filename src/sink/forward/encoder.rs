@@ -101,8 +101,14 @@ mod tests {
             [0xd7, 0, 0x69, 0x1a, 0x26, 0x65, 0x07, 0x54, 0xd4, 0xc0],
             "{b:02x?}"
         );
-        assert_eq!(u32::from_be_bytes(b[2..6].try_into().unwrap()), 1_763_321_445);
-        assert_eq!(u32::from_be_bytes(b[6..10].try_into().unwrap()), 123_000_000);
+        assert_eq!(
+            u32::from_be_bytes(b[2..6].try_into().unwrap()),
+            1_763_321_445
+        );
+        assert_eq!(
+            u32::from_be_bytes(b[6..10].try_into().unwrap()),
+            123_000_000
+        );
     }
 
     #[test]
@@ -123,7 +129,10 @@ mod tests {
         let start = if hdr == 0xc4 { 5 } else { 6 };
         assert_eq!(&packed[start..start + len], &entries[..]);
         // Both end with {"size": 2, "chunk": "c1"}.
-        let tail = [0x82, 0xa4, b's', b'i', b'z', b'e', 2, 0xa5, b'c', b'h', b'u', b'n', b'k', 0xa2, b'c', b'1'];
+        let tail = [
+            0x82, 0xa4, b's', b'i', b'z', b'e', 2, 0xa5, b'c', b'h', b'u', b'n', b'k', 0xa2, b'c',
+            b'1',
+        ];
         assert!(fwd.ends_with(&tail) && packed.ends_with(&tail));
     }
 

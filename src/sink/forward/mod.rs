@@ -66,16 +66,27 @@ impl ForwardArgs {
         let Some(address) = &self.forward else {
             return Ok(None);
         };
-        if !address.contains(':') || address.rsplit(':').next().unwrap_or("").parse::<u16>().is_err() {
+        if !address.contains(':')
+            || address
+                .rsplit(':')
+                .next()
+                .unwrap_or("")
+                .parse::<u16>()
+                .is_err()
+        {
             return Err(crate::cli::UsageError(format!(
                 "--forward wants HOST:PORT, got {address:?}"
             )));
         }
         if self.forward_batch == 0 {
-            return Err(crate::cli::UsageError("--forward-batch must be at least 1".into()));
+            return Err(crate::cli::UsageError(
+                "--forward-batch must be at least 1".into(),
+            ));
         }
         if !(self.forward_timeout.is_finite() && self.forward_timeout > 0.0) {
-            return Err(crate::cli::UsageError("--forward-timeout must be positive".into()));
+            return Err(crate::cli::UsageError(
+                "--forward-timeout must be positive".into(),
+            ));
         }
         let min = Duration::from_millis(self.forward_retry_min_ms.max(1));
         Ok(Some(ForwardConfig {
