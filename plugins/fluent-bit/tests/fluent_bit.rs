@@ -2,29 +2,17 @@
 //! pipelines/fluent-bit/plugin.conf and plugin.yaml configs, with `tail` on a copy of a
 //! corpus build, shipping to the test forward server.
 
+mod common;
 #[path = "../../../tests/common/forward_server.rs"]
 mod forward_server;
 #[path = "../../../tests/common/peers.rs"]
 mod peers;
 
+use common::{plugin_so, root};
 use forward_server::ForwardServer;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+
 use std::time::{Duration, Instant};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn plugin_so() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    [deps.parent().unwrap(), deps]
-        .iter()
-        .map(|d| d.join("libbuildlog_fluent_bit.so"))
-        .find(|p| p.is_file())
-        .expect("libbuildlog_fluent_bit.so built")
-}
 
 #[test]
 fn real_fluent_bit_tails_a_build_through_the_plugin() {
@@ -61,7 +49,7 @@ fn real_fluent_bit_tails_a_build_through_the_plugin() {
             },
         );
         let total: usize = want.values().map(Vec::len).sum();
-        assert!(want.len() >= 2 && total > 20, "{want:?}");
+        assert!(want.len() >= 2 && total > 10, "{total} events");
 
         let server = ForwardServer::start();
         // plugin.conf reads Loki_URL; here the events go to the test forward server instead.

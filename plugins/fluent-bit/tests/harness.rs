@@ -4,32 +4,17 @@
 //! `buildlog convert` makes of the same logs, whatever the record encoding, the interleaving
 //! of files and where the flushes cut them.
 
+mod common;
 #[path = "../../../tests/common/forward_server.rs"]
 mod forward_server;
 
+use common::{corpus, plugin_so};
 use forward_server::ForwardServer;
 use rmpv::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering;
-
-fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/corpus")
-}
-
-/// The plugin built for this test run.
-fn plugin_so() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    for dir in [deps.parent().unwrap(), deps] {
-        let p = dir.join("libbuildlog_fluent_bit.so");
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("libbuildlog_fluent_bit.so not found near {}", exe.display());
-}
 
 /// Compiles harness.c with gcc from PATH. None (skipped) without gcc, unless CI is set.
 fn harness(dir: &Path) -> Option<PathBuf> {
