@@ -9,6 +9,7 @@ mod peers;
 
 use buildlog::Event;
 use common::{convert_dir, corpus};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -177,4 +178,88 @@ fn every_fluent_bit_config_passes_dry_run() {
         checked += 1;
     }
     assert!(checked >= 6, "{checked}");
+}
+
+/// Records of Fluent Bit's json_lines output file, by source file.
+fn records_by_file(path: &Path) -> BTreeMap<String, Vec<serde_json::Value>> {
+    let mut m: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for l in std::fs::read_to_string(path).unwrap().lines() {
+        if l.starts_with('{') {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            m.entry(v["source"]["file"].as_str().unwrap().to_string())
+                .or_default()
+                .push(v);
+        }
+    }
+    m
+}
+
+fn wait_for(path: &Path, n: usize) -> BTreeMap<String, Vec<serde_json::Value>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = records_by_file(path);
+        if m.values().map(Vec::len).sum::<usize>() >= n || Instant::now() > deadline {
+            return m;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn follow_feeds_a_live_build_into_the_stdin_pipeline() {
+    let Some(fb) = peers::peer_path("fluent-bit") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let build = tmp.path().join("build");
+    std::fs::create_dir(&build).unwrap();
+    let src = corpus().join("build-01-success");
+    std::fs::copy(
+        src.join("python-install.log"),
+        build.join("python-install.log"),
+    )
+    .unwrap();
+    let convert = common::bin()
+        .args(["convert", "--quiet", "--follow", "--poll-interval", "50"])
+        .arg(&build)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut convert = peers::KillOnDrop(convert);
+    let out_path = tmp.path().join("fb.out");
+    let fluent = Command::new(&fb)
+        .arg("-c")
+        .arg(pipelines().join("stdin.conf"))
+        .stdin(Stdio::from(convert.0.stdout.take().unwrap()))
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _fluent = peers::KillOnDrop(fluent);
+
+    // A second feature starts while the pipeline runs.
+    let first = convert_dir(&build, &[]);
+    let got = wait_for(&out_path, first.len());
+    assert_eq!(got.values().map(Vec::len).sum::<usize>(), first.len());
+    std::fs::copy(
+        src.join("nodejs-install.log"),
+        build.join("nodejs-install.log"),
+    )
+    .unwrap();
+    let all = convert_dir(&build, &[]);
+    let got = wait_for(&out_path, all.len());
+    std::thread::sleep(Duration::from_millis(1500));
+    let got_again = records_by_file(&out_path);
+    assert_eq!(got, got_again, "no surplus records");
+
+    let mut want: BTreeMap<String, Vec<&Event>> = BTreeMap::new();
+    for e in &all {
+        want.entry(e.source.file.clone()).or_default().push(e);
+    }
+    assert_eq!(want.len(), 2);
+    for (file, events) in want {
+        let recs = &got[&file];
+        let events: Vec<Event> = events.into_iter().cloned().collect();
+        assert_records(recs, &events, "stdin.conf");
+    }
 }
