@@ -236,3 +236,119 @@ impl Engine {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmpv::Value;
+    use std::sync::Mutex;
+
+    /// Records what it is given; answers Retry while `fail` is positive.
+    struct Recording {
+        got: Arc<Mutex<Vec<Vec<Arc<Event>>>>>,
+        fail: usize,
+    }
+
+    impl Delivery for Recording {
+        fn deliver(&mut self, events: &[Arc<Event>]) -> Outcome {
+            self.got.lock().unwrap().push(events.to_vec());
+            if self.fail > 0 {
+                self.fail -= 1;
+                return Outcome::Retry("test".into());
+            }
+            Outcome::Delivered
+        }
+    }
+
+    fn chunk(path: &str, lines: &[&str]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for l in lines {
+            let rec = Value::Array(vec![
+                Value::from(1u64),
+                Value::Map(vec![
+                    ("path".into(), path.into()),
+                    ("log".into(), (*l).into()),
+                ]),
+            ]);
+            rmpv::encode::write_value(&mut b, &rec).unwrap();
+        }
+        b
+    }
+
+    fn engine(fail: usize) -> (Engine, Arc<Mutex<Vec<Vec<Arc<Event>>>>>) {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let settings = Settings {
+            path_key: "path".into(),
+            log_key: "log".into(),
+            opts: ParseOptions {
+                correlation_id: Some("build-1763321440-abc123".into()),
+                ..ParseOptions::default()
+            },
+        };
+        let d = Recording {
+            got: got.clone(),
+            fail,
+        };
+        (Engine::new(settings, Box::new(d)), got)
+    }
+
+    const HEAD: [&str; 4] = [
+        "Feature Installation Log: Python",
+        "Start Time: 2025-11-16 19:30:40",
+        "Version: 3.13.5",
+        "=========================================",
+    ];
+
+    #[test]
+    fn a_retried_chunk_resends_the_same_events_without_parsing_again() {
+        let (mut e, got) = engine(1);
+        let c = chunk("/b/python-install.log", &HEAD);
+        assert_eq!(e.flush("t", &c), FLB_RETRY);
+        assert_eq!(e.flush("t", &c), FLB_OK);
+        let got = got.lock().unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(!got[0].is_empty());
+        assert_eq!(got[0], got[1]);
+        assert_eq!(got[0][0].event_type.as_str(), "feature_start");
+        assert_eq!(got[0][0].source.line, 1);
+        assert_eq!(e.stats.retried_flushes, 1);
+        assert_eq!(e.stats.delivered, got[0].len() as u64);
+        assert_eq!(e.stats.records, 4, "records counted once");
+    }
+
+    #[test]
+    fn each_file_keeps_its_own_state() {
+        let (mut e, got) = engine(0);
+        // Two files' headers, interleaved line by line across two flushes.
+        let mut lines = Vec::new();
+        for l in HEAD {
+            lines.push(("/b/python-install.log", l.to_string()));
+            lines.push(("/b/rust-install.log", l.replace("Python", "Rust")));
+        }
+        let (a, b) = lines.split_at(3);
+        for part in [a, b] {
+            let mut buf = Vec::new();
+            for (p, l) in part {
+                buf.extend(chunk(p, &[l.as_str()]));
+            }
+            assert_eq!(e.flush("t", &buf), FLB_OK);
+        }
+        let events: Vec<_> = got.lock().unwrap().concat();
+        let mut starts: Vec<_> = events
+            .iter()
+            .filter(|ev| ev.event_type.as_str() == "feature_start")
+            .map(|ev| (ev.feature.clone(), ev.source.file.clone(), ev.source.line))
+            .collect();
+        starts.sort();
+        assert_eq!(
+            starts,
+            [
+                ("Python".to_string(), "/b/python-install.log".to_string(), 1),
+                ("Rust".into(), "/b/rust-install.log".into(), 1)
+            ]
+        );
+        assert!(events
+            .iter()
+            .all(|ev| ev.correlation_id == "build-1763321440-abc123"));
+    }
+}
