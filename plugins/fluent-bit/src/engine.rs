@@ -243,9 +243,12 @@ mod tests {
     use rmpv::Value;
     use std::sync::Mutex;
 
+    /// What each delivery was given.
+    type Log = Arc<Mutex<Vec<Vec<Arc<Event>>>>>;
+
     /// Records what it is given; answers Retry while `fail` is positive.
     struct Recording {
-        got: Arc<Mutex<Vec<Vec<Arc<Event>>>>>,
+        got: Log,
         fail: usize,
     }
 
@@ -275,7 +278,7 @@ mod tests {
         b
     }
 
-    fn engine(fail: usize) -> (Engine, Arc<Mutex<Vec<Vec<Arc<Event>>>>>) {
+    fn engine(fail: usize) -> (Engine, Log) {
         let got = Arc::new(Mutex::new(Vec::new()));
         let settings = Settings {
             path_key: "path".into(),
