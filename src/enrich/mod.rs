@@ -100,7 +100,15 @@ fn scrub_value(s: &Scrubber, v: &mut Value) {
     match v {
         Value::String(x) => scrub_string(s, x),
         Value::Array(a) => a.iter_mut().for_each(|x| scrub_value(s, x)),
-        Value::Object(m) => m.values_mut().for_each(|x| scrub_value(s, x)),
+        // A map's key can name a secret its value alone does not show (`AWS_SECRET_ACCESS_KEY`).
+        Value::Object(m) => m.iter_mut().for_each(|(k, x)| match x {
+            Value::String(v) => {
+                if let Cow::Owned(new) = s.scrub_named(k, v) {
+                    *v = new;
+                }
+            }
+            _ => scrub_value(s, x),
+        }),
         _ => {}
     }
 }

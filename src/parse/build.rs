@@ -31,6 +31,9 @@ pub struct ParseReport {
     pub skipped: Vec<String>,
 }
 
+/// The longest JSON line read whole (a replayed event or dead-letter record).
+const JSON_MAX_LINE: usize = 64 * 1024 * 1024;
+
 type Emit<'a> = dyn FnMut(Event) -> io::Result<()> + 'a;
 
 /// The emitter was told to stop (broken pipe, a sink gone): unwind quietly.
@@ -575,14 +578,9 @@ fn parse_file_with(
             return Ok(());
         }
     };
-    run_parser(
-        ctx,
-        reader,
-        parser,
-        send,
-        false,
-        &path.display().to_string(),
-    )
+    let max_line = ctx.opts.max_line_bytes;
+    let name = path.display().to_string();
+    run_parser(ctx, reader, parser, send, false, &name, max_line)
 }
 
 fn run_parser(
@@ -592,10 +590,11 @@ fn run_parser(
     send: &mut Sender<'_>,
     live: bool,
     name: &str,
+    max_line: usize,
 ) -> Result<(), Stop> {
     ctx.report.files += 1;
     ctx.progress.file_started();
-    let mut splitter = LineSplitter::new(ctx.opts.max_line_bytes);
+    let mut splitter = LineSplitter::new(max_line);
     let mut buf = vec![0u8; if live { 64 * 1024 } else { 256 * 1024 }];
     let mut events = Vec::new();
     loop {
@@ -691,6 +690,13 @@ fn parse_stream(
         Format::Json => Box::new(JsonParser::default()),
         Format::Console => Box::new(ConsoleParser::new(tz.clone())),
     };
+    // A JSON line is one record: buildlog's own events and dead-letter records hold lines of up
+    // to --max-line-bytes in several fields, so JSON input may not be cut at that size.
+    let max_line = if format == Format::Json {
+        JSON_MAX_LINE.max(ctx.opts.max_line_bytes)
+    } else {
+        ctx.opts.max_line_bytes
+    };
     let mut twins = JsonFeature::default();
     let mut logger_id = None;
     if let Some(p) = &sibling_json {
@@ -737,5 +743,6 @@ fn parse_stream(
         },
         live,
         source,
+        max_line,
     )
 }

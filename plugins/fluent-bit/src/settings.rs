@@ -18,6 +18,7 @@ use anyhow::Context;
 use buildlog::parse::ParseOptions;
 use buildlog::sink::dead_letter::DeadLetter;
 use buildlog::sink::forward::ForwardArgs;
+use buildlog::sink::http::TransportArgs;
 use buildlog::sink::loki::LokiArgs;
 use buildlog::sink::Sink;
 use clap::Parser;
@@ -30,6 +31,8 @@ pub struct SinkFlags {
     pub loki: LokiArgs,
     #[command(flatten)]
     pub forward: ForwardArgs,
+    #[command(flatten)]
+    pub transport: TransportArgs,
 }
 
 impl SinkFlags {
@@ -38,7 +41,7 @@ impl SinkFlags {
     pub fn sinks(&self) -> anyhow::Result<Vec<Box<dyn Sink>>> {
         let dl = DeadLetter::new(None);
         let mut v = Vec::new();
-        v.extend(self.loki.build(dl.clone())?);
+        v.extend(self.loki.build(&self.transport, dl.clone())?);
         v.extend(self.forward.build(dl)?);
         Ok(v)
     }
