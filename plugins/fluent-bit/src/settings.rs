@@ -5,7 +5,12 @@
 //! |---|---|---|
 //! | `Loki_URL` | `ship --loki URL` | |
 //! | `Forward` | `ship --forward HOST:PORT` | |
-//! | `Ship_Args` | more `ship` sink flags, e.g. `--loki-tenant team-a --forward-ack` | |
+//! | `Tenant_ID` | Loki tenant (`--loki-tenant`) | |
+//! | `Labels` | static Loki labels, `name=value, ...` (`--label`) | `job=container-build`, `host` |
+//! | `Label_Fields` | event fields that become labels, `feature, level, ...` (`--label-field`) | `feature`, `level` |
+//! | `Structured_Metadata` | ids as Loki structured metadata (`on`/`off`) | `on` |
+//! | `Retries` | retries inside one flush before answering FLB_RETRY | `2` |
+//! | `Ship_Args` | more `ship` sink flags, e.g. `--loki-gzip --forward-ack` | |
 //! | `Path_Key` | record key holding the source file (tail's `Path_Key`) | `path` |
 //! | `Log_Key` | record key holding the line | `log` |
 //! | `Timezone` | IANA zone of the logs' local times | `UTC` |
@@ -48,16 +53,57 @@ impl SinkFlags {
 }
 
 pub fn sink_flags(prop: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<SinkFlags> {
+    let list = |key: &str| -> Vec<String> {
+        prop(key)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let mut argv: Vec<String> = Vec::new();
-    if let Some(u) = prop("loki_url") {
-        argv.extend(["--loki".into(), u]);
+    let loki = prop("loki_url");
+    let forward = prop("forward");
+    if let Some(u) = &loki {
+        argv.extend(["--loki".into(), u.clone()]);
     }
-    if let Some(f) = prop("forward") {
-        argv.extend(["--forward".into(), f]);
+    if let Some(f) = &forward {
+        argv.extend(["--forward".into(), f.clone()]);
     }
-    if let Some(extra) = prop("ship_args") {
-        argv.extend(extra.split_whitespace().map(String::from));
+    if let Some(t) = prop("tenant_id") {
+        argv.extend(["--loki-tenant".into(), t]);
     }
+    for l in list("labels") {
+        argv.extend(["--label".into(), l]);
+    }
+    for l in list("label_fields") {
+        argv.extend(["--label-field".into(), l]);
+    }
+    if let Some(s) = prop("structured_metadata") {
+        if !on_off(&s).context("Structured_Metadata")? {
+            argv.push("--no-structured-metadata".into());
+        }
+    }
+    let extra: Vec<String> = prop("ship_args")
+        .map(|e| e.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    // Few retries inside a flush: Fluent Bit's own retry (FLB_RETRY) takes over after them.
+    let retries = prop("retries").unwrap_or_else(|| "2".into());
+    retries
+        .parse::<u32>()
+        .with_context(|| format!("Retries {retries:?}"))?;
+    for (set, flag) in [
+        (loki.is_some(), "--loki-max-retries"),
+        (forward.is_some(), "--forward-retries"),
+    ] {
+        if set && !extra.iter().any(|a| a.starts_with(flag)) {
+            argv.extend([flag.to_string(), retries.clone()]);
+        }
+    }
+    argv.extend(extra);
     let flags = SinkFlags::try_parse_from(&argv).map_err(|e| anyhow::anyhow!("{}", e.render()))?;
     anyhow::ensure!(
         flags.loki.loki.is_some() || flags.forward.forward.is_some(),

@@ -7,6 +7,8 @@
 mod common;
 #[path = "../../../tests/common/forward_server.rs"]
 mod forward_server;
+#[path = "../../../tests/test_loki/mod.rs"]
+mod test_loki;
 
 use common::{corpus, plugin_so};
 use forward_server::ForwardServer;
@@ -105,16 +107,18 @@ fn expected(dir: &Path) -> BTreeMap<String, Vec<serde_json::Value>> {
     by_file
 }
 
-#[test]
-fn interleaved_files_both_encodings_split_flushes_and_a_retry() {
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(harness) = harness(tmp.path()) else {
-        return;
-    };
-    // A build directory of two install logs (no json/: the plugin sees only the text logs).
-    let build = tmp.path().join("container-build");
-    std::fs::create_dir(&build).unwrap();
-    let files = ["python-install.log", "nodejs-install.log"];
+/// Copies `files` of corpus build-01 into `build` (no json/: the plugin sees only the text
+/// logs) and writes their lines as tail records: round-robin over the files, encodings
+/// alternating, `per_chunk` records per chunk file; with `bad`, two bad records in chunk 2.
+/// Returns the records (without the bad ones) and the chunk files.
+fn interleaved_chunks(
+    tmp: &Path,
+    build: &Path,
+    files: &[&str],
+    per_chunk: usize,
+    bad: bool,
+) -> (Vec<Value>, Vec<PathBuf>) {
+    std::fs::create_dir(build).unwrap();
     let mut lines = Vec::new();
     for f in files {
         std::fs::copy(corpus().join("build-01-success").join(f), build.join(f)).unwrap();
@@ -125,10 +129,6 @@ fn interleaved_files_both_encodings_split_flushes_and_a_retry() {
         }
         lines.push((build.join(f).display().to_string(), l));
     }
-    let want = expected(&build);
-    assert_eq!(want.len(), 2);
-
-    // Round-robin over the files, encodings alternating, 37 records per flush.
     let mut records = Vec::new();
     let longest = lines.iter().map(|(_, l)| l.len()).max().unwrap();
     for i in 0..longest {
@@ -139,9 +139,9 @@ fn interleaved_files_both_encodings_split_flushes_and_a_retry() {
         }
     }
     let mut chunk_files = Vec::new();
-    for (n, chunk) in records.chunks(37).enumerate() {
+    for (n, chunk) in records.chunks(per_chunk).enumerate() {
         let mut chunk = chunk.to_vec();
-        if n == 1 {
+        if bad && n == 1 {
             // Bad records: counted and reported, the rest of the chunk still delivered.
             chunk.insert(3, Value::from("not a record"));
             chunk.insert(
@@ -152,10 +152,29 @@ fn interleaved_files_both_encodings_split_flushes_and_a_retry() {
                 ]),
             );
         }
-        let p = tmp.path().join(format!("chunk{n}.msgpack"));
+        let p = tmp.join(format!("chunk{n}.msgpack"));
         write_chunk(&p, &chunk);
         chunk_files.push(p);
     }
+    (records, chunk_files)
+}
+
+#[test]
+fn interleaved_files_both_encodings_split_flushes_and_a_retry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(harness) = harness(tmp.path()) else {
+        return;
+    };
+    let build = tmp.path().join("container-build");
+    let (records, chunk_files) = interleaved_chunks(
+        tmp.path(),
+        &build,
+        &["python-install.log", "nodejs-install.log"],
+        37,
+        true,
+    );
+    let want = expected(&build);
+    assert_eq!(want.len(), 2);
     assert!(chunk_files.len() >= 4);
 
     let server = ForwardServer::start();
@@ -240,4 +259,74 @@ fn bad_settings_fail_init_cleanly() {
             "{props:?}: {stderr}"
         );
     }
+}
+
+#[test]
+fn ships_to_loki_with_the_output_sections_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(harness) = harness(tmp.path()) else {
+        return;
+    };
+    let build = tmp.path().join("container-build");
+    let (_, chunk_files) = interleaved_chunks(
+        tmp.path(),
+        &build,
+        &[
+            "python-install.log",
+            "rust-install.log",
+            "nodejs-install.log",
+        ],
+        50,
+        false,
+    );
+    let want: BTreeMap<String, serde_json::Value> = expected(&build)
+        .into_values()
+        .flatten()
+        .map(|e| (e["event_id"].as_str().unwrap().to_string(), e))
+        .collect();
+    let loki = test_loki::TestLoki::start();
+    // Loki fails the first push: FLB_RETRY, then Fluent Bit's retry of that chunk succeeds.
+    loki.fail_next(1, test_loki::Fault::Status(500, None));
+    let mut flushes: Vec<&Path> = vec![&chunk_files[0]];
+    flushes.extend(chunk_files.iter().map(PathBuf::as_path));
+    let (stdout, stderr) = run(
+        &harness,
+        &[
+            ("Loki_URL", &loki.url),
+            ("Tenant_ID", "team-a"),
+            ("Labels", "job=container-build, env=ci, host="),
+            ("Retries", "0"),
+        ],
+        &flushes,
+    );
+    let codes: Vec<_> = stdout.lines().filter(|l| l.starts_with("flush ")).collect();
+    let mut expect = vec!["flush 1 2".to_string()];
+    expect.extend((2..=flushes.len()).map(|n| format!("flush {n} 1")));
+    assert_eq!(codes, expect, "{stderr}");
+
+    let entries = loki.entries();
+    assert_eq!(entries.len(), want.len(), "{stderr}");
+    for entry in &entries {
+        let line: serde_json::Value = serde_json::from_str(&entry.line).unwrap();
+        let ev = &want[line["event_id"].as_str().unwrap()];
+        assert_eq!(&line, ev);
+        let ms = buildlog::event::Timestamp::parse_rfc3339(ev["timestamp"].as_str().unwrap())
+            .unwrap()
+            .millis() as i128;
+        assert_eq!(entry.ts / 1_000_000, ms);
+        assert_eq!(entry.labels["job"], "container-build");
+        assert_eq!(entry.labels["env"], "ci");
+        assert!(!entry.labels.contains_key("host"));
+        assert_eq!(entry.labels["feature"], ev["feature"].as_str().unwrap());
+        assert_eq!(
+            entry.structured_metadata["correlation_id"],
+            ev["correlation_id"].as_str().unwrap()
+        );
+    }
+    let requests = loki.requests();
+    assert!(requests.len() >= 2);
+    assert!(requests
+        .iter()
+        .all(|r| r.tenant.as_deref() == Some("team-a")));
+    assert_eq!(requests[0].status, 500);
 }
