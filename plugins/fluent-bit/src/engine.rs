@@ -32,20 +32,27 @@ pub trait Delivery: Send {
 pub type SinkFactory = Box<dyn Fn() -> anyhow::Result<Vec<Box<dyn Sink>>> + Send>;
 
 /// Delivers through buildlog's sinks on the plugin's own tokio runtime: one sink run per
-/// flush, the flush acknowledged only when every sink delivered every event.
+/// flush. The flush is acknowledged when every sink delivered every event, or, with a
+/// dead-letter file, when every event is either delivered or in that file (the sinks write
+/// there what they gave up on after their retries); otherwise Fluent Bit retries the chunk.
 pub struct SinkDelivery {
     rt: tokio::runtime::Runtime,
     make: SinkFactory,
+    dead_letter_file: bool,
 }
 
 impl SinkDelivery {
-    pub fn new(make: SinkFactory) -> anyhow::Result<Self> {
+    pub fn new(make: SinkFactory, dead_letter_file: bool) -> anyhow::Result<Self> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("buildlog-flb")
             .enable_all()
             .build()?;
-        Ok(SinkDelivery { rt, make })
+        Ok(SinkDelivery {
+            rt,
+            make,
+            dead_letter_file,
+        })
     }
 }
 
@@ -66,6 +73,15 @@ impl Delivery for SinkDelivery {
                 drop(tx);
                 match sink.run(rx).await {
                     Ok(r) if r.delivered == events.len() as u64 => {}
+                    Ok(r)
+                        if self.dead_letter_file
+                            && r.delivered + r.dead_lettered == events.len() as u64 =>
+                    {
+                        eprintln!(
+                            "[buildlog] {name}: {} events written to the dead-letter file",
+                            r.dead_lettered
+                        );
+                    }
                     Ok(r) => problems.push(format!(
                         "{name}: {} of {} delivered, {} dead-lettered",
                         r.delivered, r.received, r.dead_lettered

@@ -10,6 +10,7 @@
 //! | `Label_Fields` | event fields that become labels, `feature, level, ...` (`--label-field`) | `feature`, `level` |
 //! | `Structured_Metadata` | ids as Loki structured metadata (`on`/`off`) | `on` |
 //! | `Retries` | retries inside one flush before answering FLB_RETRY | `2` |
+//! | `Dead_Letter` | file for events the sinks give up on; the chunk is then acknowledged | (retry) |
 //! | `Ship_Args` | more `ship` sink flags, e.g. `--loki-gzip --forward-ack` | |
 //! | `Path_Key` | record key holding the source file (tail's `Path_Key`) | `path` |
 //! | `Log_Key` | record key holding the line | `log` |
@@ -41,10 +42,8 @@ pub struct SinkFlags {
 }
 
 impl SinkFlags {
-    /// The sinks for one delivery. Undeliverable events are only counted here: the plugin
-    /// answers FLB_RETRY and Fluent Bit keeps the chunk.
-    pub fn sinks(&self) -> anyhow::Result<Vec<Box<dyn Sink>>> {
-        let dl = DeadLetter::new(None);
+    /// The sinks for one delivery; what they give up on goes to `dl`.
+    pub fn sinks(&self, dl: DeadLetter) -> anyhow::Result<Vec<Box<dyn Sink>>> {
         let mut v = Vec::new();
         v.extend(self.loki.build(&self.transport, dl.clone())?);
         v.extend(self.forward.build(dl)?);
@@ -150,7 +149,13 @@ pub fn from_properties(
     let settings = settings(prop)?;
     let flags = sink_flags(prop)?;
     // Build once now so that a bad setting fails the start, not the first flush.
-    flags.sinks()?;
-    let delivery = SinkDelivery::new(Box::new(move || flags.sinks()))?;
+    // Without a dead-letter file, undeliverable events are only counted and the chunk retried.
+    let dead_letter_path = prop("dead_letter").filter(|p| !p.is_empty());
+    let dl = DeadLetter::new(dead_letter_path.as_deref().map(std::path::Path::new));
+    flags.sinks(dl.clone())?;
+    let delivery = SinkDelivery::new(
+        Box::new(move || flags.sinks(dl.clone())),
+        dead_letter_path.is_some(),
+    )?;
     Ok((settings, Box::new(delivery)))
 }

@@ -330,3 +330,54 @@ fn ships_to_loki_with_the_output_sections_settings() {
         .all(|r| r.tenant.as_deref() == Some("team-a")));
     assert_eq!(requests[0].status, 500);
 }
+
+#[test]
+fn with_a_dead_letter_file_undeliverable_events_are_kept_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(harness) = harness(tmp.path()) else {
+        return;
+    };
+    let build = tmp.path().join("container-build");
+    let (_, chunk_files) =
+        interleaved_chunks(tmp.path(), &build, &["python-install.log"], 1000, false);
+    let want: Vec<String> = expected(&build)
+        .into_values()
+        .flatten()
+        .map(|e| e["event_id"].as_str().unwrap().to_string())
+        .collect();
+    // Nobody listens on this port.
+    let addr = format!(
+        "127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    let dead = tmp.path().join("dead.jsonl");
+    let flushes: Vec<&Path> = chunk_files.iter().map(PathBuf::as_path).collect();
+    let props = [("Forward", addr.as_str()), ("Retries", "0")];
+    // Without a dead-letter file the chunk stays with Fluent Bit.
+    let (stdout, _) = run(&harness, &props, &flushes);
+    assert!(stdout.contains("flush 1 2\n"), "{stdout}");
+    assert!(!dead.exists());
+    // With one, the events are written there and the chunk acknowledged.
+    let mut props = props.to_vec();
+    props.push(("Dead_Letter", dead.to_str().unwrap()));
+    let (stdout, stderr) = run(&harness, &props, &flushes);
+    assert!(stdout.contains("flush 1 1\n"), "{stdout}{stderr}");
+    let recs: Vec<buildlog::sink::dead_letter::DeadLetterRecord> = std::fs::read_to_string(&dead)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        recs.iter()
+            .map(|r| r.event.event_id.clone())
+            .collect::<Vec<_>>(),
+        want
+    );
+    assert!(recs
+        .iter()
+        .all(|r| r.sink == "forward" && r.reason.contains("connecting")));
+}
