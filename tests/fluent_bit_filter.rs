@@ -4,7 +4,6 @@
 //! metadata included, and the record time equal to the event's `timestamp`.
 
 mod common;
-#[path = "common/peers.rs"]
 mod peers;
 
 use buildlog::Event;
@@ -105,7 +104,10 @@ fn assert_records(records: &[serde_json::Value], events: &[Event], config: &str)
 
 #[test]
 fn stdin_pipeline_makes_the_event_time_the_record_time() {
-    let Some(fb) = peers::peer_path("fluent-bit") else {
+    let Some(fb) = peers::peer_path(
+        "stdin_pipeline_makes_the_event_time_the_record_time",
+        "fluent-bit",
+    ) else {
         return;
     };
     let build = corpus().join("build-02-failure");
@@ -129,7 +131,7 @@ fn stdin_pipeline_makes_the_event_time_the_record_time() {
 
 #[test]
 fn exec_pipeline_parses_with_time_key() {
-    let Some(fb) = peers::peer_path("fluent-bit") else {
+    let Some(fb) = peers::peer_path("exec_pipeline_parses_with_time_key", "fluent-bit") else {
         return;
     };
     let build = corpus().join("build-01-success");
@@ -148,7 +150,7 @@ fn exec_pipeline_parses_with_time_key() {
 
 #[test]
 fn every_fluent_bit_config_passes_dry_run() {
-    let Some(fb) = peers::peer_path("fluent-bit") else {
+    let Some(fb) = peers::peer_path("every_fluent_bit_config_passes_dry_run", "fluent-bit") else {
         return;
     };
     let mut checked = 0;
@@ -207,7 +209,10 @@ fn wait_for(path: &Path, n: usize) -> BTreeMap<String, Vec<serde_json::Value>> {
 
 #[test]
 fn follow_feeds_a_live_build_into_the_stdin_pipeline() {
-    let Some(fb) = peers::peer_path("fluent-bit") else {
+    let Some(fb) = peers::peer_path(
+        "follow_feeds_a_live_build_into_the_stdin_pipeline",
+        "fluent-bit",
+    ) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

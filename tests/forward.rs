@@ -5,7 +5,6 @@
 mod common;
 #[path = "common/forward_server.rs"]
 mod forward_server;
-#[path = "common/peers.rs"]
 mod peers;
 
 use buildlog::Event;
@@ -266,7 +265,10 @@ fn json_records(stdout: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn real_fluent_bit_forward_input_gets_records_at_their_times() {
-    let Some(fb) = peers::peer_path("fluent-bit") else {
+    let Some(fb) = peers::peer_path(
+        "real_fluent_bit_forward_input_gets_records_at_their_times",
+        "fluent-bit",
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,7 @@
 //! corpus build, shipping to the test Loki.
 
 mod common;
-#[path = "../../../tests/common/peers.rs"]
+#[path = "../../../tests/peers/mod.rs"]
 mod peers;
 #[path = "../../../tests/test_loki/mod.rs"]
 mod test_loki;
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn real_fluent_bit_tails_a_build_through_the_plugin() {
-    let Some(fb) = peers::peer_path("fluent-bit") else {
+    let Some(fb) = peers::peer_path("fluent_bit_plugin", "fluent-bit") else {
         return;
     };
     let src = root().join("tests/fixtures/corpus/build-02-failure");
