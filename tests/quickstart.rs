@@ -10,10 +10,8 @@ fn compose_dir() -> PathBuf {
 }
 
 fn yaml(p: &Path) -> Value {
-    serde_yaml::from_str(
-        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
-    )
-    .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    serde_yaml::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 #[test]
@@ -36,10 +34,7 @@ fn every_mounted_file_exists_and_every_service_is_there() {
         }
         // Published ports stay on the loopback interface.
         for p in svc["ports"].as_sequence().into_iter().flatten() {
-            assert!(
-                p.as_str().unwrap().starts_with("127.0.0.1:"),
-                "{name:?}: {p:?}"
-            );
+            assert!(p.as_str().unwrap().starts_with("127.0.0.1:"), "{name:?}: {p:?}");
         }
     }
     assert!(mounts >= 8, "{mounts}");
@@ -64,12 +59,7 @@ fn data_sources_link_logs_and_traces_both_ways() {
     assert_eq!(derived["datasourceUid"].as_str().unwrap(), tempo);
     assert_eq!(derived["matcherRegex"].as_str().unwrap(), "trace_id");
     let tempo_ds = list.iter().find(|d| d["type"] == "tempo").unwrap();
-    assert_eq!(
-        tempo_ds["jsonData"]["tracesToLogsV2"]["datasourceUid"]
-            .as_str()
-            .unwrap(),
-        loki
-    );
+    assert_eq!(tempo_ds["jsonData"]["tracesToLogsV2"]["datasourceUid"].as_str().unwrap(), loki);
 }
 
 #[test]
@@ -79,54 +69,29 @@ fn provisioned_dashboards_are_dashboards() {
     let mut n = 0;
     for v in grafana["volumes"].as_sequence().unwrap() {
         let spec = v.as_str().unwrap();
-        let (src, dst) = (
-            spec.split(':').next().unwrap(),
-            spec.split(':').nth(1).unwrap(),
-        );
+        let (src, dst) = (spec.split(':').next().unwrap(), spec.split(':').nth(1).unwrap());
         if dst.starts_with("/var/lib/grafana/dashboards/") {
-            let d: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(compose_dir().join(src)).unwrap())
-                    .unwrap();
-            assert!(
-                d["title"].is_string() && d["panels"].as_array().is_some_and(|p| !p.is_empty()),
-                "{src}"
-            );
+            let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(compose_dir().join(src)).unwrap()).unwrap();
+            assert!(d["title"].is_string() && d["panels"].as_array().is_some_and(|p| !p.is_empty()), "{src}");
             n += 1;
         }
     }
     assert_eq!(n, 2);
     let prov = yaml(&compose_dir().join("grafana/provisioning/dashboards/dashboards.yaml"));
-    assert_eq!(
-        prov["providers"][0]["options"]["path"].as_str().unwrap(),
-        "/var/lib/grafana/dashboards"
-    );
+    assert_eq!(prov["providers"][0]["options"]["path"].as_str().unwrap(), "/var/lib/grafana/dashboards");
 }
 
 #[test]
 fn prometheus_scrapes_the_job_the_rules_watch() {
     let p = yaml(&compose_dir().join("prometheus.yml"));
-    let jobs: Vec<&str> = p["scrape_configs"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|j| j["job_name"].as_str().unwrap())
-        .collect();
+    let jobs: Vec<&str> = p["scrape_configs"].as_sequence().unwrap().iter().map(|j| j["job_name"].as_str().unwrap()).collect();
     assert!(jobs.contains(&"container-build"));
-    let rules = std::fs::read_to_string(
-        compose_dir().join("../prometheus/rules/container-build.rules.yml"),
-    )
-    .unwrap();
+    let rules = std::fs::read_to_string(compose_dir().join("../prometheus/rules/container-build.rules.yml")).unwrap();
     assert!(rules.contains("job=\"container-build\""));
     // Loki and Tempo accept what buildlog sends: structured metadata and OTLP.
     let loki = yaml(&compose_dir().join("loki.yaml"));
-    assert_eq!(
-        loki["limits_config"]["allow_structured_metadata"],
-        Value::Bool(true)
-    );
-    assert_eq!(
-        loki["limits_config"]["reject_old_samples"],
-        Value::Bool(false)
-    );
+    assert_eq!(loki["limits_config"]["allow_structured_metadata"], Value::Bool(true));
+    assert_eq!(loki["limits_config"]["reject_old_samples"], Value::Bool(false));
     let tempo = yaml(&compose_dir().join("tempo.yaml"));
     assert!(tempo["distributor"]["receivers"]["otlp"]["protocols"]["http"].is_mapping());
 }
