@@ -85,3 +85,43 @@ fn real_fluent_bit_tails_a_build_through_the_plugin() {
         }
     }
 }
+
+/// pipelines/fluent-bit/plugins.conf's way: the plugin listed in a plugins file named by
+/// `Plugins_File`, no `-e`. Fluent Bit's dry run only accepts the `buildlog` output when
+/// the plugin was loaded.
+#[test]
+fn a_plugins_file_loads_the_plugin() {
+    let Some(fb) = peers::peer_path("a_plugins_file_loads_the_plugin", "fluent-bit") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let shipped =
+        std::fs::read_to_string(root().join("pipelines/fluent-bit/plugins.conf")).unwrap();
+    let plugins = shipped.replace(
+        "/usr/local/lib/libbuildlog_fluent_bit.so",
+        plugin_so().to_str().unwrap(),
+    );
+    assert_ne!(plugins, shipped);
+    std::fs::write(tmp.path().join("plugins.conf"), plugins).unwrap();
+    let conf = std::fs::read_to_string(root().join("pipelines/fluent-bit/plugin.conf")).unwrap();
+    let dry_run = |conf: &str| {
+        let path = tmp.path().join("fluent-bit.conf");
+        std::fs::write(&path, conf).unwrap();
+        let out = std::process::Command::new(&fb)
+            .arg("-c")
+            .arg(&path)
+            .arg("--dry-run")
+            .env("BUILD_LOG_DIR", tmp.path())
+            .env("LOKI_URL", "http://127.0.0.1:3100")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let without = dry_run(&conf);
+    assert!(
+        without.contains("plugin name that doesn't exist"),
+        "{without}"
+    );
+    let with = dry_run(&conf.replace("[SERVICE]", "[SERVICE]\n    Plugins_File plugins.conf"));
+    assert!(with.contains("configuration test is successful"), "{with}");
+}
