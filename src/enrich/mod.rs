@@ -5,7 +5,7 @@ pub mod ids;
 pub mod scrub;
 
 use crate::event::{Event, EventType};
-use scrub::Scrubber;
+use scrub::{PemTracker, Scrubber};
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -27,6 +27,7 @@ pub struct Enricher {
     /// Per source: the next `seq`.
     seqs: HashMap<String, u64>,
     feature_spans: HashMap<String, String>,
+    pems: HashMap<String, PemTracker>,
 }
 
 impl Enricher {
@@ -38,6 +39,7 @@ impl Enricher {
             scrubber: scrub.then(scrubber),
             seqs: HashMap::new(),
             feature_spans: HashMap::new(),
+            pems: HashMap::new(),
         }
     }
 
@@ -85,7 +87,31 @@ impl Enricher {
                 .clone(),
         });
         if let Some(s) = &self.scrubber {
+            if e.event_type == EventType::Output {
+                // Output lines of one source are consecutive lines of one stream: a PEM key's
+                // body lines are only recognisable from the BEGIN line before them.
+                let pem = self.pems.entry(source_name.to_string()).or_default();
+                scrub_output_line(s, pem, e);
+            }
             scrub_event(s, e);
+        }
+    }
+}
+
+/// Scrubs an output line through the stream's PEM tracker (the raw form when there is one,
+/// `message` being that line with its ANSI codes stripped).
+fn scrub_output_line(s: &Scrubber, pem: &mut PemTracker, e: &mut Event) {
+    match e.raw.as_mut() {
+        Some(raw) => {
+            if let Cow::Owned(new) = pem.scrub_line(s, raw) {
+                e.message = crate::parse::text::strip_ansi(&new).into_owned();
+                *raw = new;
+            }
+        }
+        None => {
+            if let Cow::Owned(new) = pem.scrub_line(s, &e.message) {
+                e.message = new;
+            }
         }
     }
 }
@@ -100,7 +126,15 @@ fn scrub_value(s: &Scrubber, v: &mut Value) {
     match v {
         Value::String(x) => scrub_string(s, x),
         Value::Array(a) => a.iter_mut().for_each(|x| scrub_value(s, x)),
-        Value::Object(m) => m.values_mut().for_each(|x| scrub_value(s, x)),
+        // A map's key can name a secret its value alone does not show (`AWS_SECRET_ACCESS_KEY`).
+        Value::Object(m) => m.iter_mut().for_each(|(k, x)| match x {
+            Value::String(v) => {
+                if let Cow::Owned(new) = s.scrub_named(k, v) {
+                    *v = new;
+                }
+            }
+            _ => scrub_value(s, x),
+        }),
         _ => {}
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod dead_letter;
 pub mod elasticsearch;
+pub mod forward;
 pub mod http;
 pub mod loki;
 pub mod otlp;
