@@ -237,12 +237,7 @@ impl FormatParser for JsonParser {
                 let (text, invalid) = super::text::decode(line.bytes);
                 let mut e = Event::new(EventType::Message, Level::Warn, "", text.to_string());
                 e.metadata.insert("unparsed".into(), true.into());
-                e.invalid_utf8 = invalid;
-                e.source.line = line.number;
-                if let Some(n) = line.original_len {
-                    e.truncated = true;
-                    e.original_length = Some(n);
-                }
+                super::text::mark_line(&mut e, line, invalid);
                 out.push(e);
             }
         }

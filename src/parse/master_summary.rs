@@ -58,12 +58,7 @@ impl FormatParser for MasterSummaryParser {
                 ev
             }
         };
-        ev.invalid_utf8 = invalid;
-        ev.source.line = line.number;
-        if let Some(n) = line.original_len {
-            ev.truncated = true;
-            ev.original_length = Some(n);
-        }
+        super::text::mark_line(&mut ev, line, invalid);
         out.push(ev);
     }
     fn finish(&mut self, _out: &mut Vec<Event>) {}

@@ -23,6 +23,17 @@ pub fn matches_warning(line: &[u8]) -> bool {
     WARN_PATTERN.is_match(line)
 }
 
+/// Stamps an event with the line it came from and what happened to that line on the way in
+/// (cut at `--max-line-bytes`, invalid UTF-8 replaced).
+pub fn mark_line(e: &mut crate::event::Event, line: &crate::source::Line<'_>, invalid_utf8: bool) {
+    e.source.line = line.number;
+    e.invalid_utf8 |= invalid_utf8;
+    if let Some(n) = line.original_len {
+        e.truncated = true;
+        e.original_length = Some(n);
+    }
+}
+
 /// Bytes to text: borrowed when valid UTF-8; otherwise invalid sequences become U+FFFD and
 /// the second value is true (the event is flagged `invalid_utf8`).
 pub fn decode(bytes: &[u8]) -> (Cow<'_, str>, bool) {
