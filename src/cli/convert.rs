@@ -28,11 +28,24 @@ pub struct ConvertArgs {
     /// Write the events here instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// Keep following the build log directory (like `tail -F`): new feature logs are picked
+    /// up as they appear, every event is written as soon as its line is complete. Stops on
+    /// SIGINT or SIGTERM.
+    #[arg(long)]
+    pub follow: bool,
+
+    /// How often to look for new lines and files when following, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    pub poll_interval: u64,
 }
 
 pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
     let opts = args.input.parse_options()?;
     let inputs = args.input.inputs();
+    if args.follow {
+        return follow(args, opts, inputs);
+    }
     // Following a pipe: every event goes out as soon as its line is complete.
     let live = inputs.contains(&Input::Stdin) && stdin_is_live();
     let mut out: Box<dyn Write> = match &args.output {
@@ -78,6 +91,53 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
         (None, Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(exit::OK),
         (None, Err(e)) => return Err(e).context("writing events"),
         _ => {}
+    }
+    Ok(if report.errors.is_empty() {
+        exit::OK
+    } else {
+        exit::INPUT_ERROR
+    })
+}
+
+/// `convert --follow DIR`: a pipeline stage that runs as long as the build does.
+fn follow(
+    args: ConvertArgs,
+    opts: crate::parse::ParseOptions,
+    inputs: Vec<Input>,
+) -> anyhow::Result<i32> {
+    let dir = match inputs.as_slice() {
+        [Input::Path(p)] if !p.is_file() => p.clone(),
+        _ => {
+            return Err(super::UsageError(
+                "--follow takes one build log directory (for one file: tail -F FILE | buildlog convert -)".into(),
+            )
+            .into())
+        }
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut line = Vec::with_capacity(1024);
+    let report = crate::parse::follow::follow_dir(
+        &dir,
+        &opts,
+        std::time::Duration::from_millis(args.poll_interval.max(10)),
+        &stop,
+        &mut |event| {
+            line.clear();
+            event.write_json_line(&mut line);
+            out.write_all(&line).and_then(|_| out.flush())
+        },
+    );
+    for e in &report.errors {
+        eprintln!("buildlog: {e}");
     }
     Ok(if report.errors.is_empty() {
         exit::OK

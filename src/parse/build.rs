@@ -141,6 +141,7 @@ impl JsonFeature {
 struct BuildDir {
     install_logs: Vec<(PathBuf, String)>,
     summary_logs: Vec<(PathBuf, String)>,
+    errors_logs: Vec<(PathBuf, String)>,
     master: Option<PathBuf>,
     failure: Option<PathBuf>,
     json_features: Vec<(PathBuf, String)>,
@@ -197,8 +198,9 @@ fn scan_dir(ctx: &mut Ctx, dir: &Path) -> io::Result<(BuildDir, Vec<PathBuf>)> {
             b.master = Some(p);
         } else if base == "build-failure.log" {
             b.failure = Some(p);
-        } else if base.ends_with("-errors.log") {
+        } else if let Some(s) = base.strip_suffix("-errors.log") {
             // Repeats the install log's lines; read only where that is missing (see below).
+            b.errors_logs.push((p.clone(), s.to_string()));
         } else {
             ctx.report.skipped.push(p.display().to_string());
         }
@@ -216,8 +218,28 @@ impl BuildDir {
     }
 }
 
+/// A build's own correlation id, from its first feature's header: the same whether the build
+/// is converted whole afterwards or followed while it is written.
+pub(crate) fn derive_build_id(
+    slug: &str,
+    feature: &str,
+    start: &str,
+    tz: &jiff::tz::TimeZone,
+) -> String {
+    let seed = format!("{slug}\u{1f}{feature}\u{1f}{start}");
+    ids::derived_correlation_id(start_seconds(start, tz).unwrap_or(0), seed.as_bytes())
+}
+
+/// The feature a `-summary.log` names in its `Installation Summary: X` line.
+fn summary_feature(path: &Path) -> Option<String> {
+    let bytes = read_small(path).ok()?;
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .find_map(|l| l.strip_prefix("Installation Summary: ").map(str::to_string))
+}
+
 /// The header of an install log: (feature, `Start Time` text), from its first lines.
-fn read_header(path: &Path) -> Option<(String, String)> {
+pub(crate) fn read_header(path: &Path) -> Option<(String, String)> {
     let mut r = open_file(path).ok()?;
     let mut head = vec![0u8; 4096];
     let n = read_full(&mut r, &mut head).ok()?;
@@ -372,20 +394,9 @@ fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
         .clone()
         .or(metadata_id)
         .or_else(|| (logger_ids.len() == 1).then(|| logger_ids[0].clone()))
-        .unwrap_or_else(|| {
-            let earliest = logs
-                .iter()
-                .filter_map(|(_, _, _, s)| start_seconds(s, &tz))
-                .min()
-                .unwrap_or(0);
-            let mut seed = Vec::new();
-            for (_, s, f, start) in &logs {
-                seed.extend_from_slice(format!("{s}\u{1f}{f}\u{1f}{start}\u{1e}").as_bytes());
-            }
-            if logs.is_empty() {
-                seed.extend_from_slice(dir_name.as_bytes());
-            }
-            ids::derived_correlation_id(earliest, &seed)
+        .unwrap_or_else(|| match logs.first() {
+            Some((_, slug, feature, start)) => derive_build_id(slug, feature, start, &tz),
+            None => ids::derived_correlation_id(0, dir_name.as_bytes()),
         });
     let mut enricher = Enricher::new(correlation_id, ctx.opts.scrub);
 
@@ -445,7 +456,31 @@ fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
         last_time.insert(feature.clone(), last);
     }
 
-    // Features with no install log: their summary log, else the JSON logger's events.
+    // Features with no install log: the lines their errors log kept, their summary log,
+    // else the JSON logger's events.
+    let install_slugs = seen_slugs.clone();
+    for (path, s) in &b.errors_logs {
+        if install_slugs.contains(s) {
+            continue;
+        }
+        let feature = b
+            .summary_logs
+            .iter()
+            .find(|(_, x)| x == s)
+            .and_then(|(p, _)| summary_feature(p))
+            .or_else(|| {
+                json.get(s)
+                    .and_then(|jf| jf.events.front().map(|e| e.feature.clone()))
+            })
+            .unwrap_or_else(|| s.clone());
+        let mut parser = super::install_log::ErrorsLogParser::new(feature);
+        let source = path.display().to_string();
+        let name = rel(path);
+        parse_file_with(ctx, path, &mut parser, &mut |ctx, mut e| {
+            enricher.apply(&mut e, &source, &name);
+            ctx.send(e)
+        })?;
+    }
     for (path, s) in &b.summary_logs {
         if seen_slugs.contains(s) {
             continue;

@@ -4,6 +4,13 @@
 //! `[HH:MM:SS]`. A time of day that goes back by more than 12 hours is the next day; a
 //! smaller step back is not. Where a local time is ambiguous (clocks falling back), the
 //! earliest instant not before the previous one is chosen, so UTC keeps increasing.
+//!
+//! A stamp names a whole second: the event happened somewhere inside it. Its instant is
+//! placed at the middle of that second (`.500`), the estimate that is never more than half
+//! a second off; the JSON logger's millisecond times replace it where the build has them.
+
+/// Where inside its second a whole-second stamp is placed.
+pub const MID_SECOND_MS: i64 = 500;
 
 use crate::event::Timestamp;
 use jiff::civil::{Date, DateTime, Time};
@@ -81,13 +88,13 @@ impl Clock {
         let ts = match amb.offset() {
             AmbiguousOffset::Unambiguous { .. } | AmbiguousOffset::Gap { .. } => amb
                 .compatible()
-                .map(|t| Timestamp(t.as_millisecond()))
+                .map(|t| Timestamp(t.as_millisecond() + MID_SECOND_MS))
                 .unwrap_or_default(),
             AmbiguousOffset::Fold { before, after } => {
                 let dt = DateTime::from_parts(date, time);
                 let at = |off: jiff::tz::Offset| {
                     off.to_timestamp(dt)
-                        .map(|t| Timestamp(t.as_millisecond()))
+                        .map(|t| Timestamp(t.as_millisecond() + MID_SECOND_MS))
                         .unwrap_or_default()
                 };
                 let (early, late) = {
@@ -141,10 +148,10 @@ mod tests {
         let (d, t) = parse_date_time("2025-11-16 23:59:58").unwrap();
         c.set_datetime(d, t);
         let ts = c.set_time(parse_hms(b"00:00:03").unwrap());
-        assert_eq!(ts.to_rfc3339(), "2025-11-17T00:00:03.000Z");
+        assert_eq!(ts.to_rfc3339(), "2025-11-17T00:00:03.500Z");
         // A small step back stays on the same day.
         let back = c.set_time(parse_hms(b"23:59:59").unwrap());
-        assert_eq!(back.to_rfc3339(), "2025-11-17T23:59:59.000Z");
+        assert_eq!(back.to_rfc3339(), "2025-11-17T23:59:59.500Z");
     }
 
     #[test]
@@ -153,20 +160,20 @@ mod tests {
         let (d, t) = parse_date_time("2026-11-01 01:59:58").unwrap();
         assert_eq!(
             c.set_datetime(d, t).to_rfc3339(),
-            "2026-11-01T06:59:58.000Z"
+            "2026-11-01T06:59:58.500Z"
         );
         assert_eq!(
             c.set_time(parse_hms(b"01:59:59").unwrap()).to_rfc3339(),
-            "2026-11-01T06:59:59.000Z"
+            "2026-11-01T06:59:59.500Z"
         );
         assert_eq!(
             c.set_time(parse_hms(b"01:00:50").unwrap()).to_rfc3339(),
-            "2026-11-01T07:00:50.000Z"
+            "2026-11-01T07:00:50.500Z"
         );
         let (d, t) = parse_date_time("2026-11-01 01:00:52").unwrap();
         assert_eq!(
             c.set_datetime(d, t).to_rfc3339(),
-            "2026-11-01T07:00:52.000Z"
+            "2026-11-01T07:00:52.500Z"
         );
     }
 

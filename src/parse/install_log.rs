@@ -877,6 +877,53 @@ impl FormatParser for InstallLogParser {
     }
 }
 
+/// A `-errors.log` read on its own (its install log is missing): each line is an output line
+/// the logger matched, kept as an `output` event with the level its patterns give.
+pub struct ErrorsLogParser {
+    feature: String,
+}
+
+impl ErrorsLogParser {
+    pub fn new(feature: String) -> Self {
+        ErrorsLogParser { feature }
+    }
+}
+
+impl FormatParser for ErrorsLogParser {
+    fn line(&mut self, line: &Line<'_>, out: &mut Vec<Event>) {
+        if line.bytes.is_empty() {
+            return;
+        }
+        let (text, invalid) = decode(line.bytes);
+        let level = if matches_error(line.bytes) {
+            Level::Error
+        } else if matches_warning(line.bytes) {
+            Level::Warn
+        } else {
+            Level::Info
+        };
+        let message = strip_ansi(&text);
+        let mut e = Event::new(
+            EventType::Output,
+            level,
+            self.feature.clone(),
+            message.as_ref(),
+        )
+        .with_detail("from", "errors log");
+        if message.len() != text.len() {
+            e.raw = Some(text.to_string());
+        }
+        e.source.line = line.number;
+        e.invalid_utf8 = invalid;
+        if let Some(n) = line.original_len {
+            e.truncated = true;
+            e.original_length = Some(n);
+        }
+        out.push(e);
+    }
+    fn finish(&mut self, _out: &mut Vec<Event>) {}
+}
+
 /// `0 (Duration: 12s)` -> (exit code, duration).
 fn parse_exit(rest: &str) -> (Option<i64>, Option<u64>) {
     let (code, tail) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -954,7 +1001,7 @@ Exit code: 0 (Duration: 2s)
         );
         assert_eq!(ev[0].message, "Starting installation of Demo version 1.0");
         assert_eq!(ev[3].level, Level::Error);
-        assert_eq!(ev[4].timestamp.to_rfc3339(), "2025-11-16T19:30:42.000Z");
+        assert_eq!(ev[4].timestamp.to_rfc3339(), "2025-11-16T19:30:42.500Z");
         assert_eq!(ev[4].metadata["duration_seconds"], 2);
         assert_eq!(ev[5].metadata["warning_count"], 1);
         let end = &ev[6];
