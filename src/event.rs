@@ -422,12 +422,33 @@ mod json {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
 
-    /// True when one of the eight bytes is `"`, `\\` or below 0x20 (what JSON must escape).
+    /// The high bit of each byte of `w` (little-endian) that is `"`, `\\` or below 0x20,
+    /// what JSON must escape. Bits above the first true one may be false positives (a
+    /// borrow runs upwards), so the lowest set bit is exact: that is all we read.
     #[inline]
-    fn needs_escape(w: u64) -> bool {
-        let has_zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    fn escape_mask(w: u64) -> u64 {
+        let zero_byte = |x: u64| x.wrapping_sub(LO) & !x & HI;
         let below_space = w.wrapping_sub(LO * 0x20) & !w & HI;
-        (below_space | has_zero(w ^ (LO * b'"' as u64)) | has_zero(w ^ (LO * b'\\' as u64))) != 0
+        below_space | zero_byte(w ^ (LO * b'"' as u64)) | zero_byte(w ^ (LO * b'\\' as u64))
+    }
+
+    /// The index of the first byte at or after `i` that needs escaping, eight bytes at a time.
+    #[inline]
+    fn next_escape(b: &[u8], mut i: usize) -> Option<usize> {
+        let at = |i: usize, mask: u64| i + (mask.trailing_zeros() / 8) as usize;
+        while let Some(chunk) = b.get(i..i + 8) {
+            let mask = escape_mask(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
+            if mask != 0 {
+                return Some(at(i, mask));
+            }
+            i += 8;
+        }
+        // The tail, padded with a byte that needs no escaping.
+        let rest = &b[i.min(b.len())..];
+        let mut word = [b'a'; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        let mask = escape_mask(u64::from_le_bytes(word));
+        (mask != 0).then(|| at(i, mask))
     }
 
     /// A JSON string, escaped exactly as serde_json does: `\"`, `\\`, `\b \t \n \f \r`,
@@ -436,23 +457,8 @@ mod json {
         out.push(b'"');
         let b = s.as_bytes();
         let mut start = 0;
-        let mut i = 0;
-        while i < b.len() {
-            if let Some(chunk) = b.get(i..i + 16) {
-                let (lo, hi) = chunk.split_at(8);
-                let lo = u64::from_le_bytes(lo.try_into().expect("eight bytes"));
-                let hi = u64::from_le_bytes(hi.try_into().expect("eight bytes"));
-                if !needs_escape(lo) && !needs_escape(hi) {
-                    i += 16;
-                    continue;
-                }
-            }
-            if let Some(chunk) = b.get(i..i + 8) {
-                if !needs_escape(u64::from_le_bytes(chunk.try_into().expect("eight bytes"))) {
-                    i += 8;
-                    continue;
-                }
-            }
+        while let Some(i) = next_escape(b, start) {
+            out.extend_from_slice(&b[start..i]);
             let c = b[i];
             let short = match c {
                 b'"' => b'"',
@@ -462,13 +468,8 @@ mod json {
                 b'\n' => b'n',
                 0x0c => b'f',
                 b'\r' => b'r',
-                0..=0x1f => 0,
-                _ => {
-                    i += 1;
-                    continue;
-                }
+                _ => 0,
             };
-            out.extend_from_slice(&b[start..i]);
             if short != 0 {
                 out.extend_from_slice(&[b'\\', short]);
             } else {
@@ -476,8 +477,7 @@ mod json {
                 out.extend_from_slice(b"\\u00");
                 out.extend_from_slice(&[HEX[(c >> 4) as usize], HEX[(c & 0xf) as usize]]);
             }
-            i += 1;
-            start = i;
+            start = i + 1;
         }
         out.extend_from_slice(&b[start..]);
         out.push(b'"');

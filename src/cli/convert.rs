@@ -7,10 +7,10 @@ use crate::source::{stdin_is_live, Input, Progress};
 use anyhow::Context;
 use clap::Args;
 use std::io::Write;
+use std::path::PathBuf;
 
 /// Output is written in pieces of about this size.
 const OUT_BUF: usize = 256 * 1024;
-use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\

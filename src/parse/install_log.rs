@@ -895,9 +895,10 @@ impl FormatParser for ErrorsLogParser {
             return;
         }
         let (text, invalid) = decode(line.bytes);
-        let level = if matches_error(line.bytes) {
+        let (is_error, is_warning) = classify(line.bytes);
+        let level = if is_error {
             Level::Error
-        } else if matches_warning(line.bytes) {
+        } else if is_warning {
             Level::Warn
         } else {
             Level::Info
