@@ -40,7 +40,7 @@ measure() {
         taskset -c 0 hyperfine -N --warmup 1 --runs "$RUNS" --style none \
             --export-csv "$csv" "$*" >/dev/null 2>&1
         # command,mean,stddev,median,user,system,min,max
-        tail -1 "$csv" | awk -F, '{ printf "%s %s\n", $(NF-3), $(NF-2) + $(NF-1) }'
+        tail -1 "$csv" | awk -F, '{ printf "%s %s\n", $(NF-4), $(NF-3) + $(NF-2) }'
         rm -f "$csv"
     else
         "$@" >/dev/null 2>&1 || true
@@ -61,23 +61,26 @@ row() {
     bytes=$(cat "${files[@]}" | wc -c)
     lines=$(cat "${files[@]}" | wc -l)
     read -r wc_wall wc_cpu < <(measure wc -l "${files[@]}")
-    read -r cat_wall cat_cpu < <(measure cat "${files[@]}")
+    read -r cat_wall _ < <(measure cat "${files[@]}")
     read -r cv_wall cv_cpu < <(measure "$BIN" convert --quiet "$dir")
     local rss events
     rss=$(peak_rss_kb "$BIN" convert --quiet "$dir")
     events=$("$BIN" convert --quiet "$dir" | wc -l)
     awk -v n="$name" -v b="$bytes" -v l="$lines" -v e="$events" -v ww="$wc_wall" -v wcpu="$wc_cpu" \
-        -v cw="$cat_wall" -v ccpu="$cat_cpu" -v vw="$cv_wall" -v vcpu="$cv_cpu" -v rss="$rss" 'BEGIN {
+        -v cw="$cat_wall" -v vw="$cv_wall" -v vcpu="$cv_cpu" -v rss="$rss" '
+        # Too short for the clock (a few ms of CPU): shown as "-".
+        function f(x, y, fmt) { return y > 0 ? sprintf(fmt, x / y) : "-" }
+        BEGIN {
         mb = b / 1e6
-        printf "| %s | %.1f | %d | %d | %.0f | %.0f | %.0f / %.0f | %.2f M | %.1fx / %.1fx | %.1fx | %.1f |\n",
-            n, mb, l, e, mb / ww, mb / cw, mb / vw, mb / vcpu, l / vcpu / 1e6,
-            vw / ww, vcpu / wcpu, vw / cw, rss / 1024
+        printf "| %s | %.1f | %d | %d | %s | %s | %s / %s | %s M | %s / %s | %s | %.1f |\n",
+            n, mb, l, e, f(mb, ww, "%.0f"), f(mb, cw, "%.0f"), f(mb, vw, "%.0f"), f(mb, vcpu, "%.0f"),
+            f(l / 1e6, vcpu, "%.2f"), f(vw, ww, "%.1fx"), f(vcpu, wcpu, "%.1fx"), f(vw, cw, "%.1fx"), rss / 1024
     }'
 }
 
 echo "## Results"
 echo
-echo "MB = 10^6 bytes of input. \"wall / CPU\": MB per second of elapsed time (median) and of user+sys CPU time (mean)."
+echo "MB = 10^6 bytes of input (every file of the build directory). \"wall / CPU\": MB per second of elapsed time (median) and of user+sys CPU time (mean)."
 echo "Ratios: how many times longer \`convert\` takes than the baseline on the same files (wall, then CPU for wc)."
 echo
 echo "| input | MB | lines | events | wc -l MB/s | cat MB/s | convert MB/s wall / CPU | lines/s (CPU) | convert ÷ wc -l wall / CPU | convert ÷ cat (wall) | peak RSS MB |"

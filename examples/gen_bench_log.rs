@@ -25,10 +25,7 @@ fn main() -> ExitCode {
     let mut corpus = gen::default_corpus();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         let r: Result<(), String> = match a.as_str() {
             "--size" => value("--size").and_then(|v| {
                 gen::parse_size(&v)
@@ -57,8 +54,7 @@ fn main() -> ExitCode {
         eprintln!("gen_bench_log: --out is required\n{USAGE}");
         return ExitCode::from(2);
     };
-    let result = gen::load_corpus(&corpus)
-        .and_then(|c| gen::generate_build(&c, size, seed, &out));
+    let result = gen::load_corpus(&corpus).and_then(|c| gen::generate_build(&c, size, seed, &out));
     match result {
         Ok(stats) => {
             let lines: u64 = stats.features.iter().map(|f| f.lines).sum();

@@ -614,7 +614,15 @@ mod tests {
     #[test]
     fn json_escapes_every_control_byte_like_serde() {
         let all: String = (0u8..=0x7f).map(char::from).collect();
-        for s in [all.as_str(), "", "\"", "\\", "tab\there", "01234567\u{1f}", "é€😀\u{7f}"] {
+        for s in [
+            all.as_str(),
+            "",
+            "\"",
+            "\\",
+            "tab\there",
+            "01234567\u{1f}",
+            "é€😀\u{7f}",
+        ] {
             let mut fast = Vec::new();
             json::write_str(&mut fast, s);
             assert_eq!(fast, serde_json::to_vec(s).unwrap(), "{s:?}");
@@ -623,7 +631,14 @@ mod tests {
 
     #[test]
     fn fast_timestamps_equal_the_formatter() {
-        for ms in [0i64, -1, 1_763_321_440_364, 253_402_300_799_999, 253_402_300_800_000, -62_167_219_200_001] {
+        for ms in [
+            0i64,
+            -1,
+            1_763_321_440_364,
+            253_402_300_799_999,
+            253_402_300_800_000,
+            -62_167_219_200_001,
+        ] {
             let mut b = Vec::new();
             Timestamp(ms).write_rfc3339_bytes(&mut b);
             let mut s = String::new();

@@ -95,8 +95,7 @@ impl Corpus {
 }
 
 fn strip_stamp(line: &[u8]) -> Option<&[u8]> {
-    (line.len() > 11 && line[0] == b'[' && line[9] == b']' && line[10] == b' ')
-        .then(|| &line[11..])
+    (line.len() > 11 && line[0] == b'[' && line[9] == b']' && line[10] == b' ').then(|| &line[11..])
 }
 
 /// Cuts one install log into its command blocks. Blocks that hold a NUL byte (the logger
@@ -325,7 +324,12 @@ pub fn generate_feature(
             w.line(l);
         }
         log.extend_from_slice(DASH_RULE);
-        writeln!(log, "\nExit code: {} (Duration: {}s)", b.exit_code, b.duration).unwrap();
+        writeln!(
+            log,
+            "\nExit code: {} (Duration: {}s)",
+            b.exit_code, b.duration
+        )
+        .unwrap();
         st.errors += w.errors;
         st.warnings += w.warnings;
         first.extend(w.error_lines);

@@ -126,7 +126,10 @@ mod tests {
         let span = |parts: &[&str]| format!("{:016x}", xxh3_64(parts.join("\u{1f}").as_bytes()));
         assert_eq!(trace_id(c), format!("{:032x}", xxh3_128(c.as_bytes())));
         assert_eq!(build_span_id(c), span(&[c, "build"]));
-        assert_eq!(feature_span_id(c, "Node.js"), span(&[c, "feature", "Node.js"]));
+        assert_eq!(
+            feature_span_id(c, "Node.js"),
+            span(&[c, "feature", "Node.js"])
+        );
         assert_eq!(
             command_span_id(c, "Node.js", 12),
             span(&[c, "command", "Node.js", "12"])

@@ -97,7 +97,11 @@ impl Enricher {
 
 impl Enricher {
     fn next_seq(&mut self, source_name: &str) -> u64 {
-        if self.seqs.get(self.last_source).is_none_or(|(s, _)| s != source_name) {
+        if self
+            .seqs
+            .get(self.last_source)
+            .is_none_or(|(s, _)| s != source_name)
+        {
             self.last_source = match self.seqs.iter().position(|(s, _)| s == source_name) {
                 Some(i) => i,
                 None => {
