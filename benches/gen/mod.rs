@@ -441,5 +441,5 @@ pub fn parse_size(s: &str) -> Option<u64> {
         "GIB" => 1024.0 * 1024.0 * 1024.0,
         _ => return None,
     };
-    (num >= 0.0).then(|| (num * mult) as u64)
+    (num >= 0.0).then_some((num * mult) as u64)
 }

@@ -23,15 +23,21 @@ pub fn trace_id(correlation_id: &str) -> String {
     hex(h, 32)
 }
 
-/// The parts joined by U+001F, hashed.
-fn span(parts: &[&[u8]]) -> String {
-    let mut key = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+/// `key` := the parts joined by U+001F (one byte in UTF-8), the separator of every id key.
+fn join_into(key: &mut Vec<u8>, parts: &[&[u8]]) {
+    key.clear();
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
             key.push(0x1f);
         }
         key.extend_from_slice(p);
     }
+}
+
+/// The parts joined, hashed.
+fn span(parts: &[&[u8]]) -> String {
+    let mut key = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    join_into(&mut key, parts);
     let mut h = xxh3_64(&key);
     if h == 0 {
         h = 1;
@@ -88,17 +94,17 @@ pub fn event_id_in(
     seq: u64,
     event_type: &str,
 ) -> String {
-    let mut n = itoa::Buffer::new();
-    scratch.clear();
-    scratch.extend_from_slice(correlation_id.as_bytes());
-    scratch.push(0x1f);
-    scratch.extend_from_slice(source_name.as_bytes());
-    scratch.push(0x1f);
-    scratch.extend_from_slice(n.format(line).as_bytes());
-    scratch.push(0x1f);
-    scratch.extend_from_slice(n.format(seq).as_bytes());
-    scratch.push(0x1f);
-    scratch.extend_from_slice(event_type.as_bytes());
+    let (mut l, mut q) = (itoa::Buffer::new(), itoa::Buffer::new());
+    join_into(
+        scratch,
+        &[
+            correlation_id.as_bytes(),
+            source_name.as_bytes(),
+            l.format(line).as_bytes(),
+            q.format(seq).as_bytes(),
+            event_type.as_bytes(),
+        ],
+    );
     hex(xxh3_128(scratch), 32)
 }
 
