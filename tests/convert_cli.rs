@@ -440,3 +440,58 @@ fn without_its_install_log_a_feature_comes_from_its_errors_and_summary_logs() {
         .iter()
         .any(|e| e.feature == "Python" && e.details.get("from").is_some()));
 }
+
+#[test]
+fn a_private_key_printed_over_several_lines_is_redacted() {
+    let mut log = HEADER.as_bytes().to_vec();
+    log.extend_from_slice(b"[03:04:05] COMMAND #1: Show key\nExecuting: cat id_rsa\n");
+    log.extend_from_slice(
+        b"--------------------------------------------------------------------------------\n",
+    );
+    log.extend_from_slice(b"-----BEGIN OPENSSH PRIVATE KEY-----\n");
+    log.extend_from_slice(
+        b"b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n",
+    );
+    log.extend_from_slice(
+        b"QyNTUxOQAAACDxK2VwZ2Fpbm9ubHlmYWtlZmFrZWZha2VmYWtlZmFrZWZha2VmYQAAAJg=\n",
+    );
+    log.extend_from_slice(b"-----END OPENSSH PRIVATE KEY-----\n");
+    log.extend_from_slice(b"done\n");
+    let (code, stdout, err) = run_stdin(&["-"], &log);
+    assert_eq!(code, 0, "{err}");
+    let text = String::from_utf8(stdout).unwrap();
+    assert!(
+        !text.contains("b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("QyNTUxOQAAACDxK2VwZ2Fpbm9ubHlmYWtl"),
+        "{text}"
+    );
+    assert!(text.contains("\"message\":\"done\""));
+    // --no-scrub passes it through (and says so).
+    let (_, raw, _) = run_stdin(&["--no-scrub", "-"], &log);
+    assert!(String::from_utf8(raw)
+        .unwrap()
+        .contains("b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ"));
+}
+
+#[test]
+fn every_console_log_is_a_build_with_its_own_id() {
+    let mut ids = std::collections::BTreeSet::new();
+    let mut n = 0;
+    for f in std::fs::read_dir(corpus()).unwrap() {
+        let p = f.unwrap().path();
+        if !p.is_file() || p.extension().is_none_or(|e| e != "log") {
+            continue;
+        }
+        let events = convert_dir(&p, &[]);
+        let mine: std::collections::BTreeSet<_> =
+            events.iter().map(|e| e.correlation_id.clone()).collect();
+        assert_eq!(mine.len(), 1, "{}", p.display());
+        ids.extend(mine);
+        n += 1;
+    }
+    assert_eq!(ids.len(), n, "two console logs share an id");
+    assert!(n >= 15);
+}

@@ -34,26 +34,31 @@ fn logger_events(build: &Path) -> Vec<Value> {
             assert!(text.ends_with("}}}"), "{name}: {text}");
             text.pop();
             // Raw control bytes inside strings.
-            let text: String = text
-                .chars()
-                .map(|c| {
-                    if (c as u32) < 0x20 {
-                        format!("\\u{:04x}", c as u32)
-                    } else {
-                        c.to_string()
-                    }
-                })
-                .collect();
+            let text = escape_controls(&text);
             let mut v: Value =
                 serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}: {text}"));
             // Messages were escaped twice.
             let m = v["message"].as_str().unwrap().to_string();
-            let once: String = serde_json::from_str(&format!("\"{m}\"")).unwrap_or(m);
+            let once: String =
+                serde_json::from_str(&format!("\"{}\"", escape_controls(&m))).unwrap_or(m);
             v["message"] = once.into();
             out.push(v);
         }
     }
     out
+}
+
+/// Raw control characters are not allowed inside JSON strings: `\u00XX` them.
+fn escape_controls(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if (c as u32) < 0x20 {
+                format!("\\u{:04x}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 const COMPARED: [EventType; 5] = [

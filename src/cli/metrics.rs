@@ -1,25 +1,459 @@
 //! `buildlog metrics` and `buildlog serve` (issue #3).
 
 use super::input::InputArgs;
-use clap::Args;
+use super::{exit, UsageError};
+use crate::metrics::backfill::Backfill;
+use crate::metrics::remote_write;
+use crate::metrics::runtime::{RuntimeConfig, START_TIME_FILE};
+use crate::metrics::serve::{serve, MetricsAuth, ServeConfig};
+use crate::metrics::{render, ExpositionFormat, MetricsState};
+use crate::parse::{parse_inputs, ParseOptions};
+use crate::sink::http::{secret_from, Auth, TransportArgs};
+use crate::sink::retry::Backoff;
+use crate::source::Progress;
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Prometheus text format 0.0.4 (what the bash exporter wrote).
+    Text,
+    /// OpenMetrics 1.0 text.
+    Openmetrics,
+}
 
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  buildlog metrics /var/log/container-build
+  buildlog metrics --textfile /var/lib/node_exporter/textfile/build.prom /var/log/container-build
+  buildlog metrics --backfill old-builds/*/ > backfill.om
+    && promtool tsdb create-blocks-from openmetrics backfill.om ./data
+  buildlog metrics --remote-write http://prometheus:9090/api/v1/write --label job=ci /var/log/container-build
+
+Environment: METRICS_FILE (as --textfile), BUILD_LOG_DIR (default input),
+REMOTE_WRITE_USERNAME + REMOTE_WRITE_PASSWORD or REMOTE_WRITE_BEARER_TOKEN (remote write credentials).")]
 pub struct MetricsArgs {
     #[command(flatten)]
     pub input: InputArgs,
+
+    /// Exposition format on stdout or in the textfile.
+    #[arg(long = "output-format", value_enum, default_value_t = OutputFormat::Text)]
+    pub output_format: OutputFormat,
+
+    /// Write the exposition to FILE atomically (temp file + rename), for node_exporter's
+    /// textfile collector, instead of stdout.
+    #[arg(long, value_name = "FILE", env = "METRICS_FILE")]
+    pub textfile: Option<PathBuf>,
+
+    /// OpenMetrics with every sample at the time it happened, for
+    /// `promtool tsdb create-blocks-from openmetrics`.
+    #[arg(long, conflicts_with_all = ["remote_write", "output_format"])]
+    pub backfill: bool,
+
+    /// Push the samples (stamped now) with the Prometheus remote write protocol to URL
+    /// (e.g. http://prometheus:9090/api/v1/write) instead of printing them.
+    #[arg(long, value_name = "URL", conflicts_with = "textfile")]
+    pub remote_write: Option<String>,
+
+    /// Extra label on every remote-written series (name=value, repeatable).
+    #[arg(long = "label", value_name = "NAME=VALUE", requires = "remote_write")]
+    pub labels: Vec<String>,
+
+    /// File holding the remote write password (else $REMOTE_WRITE_PASSWORD).
+    #[arg(long, value_name = "FILE", requires = "remote_write")]
+    pub remote_write_password_file: Option<PathBuf>,
+
+    /// File holding a remote write bearer token (else $REMOTE_WRITE_BEARER_TOKEN).
+    #[arg(long, value_name = "FILE", requires = "remote_write")]
+    pub remote_write_bearer_token_file: Option<PathBuf>,
+
+    /// Retries of a remote write request answered 5xx or 429 or not answered.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_retries: u32,
+
+    /// First retry wait, in seconds (doubles up to --retry-max-wait, with jitter).
+    #[arg(long, value_name = "SECS", default_value_t = 0.5)]
+    pub retry_min_wait: f64,
+
+    /// Longest retry wait, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub retry_max_wait: f64,
+
+    #[command(flatten)]
+    pub transport: TransportArgs,
+}
+
+pub fn run_metrics(args: MetricsArgs) -> anyhow::Result<i32> {
+    let opts = args.input.parse_options()?;
+    let inputs = args.input.inputs();
+    let mut progress = Progress::new(args.input.quiet);
+    let mut state = MetricsState::new();
+    let mut backfill = args.backfill.then(Backfill::new);
+    let report = parse_inputs(&inputs, &opts, &mut progress, &mut |e| {
+        match &mut backfill {
+            Some(b) => b.observe(&e),
+            None => state.observe(&e),
+        }
+        Ok(())
+    });
+    progress.finish();
+    for e in &report.errors {
+        eprintln!("buildlog: {e}");
+    }
+    let input_code = if report.errors.is_empty() {
+        exit::OK
+    } else {
+        exit::INPUT_ERROR
+    };
+
+    if let Some(url) = &args.remote_write {
+        let extra =
+            remote_write::parse_labels(&args.labels).map_err(|e| UsageError(format!("{e:#}")))?;
+        let auth = remote_write_auth(&args)?;
+        let backoff = backoff(&args)?;
+        let client = args
+            .transport
+            .client()
+            .map_err(|e| UsageError(format!("{e:#}")))?;
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let req = remote_write::to_write_request(&state.families(), now_ms, &extra);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        return Ok(
+            match rt.block_on(remote_write::push(&client, url, &auth, req, backoff)) {
+                Ok(r) => {
+                    if !args.input.quiet {
+                        eprintln!(
+                            "buildlog: remote write: {} series in {} requests, {} retries",
+                            r.series, r.requests, r.retries
+                        );
+                    }
+                    input_code
+                }
+                Err(e) => {
+                    eprintln!("buildlog: {e:#}");
+                    exit::UNDELIVERED
+                }
+            },
+        );
+    }
+
+    let text = match backfill {
+        Some(b) => b.finish(),
+        None => render(
+            &state.families(),
+            match args.output_format {
+                OutputFormat::Text => ExpositionFormat::Text,
+                OutputFormat::Openmetrics => ExpositionFormat::OpenMetrics,
+            },
+        ),
+    };
+    match &args.textfile {
+        Some(path) => write_atomically(path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+        }
+    }
+    Ok(input_code)
+}
+
+/// Writes `data` to a temporary file beside `path`, syncs it, and renames it over `path`,
+/// so that a reader (node_exporter) never sees a half-written file.
+pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the textfile path names no file"))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn remote_write_auth(args: &MetricsArgs) -> anyhow::Result<Auth> {
+    if let Some(token) = secret_from(
+        "REMOTE_WRITE_BEARER_TOKEN",
+        args.remote_write_bearer_token_file.as_ref(),
+    )? {
+        return Ok(Auth::Bearer(token));
+    }
+    let user = std::env::var("REMOTE_WRITE_USERNAME")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let password = secret_from(
+        "REMOTE_WRITE_PASSWORD",
+        args.remote_write_password_file.as_ref(),
+    )?;
+    match (user, password) {
+        (Some(user), Some(password)) => Ok(Auth::Basic { user, password }),
+        (None, None) => Ok(Auth::None),
+        _ => Err(UsageError(
+            "basic auth for remote write needs both REMOTE_WRITE_USERNAME and a password".into(),
+        )
+        .into()),
+    }
+}
+
+fn backoff(args: &MetricsArgs) -> anyhow::Result<Backoff> {
+    let secs = |v: f64, what: &str| {
+        if v.is_finite() && v >= 0.0 {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(UsageError(format!(
+                "{what} must be a number of seconds, not {v}"
+            )))
+        }
+    };
+    Ok(Backoff {
+        min: secs(args.retry_min_wait, "--retry-min-wait")?,
+        max: secs(args.retry_max_wait, "--retry-max-wait")?,
+        max_retries: args.max_retries,
+    })
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  buildlog serve                                  # 127.0.0.1:$METRICS_PORT (9090), $BUILD_LOG_DIR
+  buildlog serve --listen 0.0.0.0:9090 --log-dir /var/log/container-build
+  METRICS_BEARER_TOKEN=s3cret buildlog serve --listen 0.0.0.0:9090
+  buildlog serve --health-command 'curl -fsS localhost:8080/ready' --health-timeout 5
+
+Environment: METRICS_PORT, BUILD_LOG_DIR, METRICS_REFRESH_INTERVAL, METRICS_HEALTH_COMMAND,
+METRICS_BASIC_AUTH_USER + METRICS_BASIC_AUTH_PASSWORD, or METRICS_BEARER_TOKEN.")]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:9090")]
-    pub listen: String,
+    /// Address to listen on. Default: 127.0.0.1 and $METRICS_PORT (9090); in a container,
+    /// `--listen 0.0.0.0:9090` to be scraped from outside.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// The build log directory to follow.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "BUILD_LOG_DIR",
+        default_value = "/var/log/container-build"
+    )]
+    pub log_dir: PathBuf,
+
+    /// Re-read the logs, rerun the health check and measure disk usage at most this often.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "METRICS_REFRESH_INTERVAL",
+        default_value_t = 15.0
+    )]
+    pub refresh_interval: f64,
+
+    /// Health check command (run with `sh -c`, exit 0 = healthy). Default: `healthcheck --quick`
+    /// when `healthcheck` is on PATH, as the bash exporter did.
+    #[arg(long, value_name = "CMD", env = "METRICS_HEALTH_COMMAND")]
+    pub health_command: Option<String>,
+
+    /// No health check metrics at all.
+    #[arg(long, conflicts_with = "health_command")]
+    pub no_health_check: bool,
+
+    /// Seconds after which the health check counts as failed and is killed.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub health_timeout: f64,
+
+    /// Directories whose disk usage is reported when they exist (repeatable).
+    /// Default: /cache, /workspace and the log directory.
+    #[arg(long = "disk-path", value_name = "DIR")]
+    pub disk_paths: Vec<PathBuf>,
+
+    /// Basic auth user for /metrics; the password from $METRICS_BASIC_AUTH_PASSWORD or
+    /// --basic-auth-password-file.
+    #[arg(long, value_name = "USER", env = "METRICS_BASIC_AUTH_USER")]
+    pub basic_auth_user: Option<String>,
+
+    /// File holding the basic auth password (else $METRICS_BASIC_AUTH_PASSWORD).
+    #[arg(long, value_name = "FILE")]
+    pub basic_auth_password_file: Option<PathBuf>,
+
+    /// File holding the bearer token /metrics requires (else $METRICS_BEARER_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub bearer_token_file: Option<PathBuf>,
+
+    /// IANA time zone the build's local times are in.
+    #[arg(
+        long,
+        value_name = "TZ",
+        default_value = "UTC",
+        env = "BUILDLOG_TIMEZONE"
+    )]
+    pub timezone: String,
 }
 
-pub fn run_metrics(_args: MetricsArgs) -> anyhow::Result<i32> {
-    Err(super::UsageError("`buildlog metrics` is not built yet".into()).into())
+impl ServeArgs {
+    pub fn listen_addr(&self) -> anyhow::Result<std::net::SocketAddr> {
+        let s = match &self.listen {
+            Some(l) => l.clone(),
+            None => {
+                let port = std::env::var("METRICS_PORT")
+                    .ok()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| "9090".into());
+                format!("127.0.0.1:{port}")
+            }
+        };
+        s.parse()
+            .map_err(|e| UsageError(format!("cannot listen on {s:?}: {e}")).into())
+    }
+
+    pub fn config(&self) -> anyhow::Result<ServeConfig> {
+        let positive = |v: f64, what: &str| {
+            if v.is_finite() && v > 0.0 {
+                Ok(Duration::from_secs_f64(v))
+            } else {
+                Err(UsageError(format!(
+                    "{what} must be a positive number of seconds, not {v}"
+                )))
+            }
+        };
+        let timezone = jiff::tz::TimeZone::get(&self.timezone)
+            .map_err(|e| UsageError(format!("unknown time zone {:?}: {e}", self.timezone)))?;
+        let auth = self.auth()?;
+        let disk_paths = if self.disk_paths.is_empty() {
+            vec![
+                PathBuf::from("/cache"),
+                PathBuf::from("/workspace"),
+                self.log_dir.clone(),
+            ]
+        } else {
+            self.disk_paths.clone()
+        };
+        Ok(ServeConfig {
+            log_dir: self.log_dir.clone(),
+            refresh: positive(self.refresh_interval, "METRICS_REFRESH_INTERVAL")?,
+            parse: ParseOptions {
+                timezone,
+                ..ParseOptions::default()
+            },
+            auth,
+            runtime: RuntimeConfig {
+                health_command: if self.no_health_check {
+                    None
+                } else {
+                    self.health_command
+                        .clone()
+                        .filter(|c| !c.trim().is_empty())
+                        .or_else(RuntimeConfig::default_health_command)
+                },
+                health_timeout: positive(self.health_timeout, "--health-timeout")?,
+                disk_paths,
+                start_time: RuntimeConfig::start_time_from(Path::new(START_TIME_FILE)),
+            },
+        })
+    }
+
+    fn auth(&self) -> anyhow::Result<MetricsAuth> {
+        let bearer = secret_from("METRICS_BEARER_TOKEN", self.bearer_token_file.as_ref())?;
+        let user = self.basic_auth_user.clone().filter(|u| !u.is_empty());
+        let password = secret_from(
+            "METRICS_BASIC_AUTH_PASSWORD",
+            self.basic_auth_password_file.as_ref(),
+        )?;
+        match (bearer, user, password) {
+            (Some(_), Some(_), _) => Err(UsageError(
+                "choose basic auth or a bearer token for /metrics, not both".into(),
+            )
+            .into()),
+            (Some(t), None, _) => Ok(MetricsAuth::Bearer(t)),
+            (None, Some(u), Some(p)) => Ok(MetricsAuth::basic(&u, &p)),
+            (None, Some(_), None) => Err(UsageError(
+                "basic auth needs a password: METRICS_BASIC_AUTH_PASSWORD or --basic-auth-password-file"
+                    .into(),
+            )
+            .into()),
+            (None, None, Some(_)) => Err(UsageError(
+                "a basic auth password without a user: set METRICS_BASIC_AUTH_USER".into(),
+            )
+            .into()),
+            (None, None, None) => Ok(MetricsAuth::None),
+        }
+    }
 }
 
-pub fn run_serve(_args: ServeArgs) -> anyhow::Result<i32> {
-    Err(super::UsageError("`buildlog serve` is not built yet".into()).into())
+pub fn run_serve(args: ServeArgs) -> anyhow::Result<i32> {
+    let addr = args.listen_addr()?;
+    let cfg = args.config()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        eprintln!(
+            "buildlog: serving metrics of {} on http://{}/metrics (refresh every {:?})",
+            cfg.log_dir.display(),
+            listener.local_addr()?,
+            cfg.refresh
+        );
+        serve(listener, cfg, shutdown_signal()).await?;
+        Ok(exit::OK)
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn textfile_is_replaced_whole_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("build.prom");
+        std::fs::write(&p, "old").unwrap();
+        write_atomically(&p, b"new content\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new content\n");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let err = write_atomically(&dir.path().join("missing/x.prom"), b"x").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    }
 }

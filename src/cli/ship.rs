@@ -14,7 +14,10 @@ use std::path::PathBuf;
 Examples:
   buildlog ship --loki http://127.0.0.1:3100 /var/log/container-build
   buildlog ship --loki http://127.0.0.1:3100 --stdout old-builds/*.tar.gz
-  buildlog ship --loki http://127.0.0.1:3100 dead-letter.jsonl   # replay a dead-letter file")]
+  buildlog ship --loki http://127.0.0.1:3100 dead-letter.jsonl   # replay a dead-letter file
+  buildlog ship --elasticsearch http://127.0.0.1:9200 /var/log/container-build
+  buildlog ship --elasticsearch https://es.example:9200 --ca-file ca.pem --schema ecs \\
+      --index 'build-logs-%Y.%m.%d' old-builds/")]
 pub struct ShipArgs {
     #[command(flatten)]
     pub input: InputArgs,
@@ -31,21 +34,28 @@ pub struct ShipArgs {
     )]
     pub dead_letter: PathBuf,
 
+    // Boxed: their many flags would make `Command::Ship` much larger than the other commands.
     #[command(flatten)]
-    pub loki: crate::sink::loki::LokiArgs,
+    pub loki: Box<crate::sink::loki::LokiArgs>,
 
     #[command(flatten)]
-    pub elasticsearch: crate::sink::elasticsearch::ElasticsearchArgs,
+    pub elasticsearch: Box<crate::sink::elasticsearch::ElasticsearchArgs>,
+
+    #[command(flatten)]
+    pub transport: crate::sink::http::TransportArgs,
 }
 
 pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
     let opts = args.input.parse_options()?;
     let dead_letter = DeadLetter::new(Some(&args.dead_letter));
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    if let Some(s) = args.loki.build(dead_letter.clone())? {
+    if let Some(s) = args.loki.build(&args.transport, dead_letter.clone())? {
         sinks.push(s);
     }
-    if let Some(s) = args.elasticsearch.build(dead_letter.clone())? {
+    if let Some(s) = args
+        .elasticsearch
+        .build(&args.transport, dead_letter.clone())?
+    {
         sinks.push(s);
     }
     if args.stdout {

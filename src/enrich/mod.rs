@@ -5,7 +5,7 @@ pub mod ids;
 pub mod scrub;
 
 use crate::event::{Event, EventType};
-use scrub::Scrubber;
+use scrub::{PemTracker, Scrubber};
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -33,6 +33,7 @@ pub struct Enricher {
     command_span: Option<(String, u32, String)>,
     /// Where event-id keys are built, reused.
     key: Vec<u8>,
+    pems: HashMap<String, PemTracker>,
 }
 
 impl Enricher {
@@ -47,6 +48,7 @@ impl Enricher {
             feature_spans: HashMap::new(),
             command_span: None,
             key: Vec::with_capacity(128),
+            pems: HashMap::new(),
         }
     }
 
@@ -90,6 +92,16 @@ impl Enricher {
             _ => self.feature_span_id(&e.feature),
         });
         if let Some(s) = &self.scrubber {
+            if e.event_type == EventType::Output {
+                // Output lines of one source are consecutive lines of one stream: a PEM key's
+                // body lines are only recognisable from the BEGIN line before them.
+                if !self.pems.contains_key(source_name) {
+                    self.pems
+                        .insert(source_name.to_string(), PemTracker::default());
+                }
+                let pem = self.pems.get_mut(source_name).expect("inserted above");
+                scrub_output_line(s, pem, e);
+            }
             scrub_event(s, e);
         }
     }
@@ -136,6 +148,24 @@ impl Enricher {
     }
 }
 
+/// Scrubs an output line through the stream's PEM tracker (the raw form when there is one,
+/// `message` being that line with its ANSI codes stripped).
+fn scrub_output_line(s: &Scrubber, pem: &mut PemTracker, e: &mut Event) {
+    match e.raw.as_mut() {
+        Some(raw) => {
+            if let Cow::Owned(new) = pem.scrub_line(s, raw) {
+                e.message = crate::parse::text::strip_ansi(&new).into_owned();
+                *raw = new;
+            }
+        }
+        None => {
+            if let Cow::Owned(new) = pem.scrub_line(s, &e.message) {
+                e.message = new;
+            }
+        }
+    }
+}
+
 fn scrub_string(s: &Scrubber, v: &mut String) {
     if let Cow::Owned(new) = s.scrub(v) {
         *v = new;
@@ -146,7 +176,15 @@ fn scrub_value(s: &Scrubber, v: &mut Value) {
     match v {
         Value::String(x) => scrub_string(s, x),
         Value::Array(a) => a.iter_mut().for_each(|x| scrub_value(s, x)),
-        Value::Object(m) => m.values_mut().for_each(|x| scrub_value(s, x)),
+        // A map's key can name a secret its value alone does not show (`AWS_SECRET_ACCESS_KEY`).
+        Value::Object(m) => m.iter_mut().for_each(|(k, x)| match x {
+            Value::String(v) => {
+                if let Cow::Owned(new) = s.scrub_named(k, v) {
+                    *v = new;
+                }
+            }
+            _ => scrub_value(s, x),
+        }),
         _ => {}
     }
 }

@@ -31,6 +31,9 @@ pub struct ParseReport {
     pub skipped: Vec<String>,
 }
 
+/// The longest JSON line read whole (a replayed event or dead-letter record).
+const JSON_MAX_LINE: usize = 64 * 1024 * 1024;
+
 type Emit<'a> = dyn FnMut(Event) -> io::Result<()> + 'a;
 
 /// The emitter was told to stop (broken pipe, a sink gone): unwind quietly.
@@ -575,14 +578,9 @@ fn parse_file_with(
             return Ok(());
         }
     };
-    run_parser(
-        ctx,
-        reader,
-        parser,
-        send,
-        false,
-        &path.display().to_string(),
-    )
+    let max_line = ctx.opts.max_line_bytes;
+    let name = path.display().to_string();
+    run_parser(ctx, reader, parser, send, false, &name, max_line)
 }
 
 fn run_parser(
@@ -592,10 +590,11 @@ fn run_parser(
     send: &mut Sender<'_>,
     live: bool,
     name: &str,
+    max_line: usize,
 ) -> Result<(), Stop> {
     ctx.report.files += 1;
     ctx.progress.file_started();
-    let mut splitter = LineSplitter::new(ctx.opts.max_line_bytes);
+    let mut splitter = LineSplitter::new(max_line);
     let mut buf = vec![0u8; if live { 64 * 1024 } else { 256 * 1024 }];
     let mut events = Vec::new();
     loop {
@@ -664,7 +663,10 @@ fn parse_stream(
     let mut head = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     let mut read_error = None;
-    while head.len() < 64 * 1024 && !head.contains(&b'\n') {
+    // A live stream gives its first line; anything else its first 64 KiB, which also seeds
+    // the stream's own correlation id (two builds' logs differ there, even where their first
+    // lines, like BuildKit's `#0 building with "default" instance`, do not).
+    while head.len() < 64 * 1024 && !(live && head.contains(&b'\n')) {
         match reader.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => head.extend_from_slice(&chunk[..n]),
@@ -682,6 +684,7 @@ fn parse_stream(
         Format::Auto => detect(source, &head),
         f => f,
     };
+    let head_for_id = head[..head.len().min(64 * 1024)].to_vec();
     let reader: Box<dyn Read + Send> = Box::new(io::Cursor::new(head).chain(reader));
     let tz = ctx.opts.timezone.clone();
     let mut parser: Box<dyn FormatParser> = match format {
@@ -690,6 +693,13 @@ fn parse_stream(
         Format::BuildFailure => Box::new(BuildFailureParser),
         Format::Json => Box::new(JsonParser::default()),
         Format::Console => Box::new(ConsoleParser::new(tz.clone())),
+    };
+    // A JSON line is one record: buildlog's own events and dead-letter records hold lines of up
+    // to --max-line-bytes in several fields, so JSON input may not be cut at that size.
+    let max_line = if format == Format::Json {
+        JSON_MAX_LINE.max(ctx.opts.max_line_bytes)
+    } else {
+        ctx.opts.max_line_bytes
     };
     let mut twins = JsonFeature::default();
     let mut logger_id = None;
@@ -705,6 +715,7 @@ fn parse_stream(
     }
     let explicit = ctx.opts.correlation_id.clone().or(logger_id);
     let scrub = ctx.opts.scrub;
+    let head_hash = xxhash_rust::xxh3::xxh3_64(&head_for_id);
     let mut enricher: Option<Enricher> = explicit.map(|c| Enricher::new(c, scrub));
     run_parser(
         ctx,
@@ -723,7 +734,7 @@ fn parse_stream(
                     .filter(|_| format == Format::Json)
                     .unwrap_or_else(|| {
                         let seed = format!(
-                            "{}\u{1f}{}\u{1f}{}",
+                            "{}\u{1f}{}\u{1f}{}\u{1f}{head_hash:016x}",
                             e.feature,
                             e.message,
                             e.timestamp.millis()
@@ -737,5 +748,6 @@ fn parse_stream(
         },
         live,
         source,
+        max_line,
     )
 }

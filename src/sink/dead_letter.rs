@@ -16,6 +16,13 @@ pub struct DeadLetterRecord {
     pub event: Event,
 }
 
+#[derive(Serialize)]
+struct RecordRef<'a> {
+    sink: &'a str,
+    reason: &'a str,
+    event: &'a Event,
+}
+
 /// Shared, append-only, counted. Cloning shares the file and the count.
 #[derive(Clone)]
 pub struct DeadLetter {
@@ -63,7 +70,12 @@ impl DeadLetter {
         }
         let w = inner.writer.as_mut().unwrap();
         for event in events {
-            let rec = serde_json::json!({"sink": sink, "reason": reason, "event": &**event});
+            // A struct, not `json!`: its field order puts `sink` first, which `parse_record` relies on.
+            let rec = RecordRef {
+                sink,
+                reason,
+                event,
+            };
             serde_json::to_writer(&mut *w, &rec)?;
             w.write_all(b"\n")?;
         }

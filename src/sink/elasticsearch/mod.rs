@@ -1,21 +1,35 @@
-//! Elasticsearch / OpenSearch `_bulk` sink (issue #5).
+//! Elasticsearch / OpenSearch `_bulk` sink (issue #5), in the Vector layout: `config`
+//! (flags, validation), `encoder` (events to NDJSON), `client` (one HTTP request and what
+//! its answer means) and `service` (batching, concurrency, retries, dead-lettering).
+//! `setup` installs the templates and lifecycle policies of `elasticsearch/`.
+
+pub mod client;
+pub mod config;
+pub mod encoder;
+pub mod service;
+pub mod setup;
+
+pub use config::{ElasticsearchArgs, EsAuthArgs, EsConfig};
 
 use super::dead_letter::DeadLetter;
+use super::http::TransportArgs;
 use super::Sink;
-use clap::Args;
-
-#[derive(Debug, Clone, Args)]
-pub struct ElasticsearchArgs {
-    /// Elasticsearch or OpenSearch base URL; events are sent to URL/_bulk.
-    #[arg(long, value_name = "URL")]
-    pub elasticsearch: Option<String>,
-}
 
 impl ElasticsearchArgs {
-    pub fn build(&self, _dead_letter: DeadLetter) -> anyhow::Result<Option<Box<dyn Sink>>> {
-        if self.elasticsearch.is_some() {
-            anyhow::bail!("the Elasticsearch sink is not built yet");
-        }
-        Ok(None)
+    /// The sink, or `None` when `--elasticsearch` is not given.
+    pub fn build(
+        &self,
+        transport: &TransportArgs,
+        dead_letter: DeadLetter,
+    ) -> anyhow::Result<Option<Box<dyn Sink>>> {
+        let Some(cfg) = self.config()? else {
+            return Ok(None);
+        };
+        let http = transport.client()?;
+        Ok(Some(Box::new(service::ElasticsearchSink::new(
+            cfg,
+            http,
+            dead_letter,
+        ))))
     }
 }

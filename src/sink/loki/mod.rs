@@ -1,21 +1,32 @@
-//! Grafana Loki push sink (issue #4).
+//! Grafana Loki push sink (`buildlog ship --loki`), in the three parts every sink has:
+//! `config` (flags, environment, validation), `encoder` (events to streams, entries and
+//! request bodies, with `proto` for the wire messages), and `client`/`service` (sending,
+//! batching, retries, dead-lettering).
+
+pub mod client;
+pub mod config;
+pub mod encoder;
+pub mod proto;
+pub mod service;
+
+pub use config::{LokiArgs, LokiConfig};
+pub use service::LokiSink;
 
 use super::dead_letter::DeadLetter;
+use super::http::TransportArgs;
 use super::Sink;
-use clap::Args;
-
-#[derive(Debug, Clone, Args)]
-pub struct LokiArgs {
-    /// Loki base URL; events are pushed to URL/loki/api/v1/push.
-    #[arg(long, value_name = "URL")]
-    pub loki: Option<String>,
-}
 
 impl LokiArgs {
-    pub fn build(&self, _dead_letter: DeadLetter) -> anyhow::Result<Option<Box<dyn Sink>>> {
-        if self.loki.is_some() {
-            anyhow::bail!("the Loki sink is not built yet");
-        }
-        Ok(None)
+    /// The Loki sink, when `--loki` is given; a `UsageError` for a configuration that cannot work.
+    pub fn build(
+        &self,
+        transport: &TransportArgs,
+        dead_letter: DeadLetter,
+    ) -> anyhow::Result<Option<Box<dyn Sink>>> {
+        let Some(cfg) = self.config()? else {
+            return Ok(None);
+        };
+        let http = transport.client()?;
+        Ok(Some(Box::new(LokiSink::new(cfg, http, dead_letter))))
     }
 }

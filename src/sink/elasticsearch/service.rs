@@ -1,0 +1,315 @@
+//! The sink: batches encoded documents into bulk requests (by bytes, by count, and by time
+//! for follow mode), keeps several in flight, reads every item of every answer, retries only
+//! what is worth retrying and dead-letters the rest with the server's reason.
+
+use super::client::{BulkClient, BulkOutcome};
+use super::config::EsConfig;
+use super::encoder::{Action, Encoder};
+use crate::event::Event;
+use crate::sink::dead_letter::DeadLetter;
+use crate::sink::retry::Backoff;
+use crate::sink::{Sink, SinkFuture, SinkReport};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+pub const SINK_NAME: &str = "elasticsearch";
+
+pub struct ElasticsearchSink {
+    cfg: EsConfig,
+    encoder: Encoder,
+    ctx: Arc<Ctx>,
+}
+
+/// What every request task shares.
+struct Ctx {
+    client: BulkClient,
+    backoff: Backoff,
+    action: Action,
+    dead_letter: DeadLetter,
+}
+
+impl ElasticsearchSink {
+    pub fn new(cfg: EsConfig, http: reqwest::Client, dead_letter: DeadLetter) -> Self {
+        let encoder = Encoder::new(
+            cfg.target.clone(),
+            cfg.action,
+            cfg.schema,
+            cfg.service_name.clone(),
+        );
+        let ctx = Arc::new(Ctx {
+            client: BulkClient {
+                http,
+                url: cfg.bulk_url.clone(),
+                auth: cfg.auth.clone(),
+                gzip: cfg.gzip,
+            },
+            backoff: cfg.backoff,
+            action: cfg.action,
+            dead_letter,
+        });
+        ElasticsearchSink { cfg, encoder, ctx }
+    }
+}
+
+/// Documents of one bulk request: the events and their encoded lines, back to back.
+#[derive(Default)]
+struct Batch {
+    events: Vec<Arc<Event>>,
+    body: Vec<u8>,
+    /// End offset in `body` of each document's two lines.
+    ends: Vec<usize>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.events.len()
+    }
+    fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+    fn push(&mut self, event: Arc<Event>, lines: &[u8]) {
+        self.body.extend_from_slice(lines);
+        self.ends.push(self.body.len());
+        self.events.push(event);
+    }
+    fn item(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.body[start..self.ends[i]]
+    }
+    /// The body holding only the documents `idx`.
+    fn body_of(&self, idx: &[usize]) -> std::borrow::Cow<'_, [u8]> {
+        if idx.len() == self.len() {
+            return std::borrow::Cow::Borrowed(&self.body);
+        }
+        let mut b = Vec::with_capacity(idx.iter().map(|&i| self.item(i).len()).sum());
+        for &i in idx {
+            b.extend_from_slice(self.item(i));
+        }
+        std::borrow::Cow::Owned(b)
+    }
+}
+
+/// What became of one batch.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    delivered: u64,
+    already_present: u64,
+    retried: u64,
+    dead_lettered: u64,
+}
+
+impl Sink for ElasticsearchSink {
+    fn name(&self) -> String {
+        SINK_NAME.into()
+    }
+
+    fn run(self: Box<Self>, mut events: mpsc::Receiver<Arc<Event>>) -> SinkFuture {
+        Box::pin(async move {
+            let ElasticsearchSink { cfg, encoder, ctx } = *self;
+            let mut out = Requests {
+                ctx,
+                inflight: JoinSet::new(),
+                report: SinkReport::new(SINK_NAME),
+                concurrency: cfg.concurrency,
+            };
+            let mut batch = Batch::default();
+            let mut deadline: Option<Instant> = None;
+            let mut scratch = Vec::with_capacity(4096);
+            loop {
+                let next = match deadline {
+                    None => events.recv().await,
+                    Some(d) => match tokio::time::timeout_at(d, events.recv()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            // Nothing more arrived in time (follow mode): send what we hold.
+                            out.send(&mut batch).await?;
+                            deadline = None;
+                            continue;
+                        }
+                    },
+                };
+                let Some(event) = next else { break };
+                out.report.received += 1;
+                scratch.clear();
+                encoder.encode(&event, &mut scratch);
+                if !batch.is_empty() && batch.body.len() + scratch.len() > cfg.max_bytes {
+                    out.send(&mut batch).await?;
+                }
+                if batch.is_empty() {
+                    deadline = Some(Instant::now() + cfg.flush_interval);
+                }
+                batch.push(event, &scratch);
+                if batch.len() >= cfg.max_docs || batch.body.len() >= cfg.max_bytes {
+                    out.send(&mut batch).await?;
+                    deadline = None;
+                }
+            }
+            out.send(&mut batch).await?;
+            out.finish().await
+        })
+    }
+}
+
+/// The bulk requests in flight, and what the finished ones came to.
+struct Requests {
+    ctx: Arc<Ctx>,
+    inflight: JoinSet<Tally>,
+    report: SinkReport,
+    concurrency: usize,
+}
+
+impl Requests {
+    /// Starts sending what `batch` holds (leaving it empty), first waiting for a free slot
+    /// when `concurrency` requests are in flight: a slow server slows the parser down.
+    async fn send(&mut self, batch: &mut Batch) -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        while self.inflight.len() >= self.concurrency {
+            if let Some(t) = self.inflight.join_next().await {
+                add(&mut self.report, t?);
+            }
+        }
+        self.inflight
+            .spawn(send_batch(self.ctx.clone(), std::mem::take(batch)));
+        Ok(())
+    }
+
+    async fn finish(mut self) -> anyhow::Result<SinkReport> {
+        while let Some(t) = self.inflight.join_next().await {
+            add(&mut self.report, t?);
+        }
+        Ok(self.report)
+    }
+}
+
+fn add(report: &mut SinkReport, t: Tally) {
+    report.delivered += t.delivered;
+    report.already_present += t.already_present;
+    report.retried += t.retried;
+    report.dead_lettered += t.dead_lettered;
+}
+
+/// Sends one batch until every document is stored, already present, or dead-lettered.
+/// Each group of documents keeps its own retry count; a 413 splits its group in two.
+async fn send_batch(ctx: Arc<Ctx>, batch: Batch) -> Tally {
+    let mut tally = Tally::default();
+    let mut work: Vec<(Vec<usize>, u32)> = vec![((0..batch.len()).collect(), 0)];
+    while let Some((pending, attempt)) = work.pop() {
+        let body = batch.body_of(&pending);
+        let outcome = ctx.client.send(&body, pending.len()).await;
+        drop(body);
+        let (again, reason, retry_after) = match outcome {
+            BulkOutcome::Items(items) => {
+                let mut again = Vec::new();
+                let mut last = String::new();
+                for (&i, item) in pending.iter().zip(&items) {
+                    match item.status {
+                        200..=299 => tally.delivered += 1,
+                        // `create` of an `_id` the index already holds: stored by an earlier run.
+                        409 if ctx.action == Action::Create => {
+                            tally.delivered += 1;
+                            tally.already_present += 1;
+                        }
+                        429 | 500..=599 => {
+                            last = item_reason(item.status, item.error.as_deref());
+                            again.push(i);
+                        }
+                        s => {
+                            let reason = item_reason(s, item.error.as_deref());
+                            reject(&ctx, &mut tally, &batch, &[i], &reason);
+                        }
+                    }
+                }
+                (again, last, None)
+            }
+            BulkOutcome::Retry {
+                reason,
+                retry_after,
+            } => (pending, reason, retry_after),
+            BulkOutcome::TooLarge { reason } => {
+                if pending.len() == 1 {
+                    reject(&ctx, &mut tally, &batch, &pending, &reason);
+                } else {
+                    let mut a = pending;
+                    let b = a.split_off(a.len() / 2);
+                    tracing::warn!("elasticsearch: {reason}; splitting the request in two");
+                    work.push((b, attempt));
+                    work.push((a, attempt));
+                }
+                continue;
+            }
+            BulkOutcome::Rejected { reason } => {
+                reject(&ctx, &mut tally, &batch, &pending, &reason);
+                continue;
+            }
+        };
+        if again.is_empty() {
+            continue;
+        }
+        let attempt = attempt + 1;
+        if attempt > ctx.backoff.max_retries {
+            let reason = format!(
+                "gave up after {} retries: {reason}",
+                ctx.backoff.max_retries
+            );
+            reject(&ctx, &mut tally, &batch, &again, &reason);
+            continue;
+        }
+        let wait = retry_after
+            .map(|d| ctx.backoff.server_delay(d))
+            .unwrap_or_else(|| ctx.backoff.delay(attempt));
+        tracing::warn!(
+            "elasticsearch: retrying {} documents in {:?} (retry {attempt}): {reason}",
+            again.len(),
+            wait
+        );
+        tally.retried += again.len() as u64;
+        tokio::time::sleep(wait).await;
+        work.push((again, attempt));
+    }
+    tally
+}
+
+fn item_reason(status: u16, error: Option<&str>) -> String {
+    match error {
+        Some(e) => format!("{status} {e}"),
+        None => format!("{status}"),
+    }
+}
+
+/// Dead-letters the documents `idx` of `batch` for `reason`.
+fn reject(ctx: &Ctx, tally: &mut Tally, batch: &Batch, idx: &[usize], reason: &str) {
+    let events: Vec<Arc<Event>> = idx.iter().map(|&i| batch.events[i].clone()).collect();
+    tally.dead_lettered += events.len() as u64;
+    if let Err(e) = ctx.dead_letter.write(SINK_NAME, reason, &events) {
+        tracing::error!(
+            "elasticsearch: writing {} events to the dead-letter file failed: {e}",
+            events.len()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_items_and_sub_bodies() {
+        let mut b = Batch::default();
+        for (i, lines) in ["a\nA\n", "bb\nB\n", "c\nCC\n"].iter().enumerate() {
+            let e = Arc::new(Event::new(
+                crate::event::EventType::Output,
+                crate::event::Level::Info,
+                "F",
+                i.to_string(),
+            ));
+            b.push(e, lines.as_bytes());
+        }
+        assert_eq!(b.item(1), b"bb\nB\n");
+        assert_eq!(&*b.body_of(&[0, 2]), b"a\nA\nc\nCC\n");
+        assert_eq!(&*b.body_of(&[0, 1, 2]), b.body.as_slice());
+    }
+}

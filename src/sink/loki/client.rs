@@ -1,0 +1,114 @@
+//! One push attempt against Loki, and what its answer means for the entries in it.
+
+use super::encoder::Body;
+use crate::sink::http::Auth;
+use crate::sink::retry::parse_retry_after;
+use std::time::Duration;
+
+/// Loki's error bodies can be long (one line per rejected stream); we keep this much.
+const MAX_REASON: usize = 2048;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx: Loki stored the entries.
+    Stored,
+    /// 429, 5xx, timeout, connection error: send the same body again later.
+    Retry {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// Other 4xx: resending cannot help. Loki's own explanation is kept.
+    Rejected { status: u16, reason: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    url: String,
+    tenant: Option<String>,
+    auth: Auth,
+}
+
+fn clip(mut s: String) -> String {
+    let s2 = s.trim_end();
+    if s2.len() < s.len() {
+        s.truncate(s2.len());
+    }
+    if s.len() > MAX_REASON {
+        let mut i = MAX_REASON;
+        while !s.is_char_boundary(i) {
+            i -= 1;
+        }
+        s.truncate(i);
+        s.push('…');
+    }
+    s
+}
+
+impl Client {
+    pub fn new(http: reqwest::Client, url: String, tenant: Option<String>, auth: Auth) -> Self {
+        Client {
+            http,
+            url,
+            tenant,
+            auth,
+        }
+    }
+
+    pub async fn push(&self, body: &Body) -> Outcome {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, body.content_type)
+            .body(body.bytes.clone());
+        if let Some(enc) = body.content_encoding {
+            req = req.header(reqwest::header::CONTENT_ENCODING, enc);
+        }
+        if let Some(t) = &self.tenant {
+            req = req.header("X-Scope-OrgID", t);
+        }
+        let resp = match self.auth.apply(req).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                // The error's Display can name the URL but never the credentials (headers).
+                let what = if e.is_timeout() {
+                    "timed out"
+                } else if e.is_connect() {
+                    "could not connect"
+                } else {
+                    "request failed"
+                };
+                return Outcome::Retry {
+                    reason: format!("{what}: {e}"),
+                    retry_after: None,
+                };
+            }
+        };
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let text = match resp.text().await {
+            Ok(t) => t,
+            Err(e) if !status.is_success() => format!("(body unreadable: {e})"),
+            // A 2xx whose body broke off: Loki answered before the body, so it stored it.
+            Err(_) => String::new(),
+        };
+        let code = status.as_u16();
+        if status.is_success() {
+            Outcome::Stored
+        } else if code == 429 || status.is_server_error() || code == 408 {
+            Outcome::Retry {
+                reason: clip(format!("HTTP {code}: {text}")),
+                retry_after,
+            }
+        } else {
+            Outcome::Rejected {
+                status: code,
+                reason: clip(text),
+            }
+        }
+    }
+}
