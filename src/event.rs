@@ -310,16 +310,342 @@ impl Event {
         serde_json::to_string(self).expect("an Event always serialises")
     }
 
-    /// Appends the JSON form and a newline to `out`.
+    /// Appends the JSON form and a newline to `out`: the bytes `serde_json` would write for
+    /// this event (tests prove it over the corpus and arbitrary events), written by hand
+    /// because this is the hot path of `convert`: no formatter machinery, integers through
+    /// `itoa`, strings escaped eight bytes at a time.
     pub fn write_json_line(&self, out: &mut Vec<u8>) {
-        serde_json::to_writer(&mut *out, self).expect("an Event always serialises");
+        json::write_event(self, out);
         out.push(b'\n');
+    }
+}
+
+/// The hand-written JSON form of an `Event`, byte-identical to its `Serialize` derive.
+mod json {
+    use super::{Event, Timestamp};
+    use serde_json::{Map, Value};
+    use std::cell::Cell;
+
+    /// `"key":` after a comma; keys are our own ASCII names and need no escaping.
+    fn key(out: &mut Vec<u8>, k: &str) {
+        out.push(b',');
+        out.push(b'"');
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(b"\":");
+    }
+
+    fn uint(out: &mut Vec<u8>, n: u64) {
+        out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    }
+
+    fn string_field(out: &mut Vec<u8>, k: &str, v: &str) {
+        key(out, k);
+        write_str(out, v);
+    }
+
+    fn opt_str(out: &mut Vec<u8>, k: &str, v: &Option<String>) {
+        if let Some(v) = v {
+            string_field(out, k, v);
+        }
+    }
+
+    fn opt_uint(out: &mut Vec<u8>, k: &str, v: Option<u64>) {
+        if let Some(v) = v {
+            key(out, k);
+            uint(out, v);
+        }
+    }
+
+    fn map(out: &mut Vec<u8>, m: &Map<String, Value>) {
+        if m.is_empty() {
+            out.extend_from_slice(b"{}");
+        } else {
+            // Metadata is small and rare next to output lines: serde_json writes it.
+            serde_json::to_writer(&mut *out, m).expect("a JSON map always serialises");
+        }
+    }
+
+    pub(super) fn write_event(e: &Event, out: &mut Vec<u8>) {
+        // One reservation for the usual event instead of one check per piece growing it.
+        out.reserve(320 + e.message.len() + e.source.file.len() + e.feature.len());
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        e.timestamp.write_rfc3339_bytes(out);
+        out.extend_from_slice(b"\",\"level\":\"");
+        out.extend_from_slice(e.level.as_str().as_bytes());
+        out.push(b'"');
+        string_field(out, "correlation_id", &e.correlation_id);
+        key(out, "event_type");
+        out.push(b'"');
+        out.extend_from_slice(e.event_type.as_str().as_bytes());
+        out.push(b'"');
+        string_field(out, "feature", &e.feature);
+        string_field(out, "message", &e.message);
+        key(out, "metadata");
+        map(out, &e.metadata);
+        opt_str(out, "version", &e.version);
+        opt_str(out, "stage", &e.stage);
+        opt_uint(out, "command_num", e.command_num.map(u64::from));
+        opt_uint(out, "duration_ms", e.duration_ms);
+        opt_uint(out, "command_count", e.command_count);
+        opt_uint(out, "error_count", e.error_count);
+        opt_uint(out, "warning_count", e.warning_count);
+        key(out, "seq");
+        uint(out, e.seq);
+        string_field(out, "event_id", &e.event_id);
+        opt_str(out, "trace_id", &e.trace_id);
+        opt_str(out, "span_id", &e.span_id);
+        key(out, "source");
+        out.extend_from_slice(b"{\"file\":");
+        write_str(out, &e.source.file);
+        key(out, "line");
+        uint(out, e.source.line);
+        out.push(b'}');
+        opt_str(out, "logger_correlation_id", &e.logger_correlation_id);
+        if !e.details.is_empty() {
+            key(out, "details");
+            map(out, &e.details);
+        }
+        opt_str(out, "raw", &e.raw);
+        if e.truncated {
+            out.extend_from_slice(b",\"truncated\":true");
+        }
+        opt_uint(out, "original_length", e.original_length);
+        if e.invalid_utf8 {
+            out.extend_from_slice(b",\"invalid_utf8\":true");
+        }
+        if e.incomplete {
+            out.extend_from_slice(b",\"incomplete\":true");
+        }
+        out.push(b'}');
+    }
+
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+
+    /// The high bit of each byte of `w` (little-endian) that is `"`, `\\` or below 0x20,
+    /// what JSON must escape. Bits above the first true one may be false positives (a
+    /// borrow runs upwards), so the lowest set bit is exact: that is all we read.
+    #[inline]
+    fn escape_mask(w: u64) -> u64 {
+        let zero_byte = |x: u64| x.wrapping_sub(LO) & !x & HI;
+        let below_space = w.wrapping_sub(LO * 0x20) & !w & HI;
+        below_space | zero_byte(w ^ (LO * b'"' as u64)) | zero_byte(w ^ (LO * b'\\' as u64))
+    }
+
+    /// The index of the first byte at or after `i` that needs escaping, eight bytes at a time.
+    #[inline]
+    fn next_escape(b: &[u8], mut i: usize) -> Option<usize> {
+        let at = |i: usize, mask: u64| i + (mask.trailing_zeros() / 8) as usize;
+        while let Some(chunk) = b.get(i..i + 8) {
+            let mask = escape_mask(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
+            if mask != 0 {
+                return Some(at(i, mask));
+            }
+            i += 8;
+        }
+        // The tail, padded with a byte that needs no escaping.
+        let rest = &b[i.min(b.len())..];
+        let mut word = [b'a'; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        let mask = escape_mask(u64::from_le_bytes(word));
+        (mask != 0).then(|| at(i, mask))
+    }
+
+    /// A JSON string, escaped exactly as serde_json does: `\"`, `\\`, `\b \t \n \f \r`,
+    /// other control bytes as `\u00xx`; everything else (DEL, non-ASCII) as is.
+    pub(super) fn write_str(out: &mut Vec<u8>, s: &str) {
+        out.push(b'"');
+        let b = s.as_bytes();
+        let mut start = 0;
+        while let Some(i) = next_escape(b, start) {
+            out.extend_from_slice(&b[start..i]);
+            let c = b[i];
+            let short = match c {
+                b'"' => b'"',
+                b'\\' => b'\\',
+                0x08 => b'b',
+                b'\t' => b't',
+                b'\n' => b'n',
+                0x0c => b'f',
+                b'\r' => b'r',
+                _ => 0,
+            };
+            if short != 0 {
+                out.extend_from_slice(&[b'\\', short]);
+            } else {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.extend_from_slice(&[HEX[(c >> 4) as usize], HEX[(c & 0xf) as usize]]);
+            }
+            start = i + 1;
+        }
+        out.extend_from_slice(&b[start..]);
+        out.push(b'"');
+    }
+
+    thread_local! {
+        /// The last second rendered: events come in runs with one timestamp.
+        static LAST_SECOND: Cell<(i64, [u8; 19])> = const { Cell::new((i64::MIN, [0; 19])) };
+    }
+
+    impl Timestamp {
+        /// `YYYY-MM-DDTHH:MM:SS.mmmZ` as bytes, the digits written directly.
+        pub fn write_rfc3339_bytes(self, out: &mut Vec<u8>) {
+            let ms = self.0.rem_euclid(1000) as u32;
+            let secs = self.0.div_euclid(1000);
+            let (last, cached) = LAST_SECOND.get();
+            let date_time = if last == secs {
+                cached
+            } else {
+                let sod = secs.rem_euclid(86_400) as u32;
+                let (y, m, d) = super::civil_from_days(secs.div_euclid(86_400));
+                if !(0..=9999).contains(&y) {
+                    // Outside four-digit years: the general formatter (sign, more digits).
+                    let mut s = String::new();
+                    self.write_rfc3339(&mut s);
+                    out.extend_from_slice(s.as_bytes());
+                    return;
+                }
+                let y = y as u32;
+                let two = |n: u32| [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
+                let [y1, y2] = two(y / 100);
+                let [y3, y4] = two(y % 100);
+                let [m1, m2] = two(m);
+                let [d1, d2] = two(d);
+                let [h1, h2] = two(sod / 3600);
+                let [n1, n2] = two(sod / 60 % 60);
+                let [s1, s2] = two(sod % 60);
+                let dt = [
+                    y1, y2, y3, y4, b'-', m1, m2, b'-', d1, d2, b'T', h1, h2, b':', n1, n2, b':',
+                    s1, s2,
+                ];
+                LAST_SECOND.set((secs, dt));
+                dt
+            };
+            out.extend_from_slice(&date_time);
+            out.extend_from_slice(&[
+                b'.',
+                b'0' + (ms / 100) as u8,
+                b'0' + (ms / 10 % 10) as u8,
+                b'0' + (ms % 10) as u8,
+                b'Z',
+            ]);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[ -~]{0,40}",
+            "[\\x00-\\x1f\"\\\\\\x7f a-é€😀]{0,24}",
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            text().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(2, 8, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::vec((text(), inner), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn map() -> impl Strategy<Value = Map<String, Value>> {
+        proptest::collection::vec((text(), value()), 0..3).prop_map(|kv| kv.into_iter().collect())
+    }
+
+    prop_compose! {
+        fn event()(
+            ts in any::<i64>().prop_map(|t| t % 400_000_000_000_000),
+            level in proptest::sample::select(vec![Level::Debug, Level::Info, Level::Warn, Level::Error, Level::Fatal]),
+            event_type in proptest::sample::select(EventType::ALL.to_vec()),
+            (correlation_id, feature, message, event_id) in (text(), text(), text(), text()),
+            (metadata, details) in (map(), map()),
+            (version, stage, trace_id, span_id, logger_correlation_id, raw) in (
+                proptest::option::of(text()), proptest::option::of(text()), proptest::option::of(text()),
+                proptest::option::of(text()), proptest::option::of(text()), proptest::option::of(text())),
+            command_num in proptest::option::of(any::<u32>()),
+            counts in (proptest::option::of(any::<u64>()), proptest::option::of(any::<u64>()),
+                proptest::option::of(any::<u64>()), proptest::option::of(any::<u64>()),
+                proptest::option::of(any::<u64>()), proptest::option::of(any::<u64>())),
+            (seq, line) in (any::<u64>(), any::<u64>()),
+            file in text(),
+            flags in (any::<bool>(), any::<bool>(), any::<bool>()),
+        ) -> Event {
+            Event {
+                timestamp: Timestamp(ts), level, correlation_id, event_type, feature, message,
+                metadata, version, stage, command_num,
+                duration_ms: counts.0, command_count: counts.1, error_count: counts.2,
+                warning_count: counts.3, seq, event_id, trace_id, span_id,
+                source: SourceRef { file, line }, logger_correlation_id, details, raw,
+                truncated: flags.0, original_length: counts.4.or(counts.5), invalid_utf8: flags.1,
+                incomplete: flags.2,
+            }
+        }
+    }
+
+    proptest! {
+        /// The hand-written JSON line is byte for byte what serde_json writes.
+        #[test]
+        fn json_line_equals_serde(e in event()) {
+            let mut fast = Vec::new();
+            e.write_json_line(&mut fast);
+            let mut serde = serde_json::to_vec(&e).unwrap();
+            serde.push(b'\n');
+            prop_assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&serde));
+        }
+    }
+
+    #[test]
+    fn json_escapes_every_control_byte_like_serde() {
+        let all: String = (0u8..=0x7f).map(char::from).collect();
+        for s in [
+            all.as_str(),
+            "",
+            "\"",
+            "\\",
+            "tab\there",
+            "01234567\u{1f}",
+            "é€😀\u{7f}",
+        ] {
+            let mut fast = Vec::new();
+            json::write_str(&mut fast, s);
+            assert_eq!(fast, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn fast_timestamps_equal_the_formatter() {
+        for ms in [
+            0i64,
+            -1,
+            1_763_321_440_364,
+            253_402_300_799_999,
+            253_402_300_800_000,
+            -62_167_219_200_001,
+        ] {
+            let mut b = Vec::new();
+            Timestamp(ms).write_rfc3339_bytes(&mut b);
+            let mut s = String::new();
+            Timestamp(ms).write_rfc3339(&mut s);
+            assert_eq!(String::from_utf8(b).unwrap(), s, "{ms}");
+        }
+    }
 
     #[test]
     fn timestamp_renders_rfc3339_millis() {

@@ -6,8 +6,11 @@ use crate::parse::parse_inputs;
 use crate::source::{stdin_is_live, Input, Progress};
 use anyhow::Context;
 use clap::Args;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::PathBuf;
+
+/// Output is written in pieces of about this size.
+const OUT_BUF: usize = 256 * 1024;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -45,28 +48,36 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
     }
     // Following a pipe: every event goes out as soon as its line is complete.
     let live = inputs.contains(&Input::Stdin) && stdin_is_live();
-    let out: Box<dyn Write> = match &args.output {
+    let mut out: Box<dyn Write> = match &args.output {
         Some(p) => {
             Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
         }
         None => Box::new(std::io::stdout().lock()),
     };
-    let mut out = BufWriter::with_capacity(256 * 1024, out);
-    let mut line = Vec::with_capacity(1024);
+    // Events are written straight into one buffer that goes out whole when full (or at
+    // once when live): no per-event copy into a second buffer.
+    let mut buf = Vec::with_capacity(OUT_BUF + 64 * 1024);
     let mut write_error = None;
     let mut progress = Progress::new(args.input.quiet);
     let report = parse_inputs(&inputs, &opts, &mut progress, &mut |event| {
-        line.clear();
-        event.write_json_line(&mut line);
+        event.write_json_line(&mut buf);
+        if !live && buf.len() < OUT_BUF {
+            return Ok(());
+        }
         let r = out
-            .write_all(&line)
+            .write_all(&buf)
             .and_then(|_| if live { out.flush() } else { Ok(()) });
+        buf.clear();
         if let Err(e) = &r {
             write_error = Some(e.kind());
         }
         r
     });
-    let flushed = out.flush();
+    let flushed = if write_error.is_none() {
+        out.write_all(&buf).and_then(|_| out.flush())
+    } else {
+        Ok(())
+    };
     for e in &report.errors {
         eprintln!("buildlog: {e}");
     }

@@ -3,36 +3,67 @@
 
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
+/// Lower-case hex of the low `digits` nibbles of `n`, zero-padded (`format!("{n:0digits$x}")`).
+fn hex(n: u128, digits: usize) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = n.to_be_bytes();
+    let mut out = Vec::with_capacity(digits);
+    for b in &bytes[16 - digits / 2..] {
+        out.extend_from_slice(&[HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+    }
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
 /// The W3C trace id (32 hex) of a build.
 pub fn trace_id(correlation_id: &str) -> String {
     let mut h = xxh3_128(correlation_id.as_bytes());
     if h == 0 {
         h = 1; // all-zero ids are invalid in W3C Trace Context
     }
-    format!("{h:032x}")
+    hex(h, 32)
 }
 
-fn span(parts: &[&str]) -> String {
-    let mut h = xxh3_64(parts.join("\u{1f}").as_bytes());
+/// `key` := the parts joined by U+001F (one byte in UTF-8), the separator of every id key.
+fn join_into(key: &mut Vec<u8>, parts: &[&[u8]]) {
+    key.clear();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push(0x1f);
+        }
+        key.extend_from_slice(p);
+    }
+}
+
+/// The parts joined, hashed.
+fn span(parts: &[&[u8]]) -> String {
+    let mut key = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    join_into(&mut key, parts);
+    let mut h = xxh3_64(&key);
     if h == 0 {
         h = 1;
     }
-    format!("{h:016x}")
+    hex(h as u128, 16)
 }
 
 /// The span id of the build's root span.
 pub fn build_span_id(correlation_id: &str) -> String {
-    span(&[correlation_id, "build"])
+    span(&[correlation_id.as_bytes(), b"build"])
 }
 
 /// The span id of a feature's span.
 pub fn feature_span_id(correlation_id: &str, feature: &str) -> String {
-    span(&[correlation_id, "feature", feature])
+    span(&[correlation_id.as_bytes(), b"feature", feature.as_bytes()])
 }
 
 /// The span id of a command's span.
 pub fn command_span_id(correlation_id: &str, feature: &str, command_num: u32) -> String {
-    span(&[correlation_id, "command", feature, &command_num.to_string()])
+    let mut n = itoa::Buffer::new();
+    span(&[
+        correlation_id.as_bytes(),
+        b"command",
+        feature.as_bytes(),
+        n.format(command_num).as_bytes(),
+    ])
 }
 
 /// The event id: same build, same source file (by its name inside the build), same place
@@ -44,9 +75,37 @@ pub fn event_id(
     seq: u64,
     event_type: &str,
 ) -> String {
-    let key =
-        format!("{correlation_id}\u{1f}{source_name}\u{1f}{line}\u{1f}{seq}\u{1f}{event_type}");
-    format!("{:032x}", xxh3_128(key.as_bytes()))
+    event_id_in(
+        &mut Vec::new(),
+        correlation_id,
+        source_name,
+        line,
+        seq,
+        event_type,
+    )
+}
+
+/// `event_id`, building its key in `scratch` (reused across events: no allocation but the id).
+pub fn event_id_in(
+    scratch: &mut Vec<u8>,
+    correlation_id: &str,
+    source_name: &str,
+    line: u64,
+    seq: u64,
+    event_type: &str,
+) -> String {
+    let (mut l, mut q) = (itoa::Buffer::new(), itoa::Buffer::new());
+    join_into(
+        scratch,
+        &[
+            correlation_id.as_bytes(),
+            source_name.as_bytes(),
+            l.format(line).as_bytes(),
+            q.format(seq).as_bytes(),
+            event_type.as_bytes(),
+        ],
+    );
+    hex(xxh3_128(scratch), 32)
 }
 
 /// A correlation id in the logger's format, `build-<unix seconds>-<6 of [a-z0-9]>`, derived
@@ -65,6 +124,31 @@ pub fn derived_correlation_id(start_seconds: i64, seed: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ids as first defined (with `format!`): the fast forms must not change one id.
+    #[test]
+    fn ids_equal_their_first_definition() {
+        let c = "build-1791958321-g88d8k";
+        let span = |parts: &[&str]| format!("{:016x}", xxh3_64(parts.join("\u{1f}").as_bytes()));
+        assert_eq!(trace_id(c), format!("{:032x}", xxh3_128(c.as_bytes())));
+        assert_eq!(build_span_id(c), span(&[c, "build"]));
+        assert_eq!(
+            feature_span_id(c, "Node.js"),
+            span(&[c, "feature", "Node.js"])
+        );
+        assert_eq!(
+            command_span_id(c, "Node.js", 12),
+            span(&[c, "command", "Node.js", "12"])
+        );
+        for (line, seq) in [(0u64, 0u64), (1, 7), (u64::MAX, 12_345_678_901)] {
+            let key = format!("{c}\u{1f}python-install.log\u{1f}{line}\u{1f}{seq}\u{1f}output");
+            assert_eq!(
+                event_id(c, "python-install.log", line, seq, "output"),
+                format!("{:032x}", xxh3_128(key.as_bytes()))
+            );
+        }
+        assert_eq!(hex(0xab, 16), "00000000000000ab");
+    }
 
     #[test]
     fn ids_are_stable_and_well_formed() {

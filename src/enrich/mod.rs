@@ -24,9 +24,15 @@ pub struct Enricher {
     trace_id: String,
     build_span: String,
     scrubber: Option<Arc<Scrubber>>,
-    /// Per source: the next `seq`.
-    seqs: HashMap<String, u64>,
+    /// Per source: the next `seq`; `last_source` indexes the one used last (events come in
+    /// runs from one source, so the search is rare).
+    seqs: Vec<(String, u64)>,
+    last_source: usize,
     feature_spans: HashMap<String, String>,
+    /// The last command's (feature, number, span id): consecutive events share it.
+    command_span: Option<(String, u32, String)>,
+    /// Where event-id keys are built, reused.
+    key: Vec<u8>,
     pems: HashMap<String, PemTracker>,
 }
 
@@ -37,8 +43,11 @@ impl Enricher {
             build_span: ids::build_span_id(&correlation_id),
             correlation_id,
             scrubber: scrub.then(scrubber),
-            seqs: HashMap::new(),
+            seqs: Vec::new(),
+            last_source: 0,
             feature_spans: HashMap::new(),
+            command_span: None,
+            key: Vec::with_capacity(128),
             pems: HashMap::new(),
         }
     }
@@ -60,11 +69,11 @@ impl Enricher {
             }
         }
         e.correlation_id.clone_from(&self.correlation_id);
-        let seq = self.seqs.entry(source_name.to_string()).or_insert(0);
-        e.seq = *seq;
-        *seq += 1;
+        let seq = self.next_seq(source_name);
+        e.seq = seq;
         e.source.file = source_file.to_string();
-        e.event_id = ids::event_id(
+        e.event_id = ids::event_id_in(
+            &mut self.key,
             &self.correlation_id,
             source_name,
             e.source.line,
@@ -78,23 +87,64 @@ impl Enricher {
             }
             (EventType::BuildSummary, _) => self.build_span.clone(),
             (_, Some(n)) if !matches!(e.event_type, EventType::BuildFailure) => {
-                ids::command_span_id(&self.correlation_id, &e.feature, n)
+                self.command_span_id(&e.feature, n)
             }
-            _ => self
-                .feature_spans
-                .entry(e.feature.clone())
-                .or_insert_with(|| ids::feature_span_id(&self.correlation_id, &e.feature))
-                .clone(),
+            _ => self.feature_span_id(&e.feature),
         });
         if let Some(s) = &self.scrubber {
             if e.event_type == EventType::Output {
                 // Output lines of one source are consecutive lines of one stream: a PEM key's
                 // body lines are only recognisable from the BEGIN line before them.
-                let pem = self.pems.entry(source_name.to_string()).or_default();
+                if !self.pems.contains_key(source_name) {
+                    self.pems
+                        .insert(source_name.to_string(), PemTracker::default());
+                }
+                let pem = self.pems.get_mut(source_name).expect("inserted above");
                 scrub_output_line(s, pem, e);
             }
             scrub_event(s, e);
         }
+    }
+}
+
+impl Enricher {
+    fn next_seq(&mut self, source_name: &str) -> u64 {
+        if self
+            .seqs
+            .get(self.last_source)
+            .is_none_or(|(s, _)| s != source_name)
+        {
+            self.last_source = match self.seqs.iter().position(|(s, _)| s == source_name) {
+                Some(i) => i,
+                None => {
+                    self.seqs.push((source_name.to_string(), 0));
+                    self.seqs.len() - 1
+                }
+            };
+        }
+        let seq = &mut self.seqs[self.last_source].1;
+        *seq += 1;
+        *seq - 1
+    }
+
+    fn command_span_id(&mut self, feature: &str, n: u32) -> String {
+        match &self.command_span {
+            Some((f, num, span)) if *num == n && f == feature => span.clone(),
+            _ => {
+                let span = ids::command_span_id(&self.correlation_id, feature, n);
+                self.command_span = Some((feature.to_string(), n, span.clone()));
+                span
+            }
+        }
+    }
+
+    fn feature_span_id(&mut self, feature: &str) -> String {
+        if let Some(s) = self.feature_spans.get(feature) {
+            return s.clone();
+        }
+        let span = ids::feature_span_id(&self.correlation_id, feature);
+        self.feature_spans.insert(feature.to_string(), span.clone());
+        span
     }
 }
 

@@ -14,7 +14,7 @@
 //! `Executing:` line, and every later command is counted over the whole file.
 
 use super::clock::{parse_date_time, parse_hms, Clock};
-use super::text::{decode, matches_error, matches_warning, strip_ansi};
+use super::text::{classify, decode, strip_ansi};
 use super::FormatParser;
 use crate::event::{Event, EventType, Level, Timestamp};
 use crate::source::Line;
@@ -211,7 +211,7 @@ impl InstallLogParser {
         if !self.binary && memchr::memchr(0, bytes).is_some() {
             self.binary = true;
         }
-        let (e, w) = (matches_error(bytes), matches_warning(bytes));
+        let (e, w) = classify(bytes);
         self.file_errors += e as u64;
         self.file_warnings += w as u64;
         (e, w)
@@ -443,6 +443,21 @@ impl InstallLogParser {
         out.push(e);
     }
 
+    /// A line between a command's rules: output, or the closing rule.
+    fn output_state_line(&mut self, line: &Line<'_>, out: &mut Vec<Event>) {
+        let bytes = line.bytes;
+        // The closing rule: exactly 80 dashes, or after UTF-16 output a NUL and then them.
+        let trimmed = bytes.strip_prefix(b"\0").unwrap_or(bytes);
+        if trimmed == DASH_RULE {
+            self.flush_pending_dash(out);
+            self.count_file_line(bytes);
+            self.pending_dash = Some((line.number, bytes.to_vec()));
+            self.state = State::ExitCode;
+            return;
+        }
+        self.output_line(bytes, line.number, line.original_len, out);
+    }
+
     fn body_line(&mut self, text: &str, bytes: &[u8], line: &Line<'_>, out: &mut Vec<Event>) {
         if bytes.is_empty() {
             return;
@@ -648,6 +663,12 @@ impl InstallLogParser {
 impl FormatParser for InstallLogParser {
     fn line(&mut self, line: &Line<'_>, out: &mut Vec<Event>) {
         let bytes = line.bytes;
+        if self.state == State::Output && self.pending_eq.is_none() {
+            // The hot path (most lines of a log are command output): output_line decodes
+            // and counts the line itself.
+            self.output_state_line(line, out);
+            return;
+        }
         // Every state but Output counts its line here; output lines are counted in output_line.
         if self.state != State::Output {
             self.count_file_line(bytes);
@@ -766,22 +787,12 @@ impl FormatParser for InstallLogParser {
                         cmd.executing.push('\n');
                     }
                     cmd.executing.push_str(text);
-                    cmd.window_errors += matches_error(bytes) as u64;
-                    cmd.window_warnings += matches_warning(bytes) as u64;
+                    let (e, w) = classify(bytes);
+                    cmd.window_errors += e as u64;
+                    cmd.window_warnings += w as u64;
                 }
             }
-            State::Output => {
-                // The closing rule: exactly 80 dashes, or after UTF-16 output a NUL and then them.
-                let trimmed = bytes.strip_prefix(b"\0").unwrap_or(bytes);
-                if trimmed == DASH_RULE {
-                    self.flush_pending_dash(out);
-                    self.count_file_line(bytes);
-                    self.pending_dash = Some((line.number, bytes.to_vec()));
-                    self.state = State::ExitCode;
-                    return;
-                }
-                self.output_line(bytes, line.number, line.original_len, out);
-            }
+            State::Output => self.output_state_line(line, out),
             State::ExitCode => {
                 if let Some(rest) = text.strip_prefix("Exit code: ") {
                     let (code, dur) = parse_exit(rest);
@@ -793,12 +804,14 @@ impl FormatParser for InstallLogParser {
                     // The rule was output after all; this line is output too.
                     // Undo the file count of the held rule: output_line counts it again.
                     if let Some((_, b)) = &self.pending_dash {
-                        self.file_errors -= matches_error(b) as u64;
-                        self.file_warnings -= matches_warning(b) as u64;
+                        let (e, w) = classify(b);
+                        self.file_errors -= e as u64;
+                        self.file_warnings -= w as u64;
                     }
                     self.flush_pending_dash(out);
-                    self.file_errors -= matches_error(bytes) as u64;
-                    self.file_warnings -= matches_warning(bytes) as u64;
+                    let (e, w) = classify(bytes);
+                    self.file_errors -= e as u64;
+                    self.file_warnings -= w as u64;
                     self.state = State::Output;
                     if bytes.strip_prefix(b"\0").unwrap_or(bytes) == DASH_RULE {
                         self.count_file_line(bytes);
@@ -882,9 +895,10 @@ impl FormatParser for ErrorsLogParser {
             return;
         }
         let (text, invalid) = decode(line.bytes);
-        let level = if matches_error(line.bytes) {
+        let (is_error, is_warning) = classify(line.bytes);
+        let level = if is_error {
             Level::Error
-        } else if matches_warning(line.bytes) {
+        } else if is_warning {
             Level::Warn
         } else {
             Level::Info

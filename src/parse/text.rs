@@ -1,26 +1,57 @@
 //! Text helpers shared by the parsers: decoding, ANSI stripping, and the logger's own
 //! error/warning patterns.
 
-use regex::bytes::Regex;
+use aho_corasick::{AhoCorasick, MatchKind};
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
 /// The logger's patterns, as its `grep -E` applies them to each output line: substrings
-/// count (`libgpg-error0`, `0 failed`, `-Werror=...`).
-static ERROR_PATTERN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new("ERROR|Error|error|FAILED|Failed|failed|FATAL|Fatal|fatal").unwrap()
+/// count (`libgpg-error0`, `0 failed`, `-Werror=...`). Errors:
+/// `ERROR|Error|error|FAILED|Failed|failed|FATAL|Fatal|fatal`; warnings:
+/// `WARNING|Warning|warning|WARN|Warn|warn`, where the `WARN` forms already cover the
+/// `WARNING` ones. The first `ERROR_PATTERNS` literals are the error ones.
+const LITERALS: [&str; 12] = [
+    "ERROR", "Error", "error", "FAILED", "Failed", "failed", "FATAL", "Fatal", "fatal", "WARN",
+    "Warn", "warn",
+];
+const ERROR_PATTERNS: usize = 9;
+
+/// Both pattern sets in one automaton, so a line is scanned once for both. No occurrence of
+/// one literal can overlap another's (no literal's suffix is another's prefix, none contains
+/// another), so the non-overlapping scan sees every occurrence.
+/// Leftmost-first (rather than the default standard semantics) lets aho-corasick use its
+/// SIMD prefilter; without overlaps both report the same occurrences.
+static PATTERNS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostFirst)
+        .build(LITERALS)
+        .expect("literal patterns build")
 });
-static WARN_PATTERN: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new("WARNING|Warning|warning|WARN|Warn|warn").unwrap());
+
+/// Whether the logger counts this line as (an error, a warning).
+pub fn classify(line: &[u8]) -> (bool, bool) {
+    let (mut error, mut warning) = (false, false);
+    for m in PATTERNS.find_iter(line) {
+        if m.pattern().as_usize() < ERROR_PATTERNS {
+            error = true;
+        } else {
+            warning = true;
+        }
+        if error && warning {
+            break;
+        }
+    }
+    (error, warning)
+}
 
 /// True when the logger counts this line as an error.
 pub fn matches_error(line: &[u8]) -> bool {
-    ERROR_PATTERN.is_match(line)
+    classify(line).0
 }
 
 /// True when the logger counts this line as a warning.
 pub fn matches_warning(line: &[u8]) -> bool {
-    WARN_PATTERN.is_match(line)
+    classify(line).1
 }
 
 /// Stamps an event with the line it came from and what happened to that line on the way in
@@ -46,7 +77,7 @@ pub fn decode(bytes: &[u8]) -> (Cow<'_, str>, bool) {
 /// Removes ANSI escape sequences (CSI `ESC [ ... final`, OSC `ESC ] ... BEL|ST`, and
 /// two-byte `ESC x`). Other control characters are kept: JSON encoding escapes them.
 pub fn strip_ansi(s: &str) -> Cow<'_, str> {
-    if !s.as_bytes().contains(&0x1b) {
+    if memchr::memchr(0x1b, s.as_bytes()).is_none() {
         return Cow::Borrowed(s);
     }
     let b = s.as_bytes();
@@ -96,6 +127,7 @@ pub fn strip_ansi(s: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn logger_patterns_count_substrings() {
@@ -106,6 +138,39 @@ mod tests {
             b"  = note: `#[warn(unused_variables)]` on by default"
         ));
         assert!(!matches_warning(b"Downloading poetry"));
+    }
+
+    proptest! {
+        /// The one-pass scan agrees with the logger's two regular expressions.
+        #[test]
+        fn classify_equals_the_logger_regexes(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(LITERALS.to_vec()).prop_map(String::from),
+                    proptest::sample::select(vec!["WARNING", "Warning", "ERRO", "FAIL", "rror", "Fatal", "eRROR", "WARn"]).prop_map(String::from),
+                    "[ -~\\x00-\\x1f]{0,12}",
+                ],
+                0..8,
+            )
+        ) {
+            let line = parts.concat();
+            let err = regex::bytes::Regex::new("ERROR|Error|error|FAILED|Failed|failed|FATAL|Fatal|fatal").unwrap();
+            let warn = regex::bytes::Regex::new("WARNING|Warning|warning|WARN|Warn|warn").unwrap();
+            prop_assert_eq!(
+                classify(line.as_bytes()),
+                (err.is_match(line.as_bytes()), warn.is_match(line.as_bytes())),
+                "{:?}", line
+            );
+        }
+    }
+
+    #[test]
+    fn classify_finds_both_kinds_in_one_line() {
+        assert_eq!(classify(b"warning: unused; error[E0425]"), (true, true));
+        assert_eq!(classify(b"FAILEDWARN"), (true, true));
+        assert_eq!(classify(b"WARNING"), (false, true));
+        assert_eq!(classify(b"Get:1 http://deb.debian.org"), (false, false));
+        assert_eq!(classify(b""), (false, false));
     }
 
     #[test]
