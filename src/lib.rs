@@ -3,9 +3,11 @@
 //! The parser is synchronous over byte slices (fast, testable, fuzzable); tokio drives the
 //! sources and sinks around it. See `docs/` for the user's view and DESIGN.md for the layout.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod enrich;
 pub mod event;
+pub mod live;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;

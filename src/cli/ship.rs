@@ -6,8 +6,12 @@ use crate::pipeline;
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::stdout::StdoutSink;
 use crate::sink::Sink;
+use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -17,7 +21,13 @@ Examples:
   buildlog ship --loki http://127.0.0.1:3100 dead-letter.jsonl   # replay a dead-letter file
   buildlog ship --elasticsearch http://127.0.0.1:9200 /var/log/container-build
   buildlog ship --elasticsearch https://es.example:9200 --ca-file ca.pem --schema ecs \\
-      --index 'build-logs-%Y.%m.%d' old-builds/")]
+      --index 'build-logs-%Y.%m.%d' old-builds/
+  buildlog ship --follow /var/log/container-build --state-dir /var/lib/buildlog \
+      --loki http://127.0.0.1:3100 --elasticsearch http://127.0.0.1:9200
+
+With --follow, SIGTERM or SIGINT stops reading, flushes for at most --shutdown-timeout,
+writes the checkpoint and exits 0; a second signal exits at once (the checkpoint keeps
+what was delivered). See docs/operations.md.")]
 pub struct ShipArgs {
     #[command(flatten)]
     pub input: InputArgs,
@@ -43,6 +53,54 @@ pub struct ShipArgs {
 
     #[command(flatten)]
     pub transport: crate::sink::http::TransportArgs,
+
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+/// Following live builds (`--follow`).
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Keep following the given build log directories or files (like `tail -F`) and ship
+    /// events as their lines complete, until SIGTERM/SIGINT.
+    #[arg(long, help_heading = "Follow")]
+    pub follow: bool,
+
+    /// Where the positions file (checkpoints) is kept; a restart resumes from it.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "BUILDLOG_STATE_DIR",
+        help_heading = "Follow"
+    )]
+    pub state_dir: Option<PathBuf>,
+
+    /// How often to look for new lines and files, in milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 250,
+        help_heading = "Follow"
+    )]
+    pub poll_interval: u64,
+
+    /// How often the checkpoint is written when it moved, in milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 1000,
+        help_heading = "Follow"
+    )]
+    pub checkpoint_interval: u64,
+
+    /// On SIGTERM/SIGINT, how long the sinks may take to deliver what they hold (seconds).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10.0,
+        help_heading = "Follow"
+    )]
+    pub shutdown_timeout: f64,
 }
 
 pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
@@ -67,7 +125,14 @@ pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
         )
         .into());
     }
-    let report = pipeline::run(args.input.inputs(), opts, sinks, args.input.quiet)?;
+    let report = if args.live.follow {
+        follow(&args, opts, sinks)?
+    } else {
+        if args.live.state_dir.is_some() {
+            return Err(UsageError("--state-dir needs --follow".into()).into());
+        }
+        pipeline::run(args.input.inputs(), opts, sinks, args.input.quiet)?
+    };
     for s in &report.sinks {
         eprintln!(
             "buildlog: {}: {} events, {} delivered ({} already stored), {} retries, {} dead-lettered, {} dropped",
@@ -90,4 +155,53 @@ pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
             exit::OK
         },
     )
+}
+
+/// `ship --follow`: runs until SIGTERM/SIGINT.
+fn follow(
+    args: &ShipArgs,
+    opts: crate::parse::ParseOptions,
+    sinks: Vec<Box<dyn Sink>>,
+) -> anyhow::Result<pipeline::PipelineReport> {
+    let mut paths = Vec::new();
+    for input in args.input.inputs() {
+        match input {
+            crate::source::Input::Path(p) => paths.push(p),
+            _ => {
+                return Err(UsageError(
+                    "--follow takes build log directories or files, not stdin".into(),
+                )
+                .into())
+            }
+        }
+    }
+    let t = args.live.shutdown_timeout;
+    if !(t.is_finite() && t >= 0.0) {
+        return Err(UsageError("--shutdown-timeout must be a number of seconds".into()).into());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The second signal exits at once: registered first, it fires when `stop` is already set.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let cfg = crate::live::FollowConfig {
+        paths,
+        poll_interval: Duration::from_millis(args.live.poll_interval.max(10)),
+        state_dir: args.live.state_dir.clone(),
+        checkpoint_interval: Duration::from_millis(args.live.checkpoint_interval.max(10)),
+        shutdown_timeout: Duration::from_secs_f64(t),
+        stop,
+    };
+    let stats = Arc::new(crate::live::LiveStats::default());
+    let report = crate::live::run(opts, sinks, cfg, stats.clone())?;
+    eprintln!(
+        "buildlog: followed {} files: {} events read, {} skipped as delivered before, {} checkpoints written",
+        report.parse.files,
+        stats.events_read.load(std::sync::atomic::Ordering::Relaxed),
+        stats.events_skipped.load(std::sync::atomic::Ordering::Relaxed),
+        stats.checkpoints_written.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    Ok(report)
 }
