@@ -277,3 +277,298 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         assert_eq!(p.seq, n as u64, "{name}");
     }
 }
+
+/// (event_type, feature, message) of each event: what must arrive when ids cannot be compared.
+fn contents(
+    events: impl IntoIterator<Item = (String, String, String)>,
+) -> Vec<(String, String, String)> {
+    let mut v: Vec<_> = events.into_iter().collect();
+    v.sort();
+    v
+}
+
+fn loki_contents(loki: &TestLoki) -> Vec<(String, String, String)> {
+    contents(loki.entries().into_iter().map(|s| {
+        let v: serde_json::Value = serde_json::from_str(&s.line).unwrap();
+        (
+            s.structured_metadata["event_type"].clone(),
+            v["feature"].as_str().unwrap().to_string(),
+            v["message"].as_str().unwrap().to_string(),
+        )
+    }))
+}
+
+fn event_contents(events: &[Event]) -> Vec<(String, String, String)> {
+    contents(events.iter().map(|e| {
+        (
+            e.event_type.to_string(),
+            e.feature.clone(),
+            e.message.clone(),
+        )
+    }))
+}
+
+fn legacy(name: &str) -> Vec<u8> {
+    std::fs::read(corpus().join("build-05-legacy-2025").join(name)).unwrap()
+}
+
+#[test]
+fn graceful_shutdown_checkpoints_and_a_restart_sends_only_what_is_new() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    let state = tmp.path().join("state");
+    std::fs::create_dir(&dir).unwrap();
+    let docker = legacy("docker-install.log");
+    let k8s = legacy("kubernetes-tools-install.log");
+    // The second feature's log is only half written when the shipper stops.
+    let cut = k8s.len() / 2 + 13;
+    std::fs::write(dir.join("docker-install.log"), &docker).unwrap();
+    std::fs::write(dir.join("kubernetes-tools-install.log"), &k8s[..cut]).unwrap();
+    let loki = TestLoki::start();
+    let es = TestEs::start();
+
+    let s = Shipper::start(&dir, &state, &loki, Some(&es), &[]);
+    // The last complete line of the half-written file, not into the partial one.
+    let boundary = k8s[..cut].iter().rposition(|b| *b == b'\n').unwrap() as u64 + 1;
+    let (dkey, kkey) = (
+        dir.join("docker-install.log").display().to_string(),
+        dir.join("kubernetes-tools-install.log")
+            .display()
+            .to_string(),
+    );
+    // Checkpointed while running, once both sinks acknowledged everything read.
+    wait_for(
+        "the checkpoint of the first part",
+        Duration::from_secs(30),
+        || {
+            std::fs::read(state.join("positions.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Positions>(&b).ok())
+                .is_some_and(|p| {
+                    p.files
+                        .get(&dkey)
+                        .is_some_and(|d| d.offset == docker.len() as u64)
+                        && p.files.get(&kkey).is_some_and(|k| k.offset == boundary)
+                })
+        },
+    );
+    let (code, err) = s.terminate();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("checkpoints written"), "{err}");
+    let pos = positions(&state);
+    assert_eq!(pos.files[&kkey].offset, boundary);
+    let first_ids: Vec<String> = es.docs(DS).keys().cloned().collect();
+    assert_eq!(first_ids.len() as u64, loki.counts().0);
+    assert!(pos.builds.contains_key(&dir.display().to_string()));
+    let (stored, dups) = loki.counts();
+    assert_eq!(dups, 0);
+
+    // The rest of the feature is written while the shipper is down; the restart sends it, and
+    // nothing it had sent before.
+    append(&dir.join("kubernetes-tools-install.log"), &k8s[cut..]);
+    let want = expected(&dir);
+    assert!(want.len() > stored as usize);
+    let requests_before = es.bulk_ids().len();
+    let s = Shipper::start(&dir, &state, &loki, Some(&es), &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    wait_for("the rest", Duration::from_secs(30), || {
+        loki.counts().0 as usize >= want.len() && es.doc_count() >= want.len()
+    });
+    let (code, err) = s.terminate();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        loki.counts().1,
+        0,
+        "the restart sent to Loki again what it had delivered"
+    );
+    let resent: usize = es.bulk_ids()[requests_before..]
+        .iter()
+        .flatten()
+        .filter(|id| first_ids.contains(id))
+        .count();
+    assert_eq!(resent, 0, "{resent} events sent again to Elasticsearch");
+    assert!(err.contains("skipped as delivered before"), "{err}");
+    assert_loki_exactly_once(&loki, &want, &dir);
+    assert_es_exactly_once(&es, &want);
+}
+
+#[test]
+fn a_second_signal_exits_at_once_and_the_checkpoint_keeps_it_safe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    let state = tmp.path().join("state");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("docker-install.log"), legacy("docker-install.log")).unwrap();
+    let loki = TestLoki::start();
+    // Loki never answers: the flush cannot finish.
+    loki.fail_next(1000, Fault::Hang);
+    let s = Shipper::start(&dir, &state, &loki, None, &["--shutdown-timeout", "60"]);
+    std::thread::sleep(Duration::from_millis(800));
+    signal(s.pid(), "TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let (code, _) = s.terminate();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_ne!(code, 0);
+    // Nothing was acknowledged, so nothing is checkpointed as delivered.
+    if state.join("positions.json").exists() {
+        for p in positions(&state).files.values() {
+            assert_eq!(p.seq, 0, "{p:?}");
+        }
+    }
+}
+
+#[test]
+fn shutdown_timeout_bounds_the_flush_and_undelivered_events_are_sent_after_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    let state = tmp.path().join("state");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("docker-install.log"), legacy("docker-install.log")).unwrap();
+    let want = expected(&dir);
+    let loki = TestLoki::start();
+    loki.fail_next(10_000, Fault::Status(503, None));
+    let s = Shipper::start(
+        &dir,
+        &state,
+        &loki,
+        None,
+        &["--shutdown-timeout", "1", "--loki-max-retries", "1000"],
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let started = Instant::now();
+    let (code, err) = s.terminate();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("not done after --shutdown-timeout"), "{err}");
+    assert_eq!(loki.counts().0, 0);
+    // Loki is back: everything arrives, once, and nothing went to the dead-letter file.
+    let loki = TestLoki::start();
+    let s = Shipper::start(&dir, &state, &loki, None, &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    wait_for("the events", Duration::from_secs(30), || {
+        loki.counts().0 as usize >= want.len()
+    });
+    let (code, err) = s.terminate();
+    assert_eq!(code, 0, "{err}");
+    assert_loki_exactly_once(&loki, &want, &dir);
+    assert!(!state.join("dead-letter.jsonl").exists());
+}
+
+/// Peak resident memory of a process, in bytes (VmHWM).
+fn peak_rss(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+#[test]
+fn an_outage_is_ridden_out_with_bounded_memory_and_the_backlog_drains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    let state = tmp.path().join("state");
+    std::fs::create_dir(&dir).unwrap();
+    for (name, bytes) in logger_files("build-09-log-levels-2026-01") {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let want = expected(&dir);
+    let loki = TestLoki::start();
+    // Loki refuses (503, then 429 with Retry-After) for a while, then recovers.
+    loki.fail_next(25, Fault::Status(503, None));
+    loki.fail_next(3, Fault::Status(429, Some(1)));
+    let s = Shipper::start(
+        &dir,
+        &state,
+        &loki,
+        None,
+        &["--loki-max-retries", "1000", "--loki-batch-bytes", "4096"],
+    );
+    // More of the build is written during the outage.
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        loki.counts().0 < want.len() as u64,
+        "the outage did not hold anything back"
+    );
+    wait_for("the backlog to drain", Duration::from_secs(40), || {
+        loki.counts().0 as usize >= want.len()
+    });
+    let rss = peak_rss(s.pid());
+    let (code, err) = s.terminate();
+    assert_eq!(code, 0, "{err}");
+    assert!(rss < 64 << 20, "peak RSS {rss} bytes");
+    let failed = loki
+        .requests()
+        .iter()
+        .filter(|r| r.status != 204 && r.status != 200)
+        .count();
+    assert!(failed >= 28, "only {failed} refused requests");
+    assert_loki_exactly_once(&loki, &want, &dir);
+    assert!(!state.join("dead-letter.jsonl").exists());
+}
+
+#[test]
+fn rename_rotation_and_copy_truncate_are_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    let state = tmp.path().join("state");
+    std::fs::create_dir(&dir).unwrap();
+    let docker = legacy("docker-install.log");
+    let k8s = legacy("kubernetes-tools-install.log");
+    let log = dir.join("docker-install.log");
+    let loki = TestLoki::start();
+    let s = Shipper::start(&dir, &state, &loki, None, &[]);
+
+    // Half the feature, then the file is renamed away while its writer still appends to it,
+    // and a new file takes its name.
+    let half = docker.len() / 2;
+    std::fs::write(&log, &docker[..half]).unwrap();
+    let mut old = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    wait_for("the first half", Duration::from_secs(30), || {
+        loki.counts().0 > 0
+    });
+    std::fs::rename(&log, dir.join("docker-install.log.1")).unwrap();
+    old.write_all(&docker[half..]).unwrap();
+    drop(old);
+    std::fs::write(&log, &k8s).unwrap();
+
+    // Each file on its own is what must arrive.
+    let one = tmp.path().join("one");
+    std::fs::create_dir(&one).unwrap();
+    std::fs::write(one.join("docker-install.log"), &docker).unwrap();
+    let two = tmp.path().join("two");
+    std::fs::create_dir(&two).unwrap();
+    std::fs::write(two.join("docker-install.log"), &k8s).unwrap();
+    let mut want = expected(&one);
+    want.extend(expected(&two));
+    wait_for("both files", Duration::from_secs(30), || {
+        loki.counts().0 as usize >= want.len()
+    });
+
+    // Copy-truncate: the file is emptied and written again from its start.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&log)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::write(&log, &docker).unwrap();
+    want.extend(expected(&one));
+    wait_for("the rewritten file", Duration::from_secs(30), || {
+        loki.counts().0 as usize >= want.len()
+    });
+    let (code, err) = s.terminate();
+    assert_eq!(code, 0, "{err}");
+    // After this copy-truncate the same lines come again as new events (new seq numbers),
+    // so Loki stores them again: the file did start over.
+    assert_eq!(loki_contents(&loki), event_contents(&want));
+    let pos = positions(&state);
+    assert_eq!(
+        pos.files[&log.display().to_string()].offset,
+        docker.len() as u64
+    );
+}
