@@ -8,6 +8,7 @@ pub mod cli;
 pub mod enrich;
 pub mod event;
 pub mod live;
+pub mod live_metrics;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;

@@ -32,6 +32,10 @@ pub struct FollowConfig {
     pub shutdown_timeout: Duration,
     /// Set by the signal handlers: stop reading and shut down.
     pub stop: Arc<AtomicBool>,
+    /// Serve the shipper's own metrics here (`--metrics-listen`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Counted in the metrics: events written to the dead-letter file.
+    pub dead_letter: Option<crate::sink::dead_letter::DeadLetter>,
 }
 
 /// Counters for `--metrics-listen` and the final summary.
@@ -42,6 +46,26 @@ pub struct LiveStats {
     pub checkpoints_written: AtomicU64,
     /// Unix seconds of the last checkpoint written (0: none yet).
     pub checkpoint_time: AtomicU64,
+    pub sinks: Vec<SinkLedger>,
+}
+
+/// One sink's side of the books.
+#[derive(Debug)]
+pub struct SinkLedger {
+    pub name: String,
+    /// None: the sink cannot acknowledge; queued counts as delivered.
+    pub acks: Option<Arc<Acks>>,
+    pub queued: AtomicU64,
+}
+
+impl LiveStats {
+    /// The lowest outstanding seq of `source` over every sink.
+    fn lowest_pending(&self, source: &str) -> Option<u64> {
+        self.sinks
+            .iter()
+            .filter_map(|s| s.acks.as_ref()?.lowest_pending(source))
+            .min()
+    }
 }
 
 /// Marks not yet covered by a checkpoint, per source, oldest first.
@@ -58,7 +82,7 @@ impl Marks {
     }
 
     /// Moves into `pos` every mark whose events all sinks acknowledged. True: `pos` changed.
-    fn advance(&self, acks: &Acks, pos: &mut Positions) -> bool {
+    fn advance(&self, acks: &LiveStats, pos: &mut Positions) -> bool {
         let mut changed = false;
         let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
         for (source, q) in all.iter_mut() {
@@ -88,7 +112,6 @@ pub fn run(
     opts: ParseOptions,
     mut sinks: Vec<Box<dyn Sink>>,
     cfg: FollowConfig,
-    stats: Arc<LiveStats>,
 ) -> anyhow::Result<PipelineReport> {
     let store = cfg.state_dir.as_deref().map(Store::new).transpose()?;
     let mut positions = match &store {
@@ -96,24 +119,41 @@ pub fn run(
         None => Positions::default(),
     };
     positions.version = 1;
-    let acks = Arc::new(Acks::default());
-    let mut acking = 0u32;
+    let mut ledgers = Vec::new();
     for s in &mut sinks {
-        if s.acknowledge_to(acks.clone()) {
-            acking += 1;
+        let acks = Arc::new(Acks::default());
+        let acks = if s.acknowledge_to(acks.clone()) {
+            Some(acks)
         } else {
             tracing::warn!(
                 "{}: cannot acknowledge deliveries; checkpoints count its events as delivered once queued",
                 s.name()
             );
-        }
+            None
+        };
+        ledgers.push(SinkLedger {
+            name: s.name(),
+            acks,
+            queued: AtomicU64::new(0),
+        });
     }
+    let stats = Arc::new(LiveStats {
+        sinks: ledgers,
+        ..Default::default()
+    });
+    let acks = stats.clone();
     let marks = Arc::new(Marks::default());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let result = rt.block_on(async {
+        if let Some(addr) = cfg.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| crate::cli::UsageError(format!("--metrics-listen {addr}: {e}")))?;
+            tokio::spawn(crate::live_metrics::serve(listener, stats.clone(), cfg.dead_letter.clone()));
+        }
         let mut senders = Vec::new();
         let mut tasks = Vec::new();
         let mut names = Vec::new();
@@ -137,9 +177,12 @@ pub fn run(
                 let resume = Resume { files: resume, ids };
                 follow_paths(&paths, &opts, &resume, interval, &stop, &stats, &mut |event| {
                     let event = Arc::new(event);
-                    acks.sent(&event, acking);
-                    for tx in &senders {
+                    for (tx, ledger) in senders.iter().zip(&acks.sinks) {
+                        if let Some(a) = &ledger.acks {
+                            a.sent(&event, 1);
+                        }
                         send(tx, event.clone(), &stop)?;
+                        ledger.queued.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(())
                 }, &mut |m| marks.push(m))
@@ -202,13 +245,20 @@ pub fn run(
     });
     // Sink tasks still running after the timeout are abandoned, not awaited.
     rt.shutdown_background();
+    eprintln!(
+        "buildlog: followed {} files: {} events read, {} skipped as delivered before, {} checkpoints written",
+        result.as_ref().map(|r| r.parse.files).unwrap_or_default(),
+        stats.events_read.load(Ordering::Relaxed),
+        stats.events_skipped.load(Ordering::Relaxed),
+        stats.checkpoints_written.load(Ordering::Relaxed),
+    );
     result
 }
 
 fn save_if_changed(
     store: &Store,
     marks: &Marks,
-    acks: &Acks,
+    acks: &LiveStats,
     positions: &mut Positions,
     stats: &LiveStats,
 ) {

@@ -572,3 +572,97 @@ fn rename_rotation_and_copy_truncate_are_followed() {
         docker.len() as u64
     );
 }
+
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+fn sample(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn metrics_listen_reports_reads_acknowledgements_backlog_and_checkpoint_age() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    let state = tmp.path().join("state");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("docker-install.log"), legacy("docker-install.log")).unwrap();
+    let want = expected(&dir).len() as f64;
+    let loki = TestLoki::start();
+    let es = TestEs::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let s = Shipper::start(&dir, &state, &loki, Some(&es), &["--metrics-listen", &addr]);
+    let mut body = String::new();
+    wait_for(
+        "every event acknowledged in /metrics",
+        Duration::from_secs(30),
+        || {
+            body = http_get(&addr, "/metrics").unwrap_or_default();
+            sample(
+                &body,
+                "buildlog_sink_events_acknowledged_total{sink=\"loki\"}",
+            ) == Some(want)
+                && sample(
+                    &body,
+                    "buildlog_sink_events_acknowledged_total{sink=\"elasticsearch\"}",
+                ) == Some(want)
+                && sample(&body, "buildlog_checkpoint_age_seconds").is_some()
+        },
+    );
+    assert_eq!(
+        sample(&body, "buildlog_follow_events_read_total"),
+        Some(want)
+    );
+    assert_eq!(
+        sample(&body, "buildlog_sink_events_queued_total{sink=\"loki\"}"),
+        Some(want)
+    );
+    assert_eq!(
+        sample(&body, "buildlog_sink_events_outstanding{sink=\"loki\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "buildlog_sink_delivery_lag_seconds{sink=\"elasticsearch\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&body, "buildlog_events_dead_lettered_total"),
+        Some(0.0)
+    );
+    assert!(sample(&body, "buildlog_checkpoints_written_total").unwrap() >= 1.0);
+    assert!(sample(&body, "buildlog_checkpoint_age_seconds").unwrap() < 30.0);
+    let (code, err) = s.terminate();
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn follow_refuses_stdin_and_state_dir_needs_follow() {
+    let out = bin()
+        .args(["ship", "--follow", "--stdout", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not stdin"));
+    let out = bin()
+        .args(["ship", "--stdout", "--state-dir", "x"])
+        .arg(corpus().join("build-05-legacy-2025"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

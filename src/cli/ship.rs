@@ -101,6 +101,11 @@ pub struct LiveArgs {
         help_heading = "Follow"
     )]
     pub shutdown_timeout: f64,
+
+    /// Serve the shipper's own metrics (events read, queued, acknowledged, dead-lettered,
+    /// backlog, delivery lag, checkpoint age) at http://ADDR/metrics while following.
+    #[arg(long, value_name = "ADDR", help_heading = "Follow")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
@@ -126,7 +131,7 @@ pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
         .into());
     }
     let report = if args.live.follow {
-        follow(&args, opts, sinks)?
+        follow(&args, opts, sinks, dead_letter.clone())?
     } else {
         if args.live.state_dir.is_some() {
             return Err(UsageError("--state-dir needs --follow".into()).into());
@@ -162,6 +167,7 @@ fn follow(
     args: &ShipArgs,
     opts: crate::parse::ParseOptions,
     sinks: Vec<Box<dyn Sink>>,
+    dead_letter: DeadLetter,
 ) -> anyhow::Result<pipeline::PipelineReport> {
     let mut paths = Vec::new();
     for input in args.input.inputs() {
@@ -193,15 +199,9 @@ fn follow(
         checkpoint_interval: Duration::from_millis(args.live.checkpoint_interval.max(10)),
         shutdown_timeout: Duration::from_secs_f64(t),
         stop,
+        metrics_listen: args.live.metrics_listen,
+        dead_letter: Some(dead_letter),
     };
-    let stats = Arc::new(crate::live::LiveStats::default());
-    let report = crate::live::run(opts, sinks, cfg, stats.clone())?;
-    eprintln!(
-        "buildlog: followed {} files: {} events read, {} skipped as delivered before, {} checkpoints written",
-        report.parse.files,
-        stats.events_read.load(std::sync::atomic::Ordering::Relaxed),
-        stats.events_skipped.load(std::sync::atomic::Ordering::Relaxed),
-        stats.checkpoints_written.load(std::sync::atomic::Ordering::Relaxed),
-    );
+    let report = crate::live::run(opts, sinks, cfg)?;
     Ok(report)
 }

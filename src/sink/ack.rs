@@ -7,11 +7,17 @@
 
 use crate::event::Event;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
+
+/// Outstanding events per source: seq -> (reports still due, when it was sent).
+type Pending = HashMap<String, BTreeMap<u64, (u32, Instant)>>;
 
 #[derive(Debug, Default)]
 pub struct Acks {
-    inner: Mutex<HashMap<String, BTreeMap<u64, u32>>>,
+    inner: Mutex<Pending>,
+    acknowledged: AtomicU64,
 }
 
 impl Acks {
@@ -23,17 +29,18 @@ impl Acks {
         let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         m.entry(event.source.file.clone())
             .or_default()
-            .insert(event.seq, sinks);
+            .insert(event.seq, (sinks, Instant::now()));
     }
 
     /// One sink has finished with `event` (stored or dead-lettered).
     pub fn done(&self, event: &Event) {
         let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(pending) = m.get_mut(&event.source.file) {
-            if let Some(n) = pending.get_mut(&event.seq) {
+            if let Some((n, _)) = pending.get_mut(&event.seq) {
                 *n -= 1;
                 if *n == 0 {
                     pending.remove(&event.seq);
+                    self.acknowledged.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -50,6 +57,19 @@ impl Acks {
     pub fn lowest_pending(&self, source: &str) -> Option<u64> {
         let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         m.get(source).and_then(|p| p.keys().next().copied())
+    }
+
+    /// Events acknowledged so far.
+    pub fn acknowledged(&self) -> u64 {
+        self.acknowledged.load(Ordering::Relaxed)
+    }
+
+    /// When the oldest outstanding event was sent (None: nothing outstanding).
+    pub fn oldest_pending(&self) -> Option<Instant> {
+        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        m.values()
+            .filter_map(|p| p.values().map(|v| v.1).min())
+            .min()
     }
 
     /// Events sent and not yet acknowledged by every sink.
@@ -94,6 +114,8 @@ mod tests {
         assert_eq!(a.lowest_pending("a"), None);
         assert_eq!(a.lowest_pending("b"), Some(7));
         assert_eq!(a.outstanding(), 1);
+        assert_eq!(a.acknowledged(), 3);
+        assert!(a.oldest_pending().is_some());
         // A report for an event never sent changes nothing.
         a.done(&ev("b", 9));
         assert_eq!(a.outstanding(), 1);
