@@ -14,5 +14,6 @@ pub mod parse;
 pub mod pipeline;
 pub mod sink;
 pub mod source;
+pub mod spool;
 
 pub use event::{Event, EventType, Level, SourceRef, Timestamp};

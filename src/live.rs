@@ -17,6 +17,7 @@ use crate::parse::{ParseOptions, ParseReport};
 use crate::pipeline::{PipelineReport, QUEUE_EVENTS};
 use crate::sink::ack::Acks;
 use crate::sink::{Sink, SinkReport};
+use crate::spool::{Spool, WhenFull};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,10 +37,18 @@ pub struct FollowConfig {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Counted in the metrics: events written to the dead-letter file.
     pub dead_letter: Option<crate::sink::dead_letter::DeadLetter>,
+    /// The disk buffer (`--buffer-dir`), one spool per sink in a subdirectory.
+    pub buffer: Option<BufferConfig>,
+}
+
+pub struct BufferConfig {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub when_full: WhenFull,
 }
 
 /// Counters for `--metrics-listen` and the final summary.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct LiveStats {
     pub events_read: AtomicU64,
     pub events_skipped: AtomicU64,
@@ -50,12 +59,12 @@ pub struct LiveStats {
 }
 
 /// One sink's side of the books.
-#[derive(Debug)]
 pub struct SinkLedger {
     pub name: String,
     /// None: the sink cannot acknowledge; queued counts as delivered.
     pub acks: Option<Arc<Acks>>,
     pub queued: AtomicU64,
+    pub spool: Option<Arc<Spool>>,
 }
 
 impl LiveStats {
@@ -131,10 +140,23 @@ pub fn run(
             );
             None
         };
+        let spool = match &cfg.buffer {
+            Some(b) => {
+                let dir = b.dir.join(crate::metrics::sanitize_label(&s.name()));
+                Some(Arc::new(Spool::open(
+                    &dir,
+                    &s.name(),
+                    b.max_bytes,
+                    b.when_full,
+                )?))
+            }
+            None => None,
+        };
         ledgers.push(SinkLedger {
             name: s.name(),
             acks,
             queued: AtomicU64::new(0),
+            spool,
         });
     }
     let stats = Arc::new(LiveStats {
@@ -157,8 +179,11 @@ pub fn run(
         let mut senders = Vec::new();
         let mut tasks = Vec::new();
         let mut names = Vec::new();
-        for sink in sinks {
+        for (sink, ledger) in sinks.into_iter().zip(&stats.sinks) {
             let (tx, rx) = mpsc::channel::<Arc<Event>>(QUEUE_EVENTS);
+            if let Some(spool) = &ledger.spool {
+                tokio::spawn(spool.clone().feed(tx.clone(), cfg.stop.clone()));
+            }
             senders.push(tx);
             names.push(sink.name());
             tasks.push(tokio::spawn(sink.run(rx)));
@@ -173,19 +198,33 @@ pub fn run(
                 cfg.stop.clone(),
             );
             let (paths, interval, ids) = (cfg.paths.clone(), cfg.poll_interval, ids.clone());
+            let tick_stats = stats.clone();
             tokio::task::spawn_blocking(move || {
                 let resume = Resume { files: resume, ids };
                 follow_paths(&paths, &opts, &resume, interval, &stop, &stats, &mut |event| {
+                    if stop.load(Ordering::SeqCst) {
+                        // Stop reading now, not at the end of a long backlog.
+                        return Err(std::io::Error::other("stopping"));
+                    }
                     let event = Arc::new(event);
                     for (tx, ledger) in senders.iter().zip(&acks.sinks) {
                         if let Some(a) = &ledger.acks {
                             a.sent(&event, 1);
                         }
-                        send(tx, event.clone(), &stop)?;
+                        match &ledger.spool {
+                            Some(sp) => sp.push(tx, event.clone(), &stop, ledger.acks.as_deref())?,
+                            None => send(tx, event.clone(), &stop)?,
+                        }
                         ledger.queued.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(())
-                }, &mut |m| marks.push(m))
+                }, &mut |m| marks.push(m), &|| {
+                    for l in &tick_stats.sinks {
+                        if let Some(sp) = &l.spool {
+                            sp.tick();
+                        }
+                    }
+                })
             })
         };
         // Checkpoints while running.
@@ -252,6 +291,16 @@ pub fn run(
         stats.events_skipped.load(Ordering::Relaxed),
         stats.checkpoints_written.load(Ordering::Relaxed),
     );
+    for l in &stats.sinks {
+        if let Some(sp) = &l.spool {
+            eprintln!(
+                "buildlog: {}: disk buffer: {} bytes left for the next run, {} events dropped when full",
+                l.name,
+                sp.bytes(),
+                sp.dropped()
+            );
+        }
+    }
     result
 }
 
@@ -322,6 +371,7 @@ fn follow_paths(
     stats: &LiveStats,
     emit: &mut dyn FnMut(Event) -> std::io::Result<()>,
     mark: &mut dyn FnMut(Mark),
+    tick: &dyn Fn(),
 ) -> ParseReport {
     let files: HashMap<String, FilePosition> = resume.files.clone().into_iter().collect();
     let mut followers: Vec<(String, Follower)> = paths
@@ -358,6 +408,7 @@ fn follow_paths(
                 break 'outer;
             }
         }
+        tick();
         if stopping {
             break;
         }

@@ -100,7 +100,26 @@ pub fn families(stats: &LiveStats, dl: Option<&DeadLetter>) -> Vec<Family> {
             lag.push(l(), Value::Gauge(age));
         }
     }
-    out.extend([queued, acked, backlog, lag]);
+    let mut buffered = Family::new(
+        "buildlog_buffer_bytes",
+        "Bytes in the sink's disk buffer (--buffer-dir).",
+        Kind::Gauge,
+    );
+    let mut dropped = Family::new(
+        "buildlog_buffer_events_dropped",
+        "Events dropped from a full disk buffer (--buffer-when-full drop-oldest).",
+        Kind::Counter,
+    );
+    for s in &stats.sinks {
+        if let Some(sp) = &s.spool {
+            buffered.push(
+                vec![("sink", s.name.clone())],
+                Value::Gauge(sp.bytes() as f64),
+            );
+            dropped.push(vec![("sink", s.name.clone())], Value::Counter(sp.dropped()));
+        }
+    }
+    out.extend([queued, acked, backlog, lag, buffered, dropped]);
     let last = stats.checkpoint_time.load(Ordering::Relaxed);
     if last > 0 {
         let now = std::time::SystemTime::now()

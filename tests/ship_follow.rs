@@ -11,7 +11,7 @@ use buildlog::Event;
 use common::{bin, corpus};
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use test_es::TestEs;
@@ -19,8 +19,9 @@ use test_loki::{Fault, TestLoki};
 
 const DS: &str = "logs-container_build-default";
 
-/// A running `ship --follow`, killed when dropped.
-struct Shipper(Child);
+/// A running `ship --follow`, killed when dropped. Its stderr goes to a file (a pipe nobody
+/// reads could fill up with retry warnings and block it).
+struct Shipper(Child, PathBuf);
 
 impl Drop for Shipper {
     fn drop(&mut self) {
@@ -28,6 +29,8 @@ impl Drop for Shipper {
         let _ = self.0.wait();
     }
 }
+
+static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Shipper {
     fn start(
@@ -56,20 +59,23 @@ impl Shipper {
         if let Some(es) = es {
             c.args(["--elasticsearch", &es.url(), "--es-flush-interval", "0.05"]);
         }
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = state.with_extension(format!("stderr-{n}"));
         let child = c
             .args(extra)
             .arg(dir)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Shipper(child)
+        Shipper(child, log)
     }
 
     /// SIGTERM, then the exit code and stderr.
     fn terminate(mut self) -> (i32, String) {
         signal(self.0.id(), "TERM");
-        wait_output(&mut self.0, Duration::from_secs(30))
+        let code = wait_exit(&mut self.0, Duration::from_secs(30));
+        (code, std::fs::read_to_string(&self.1).unwrap())
     }
 
     fn pid(&self) -> u32 {
@@ -77,19 +83,11 @@ impl Shipper {
     }
 }
 
-fn wait_output(child: &mut Child, limit: Duration) -> (i32, String) {
+fn wait_exit(child: &mut Child, limit: Duration) -> i32 {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(st) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            use std::io::Read;
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            return (st.code().unwrap_or(-1), err);
+            return st.code().unwrap_or(-1);
         }
         assert!(Instant::now() < deadline, "the shipper did not exit");
         std::thread::sleep(Duration::from_millis(20));
@@ -665,4 +663,130 @@ fn follow_refuses_stdin_and_state_dir_needs_follow() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Events spooled in a disk buffer directory (all sinks).
+fn spooled(buffer: &Path) -> (usize, u64) {
+    let mut lines = 0;
+    let mut bytes = 0;
+    for sink in std::fs::read_dir(buffer).into_iter().flatten().flatten() {
+        for seg in std::fs::read_dir(sink.path()).unwrap().flatten() {
+            let b = std::fs::read(seg.path()).unwrap();
+            bytes += b.len() as u64;
+            lines += b.iter().filter(|c| **c == b'\n').count();
+        }
+    }
+    (lines, bytes)
+}
+
+/// Two big feature logs: more events than the sinks' in-memory queues hold.
+fn big_build(dir: &Path) -> Vec<Event> {
+    std::fs::create_dir_all(dir).unwrap();
+    for name in ["python-install.log", "r-install.log"] {
+        let b = std::fs::read(corpus().join("build-13-large").join(name)).unwrap();
+        std::fs::write(dir.join(name), b).unwrap();
+    }
+    expected(dir)
+}
+
+#[test]
+fn the_disk_buffer_takes_the_backlog_while_loki_is_down_and_drains_after_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    let state = tmp.path().join("state");
+    let buffer = tmp.path().join("buffer");
+    let want = big_build(&dir);
+    assert!(want.len() > 10_000);
+    let down = TestLoki::start();
+    down.fail_next(1_000_000, Fault::Status(503, None));
+    let buf = [
+        "--buffer-dir",
+        buffer.to_str().unwrap(),
+        "--loki-max-retries",
+        "100000",
+        "--loki-batch-bytes",
+        "4096",
+    ];
+    let s = Shipper::start(&dir, &state, &down, None, &buf);
+    // The follower read on: what the queue cannot hold is on disk.
+    wait_for("the backlog in the buffer", Duration::from_secs(60), || {
+        spooled(&buffer).0 + 4096 + 200 >= want.len()
+    });
+    let rss = peak_rss(s.pid());
+    assert!(rss < 64 << 20, "peak RSS {rss} bytes");
+    let (code, err) = s.terminate();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("bytes left for the next run"), "{err}");
+    let (left, _) = spooled(&buffer);
+    assert!(left > 0);
+    assert_eq!(down.counts().0, 0);
+
+    // Loki is back: the buffer is sent first and emptied; everything arrives exactly once.
+    let up = TestLoki::start();
+    let s = Shipper::start(&dir, &state, &up, None, &buf);
+    wait_for("every event", Duration::from_secs(60), || {
+        up.counts().0 as usize >= want.len() && spooled(&buffer).0 == 0
+    });
+    let (code, err) = s.terminate();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("0 bytes left"), "{err}");
+    assert_loki_exactly_once(&up, &want, &dir);
+    // The buffered copies were sent, and Loki dropped the re-parsed ones (or the reverse).
+    assert!(up.counts().1 as usize >= left, "{:?} {left}", up.counts());
+}
+
+#[test]
+fn a_full_buffer_drops_the_oldest_events_with_a_count_and_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    let state = tmp.path().join("state");
+    let buffer = tmp.path().join("buffer");
+    let want = big_build(&dir);
+    let down = TestLoki::start();
+    down.fail_next(1_000_000, Fault::Status(503, None));
+    let s = Shipper::start(
+        &dir,
+        &state,
+        &down,
+        None,
+        &[
+            "--buffer-dir",
+            buffer.to_str().unwrap(),
+            "--buffer-max-bytes",
+            "65536",
+            "--buffer-when-full",
+            "drop-oldest",
+            "--loki-max-retries",
+            "100000",
+            "--loki-batch-bytes",
+            "4096",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    wait_for(
+        "the follower to read everything",
+        Duration::from_secs(60),
+        || {
+            let (lines, bytes) = spooled(&buffer);
+            assert!(bytes <= 65536, "{bytes} bytes spooled");
+            lines > 0 && lines < 1000
+        },
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, err) = s.terminate();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("dropping the oldest spooled events"), "{err}");
+    let read: usize = err
+        .split("files: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(read, want.len(), "{err}");
+    let dropped: usize = err
+        .split("bytes left for the next run, ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(dropped > 5000, "{err}");
+    assert!(spooled(&buffer).1 <= 65536);
 }

@@ -106,6 +106,20 @@ pub struct LiveArgs {
     /// backlog, delivery lag, checkpoint age) at http://ADDR/metrics while following.
     #[arg(long, value_name = "ADDR", help_heading = "Follow")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// A disk buffer between the follower and each sink: when a sink is slow or down, events
+    /// are spooled here (one subdirectory per sink) and sent in order when it recovers.
+    #[arg(long, value_name = "DIR", help_heading = "Follow")]
+    pub buffer_dir: Option<PathBuf>,
+
+    /// The most the disk buffer holds per sink, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20, help_heading = "Follow")]
+    pub buffer_max_bytes: u64,
+
+    /// When the disk buffer is full: wait (the logs stay unread meanwhile) or drop the oldest
+    /// spooled events (counted, with a warning).
+    #[arg(long, value_enum, default_value_t = crate::spool::WhenFull::Block, help_heading = "Follow")]
+    pub buffer_when_full: crate::spool::WhenFull,
 }
 
 pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
@@ -201,7 +215,19 @@ fn follow(
         stop,
         metrics_listen: args.live.metrics_listen,
         dead_letter: Some(dead_letter),
+        buffer: args
+            .live
+            .buffer_dir
+            .clone()
+            .map(|dir| crate::live::BufferConfig {
+                dir,
+                max_bytes: args.live.buffer_max_bytes,
+                when_full: args.live.buffer_when_full,
+            }),
     };
+    if args.live.buffer_max_bytes < 64 * 1024 {
+        return Err(UsageError("--buffer-max-bytes must be at least 65536".into()).into());
+    }
     let report = crate::live::run(opts, sinks, cfg)?;
     Ok(report)
 }
