@@ -16,7 +16,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -117,12 +117,10 @@ impl Store {
     /// Writes atomically: a temporary file, fsync, rename over the old one, fsync the directory.
     /// A crash at any point leaves either the old positions or the new ones.
     pub fn save(&self, pos: &Positions) -> anyhow::Result<()> {
-        let tmp = self.dir.join(format!("{FILE_NAME}.tmp"));
-        let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(&serde_json::to_vec_pretty(pos)?)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, self.path())?;
+        let path = self.path();
+        crate::cli::metrics::write_atomically(&path, &serde_json::to_vec_pretty(pos)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        // The rename itself is durable once the directory is synced.
         File::open(&self.dir)?.sync_all()?;
         Ok(())
     }
@@ -147,7 +145,8 @@ mod tests {
         all.files.insert(log.display().to_string(), p.clone());
         store.save(&all).unwrap();
         assert_eq!(store.load().unwrap(), all);
-        assert!(!store.dir.join("positions.json.tmp").exists());
+        // No temporary file left beside it.
+        assert_eq!(std::fs::read_dir(&store.dir).unwrap().count(), 1);
 
         assert!(p.matches(&mut File::open(&log).unwrap()));
         // Same inode, other first bytes: a different file.

@@ -8,7 +8,7 @@ mod test_loki;
 
 use buildlog::checkpoint::Positions;
 use buildlog::Event;
-use common::{bin, corpus};
+use common::{append, bin, corpus};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -101,15 +101,6 @@ fn signal(pid: u32, sig: &str) {
         .status();
 }
 
-fn append(path: &Path, bytes: &[u8]) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(bytes).unwrap();
-}
-
 /// The logger files of a corpus build (no `json/`, no repeated `-errors`/`-summary` logs).
 fn logger_files(build: &str) -> Vec<(String, Vec<u8>)> {
     let src = corpus().join(build);
@@ -197,10 +188,7 @@ fn positions(state: &Path) -> Positions {
 fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let files = logger_files("build-09-log-levels-2026-01");
     assert_eq!(files.len(), 3);
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("container-build");
-    let state = tmp.path().join("state");
-    std::fs::create_dir(&dir).unwrap();
+    let (_tmp, dir, state) = scene();
     let loki = TestLoki::start();
     let es = TestEs::start();
 
@@ -306,16 +294,29 @@ fn event_contents(events: &[Event]) -> Vec<(String, String, String)> {
     }))
 }
 
+/// A fresh temporary place: the build directory `dir` (created) and the state directory.
+fn scene() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    std::fs::create_dir(&dir).unwrap();
+    let state = tmp.path().join("state");
+    (tmp, dir, state)
+}
+
+/// A scene whose build holds the legacy build's docker feature log.
+fn docker_scene() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let (tmp, dir, state) = scene();
+    std::fs::write(dir.join("docker-install.log"), legacy("docker-install.log")).unwrap();
+    (tmp, dir, state)
+}
+
 fn legacy(name: &str) -> Vec<u8> {
     std::fs::read(corpus().join("build-05-legacy-2025").join(name)).unwrap()
 }
 
 #[test]
 fn graceful_shutdown_checkpoints_and_a_restart_sends_only_what_is_new() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("b");
-    let state = tmp.path().join("state");
-    std::fs::create_dir(&dir).unwrap();
+    let (_tmp, dir, state) = scene();
     let docker = legacy("docker-install.log");
     let k8s = legacy("kubernetes-tools-install.log");
     // The second feature's log is only half written when the shipper stops.
@@ -392,11 +393,7 @@ fn graceful_shutdown_checkpoints_and_a_restart_sends_only_what_is_new() {
 
 #[test]
 fn a_second_signal_exits_at_once_and_the_checkpoint_keeps_it_safe() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("b");
-    let state = tmp.path().join("state");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::write(dir.join("docker-install.log"), legacy("docker-install.log")).unwrap();
+    let (_tmp, dir, state) = docker_scene();
     let loki = TestLoki::start();
     // Loki never answers: the flush cannot finish.
     loki.fail_next(1000, Fault::Hang);
@@ -418,11 +415,7 @@ fn a_second_signal_exits_at_once_and_the_checkpoint_keeps_it_safe() {
 
 #[test]
 fn shutdown_timeout_bounds_the_flush_and_undelivered_events_are_sent_after_a_restart() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("b");
-    let state = tmp.path().join("state");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::write(dir.join("docker-install.log"), legacy("docker-install.log")).unwrap();
+    let (_tmp, dir, state) = docker_scene();
     let want = expected(&dir);
     let loki = TestLoki::start();
     loki.fail_next(10_000, Fault::Status(503, None));
@@ -467,10 +460,7 @@ fn peak_rss(pid: u32) -> u64 {
 
 #[test]
 fn an_outage_is_ridden_out_with_bounded_memory_and_the_backlog_drains() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("b");
-    let state = tmp.path().join("state");
-    std::fs::create_dir(&dir).unwrap();
+    let (_tmp, dir, state) = scene();
     for (name, bytes) in logger_files("build-09-log-levels-2026-01") {
         std::fs::write(dir.join(name), bytes).unwrap();
     }
@@ -511,10 +501,7 @@ fn an_outage_is_ridden_out_with_bounded_memory_and_the_backlog_drains() {
 
 #[test]
 fn rename_rotation_and_copy_truncate_are_followed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("b");
-    let state = tmp.path().join("state");
-    std::fs::create_dir(&dir).unwrap();
+    let (tmp, dir, state) = scene();
     let docker = legacy("docker-install.log");
     let k8s = legacy("kubernetes-tools-install.log");
     let log = dir.join("docker-install.log");
@@ -588,11 +575,7 @@ fn sample(body: &str, name: &str) -> Option<f64> {
 
 #[test]
 fn metrics_listen_reports_reads_acknowledgements_backlog_and_checkpoint_age() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("b");
-    let state = tmp.path().join("state");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::write(dir.join("docker-install.log"), legacy("docker-install.log")).unwrap();
+    let (_tmp, dir, state) = docker_scene();
     let want = expected(&dir).len() as f64;
     let loki = TestLoki::start();
     let es = TestEs::start();
@@ -691,9 +674,7 @@ fn big_build(dir: &Path) -> Vec<Event> {
 
 #[test]
 fn the_disk_buffer_takes_the_backlog_while_loki_is_down_and_drains_after_a_restart() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("b");
-    let state = tmp.path().join("state");
+    let (tmp, dir, state) = scene();
     let buffer = tmp.path().join("buffer");
     let want = big_build(&dir);
     assert!(want.len() > 10_000);
@@ -737,9 +718,7 @@ fn the_disk_buffer_takes_the_backlog_while_loki_is_down_and_drains_after_a_resta
 
 #[test]
 fn a_full_buffer_drops_the_oldest_events_with_a_count_and_a_warning() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("b");
-    let state = tmp.path().join("state");
+    let (tmp, dir, state) = scene();
     let buffer = tmp.path().join("buffer");
     let want = big_build(&dir);
     let down = TestLoki::start();

@@ -55,6 +55,10 @@ struct Tail {
     next_seq: u64,
 }
 
+/// The consumer of the events failed (a closed pipe, every sink gone, or a stop request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerGone;
+
 /// How far one followed file has been handed on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mark {
@@ -213,7 +217,7 @@ impl<'a> Follower<'a> {
         &mut self,
         tail: &mut Tail,
         emit: &mut dyn FnMut(Event) -> io::Result<()>,
-    ) -> Result<(), ()> {
+    ) -> Result<(), ConsumerGone> {
         let mut events = Vec::new();
         if let Err(e) = tail.read_new(&mut events, &mut self.report) {
             self.report.errors.push(format!("{}: {e}", tail.source));
@@ -247,7 +251,7 @@ impl<'a> Follower<'a> {
                 continue;
             }
             self.report.events += 1;
-            emit(e).map_err(|_| ())?;
+            emit(e).map_err(|_| ConsumerGone)?;
         }
         Ok(())
     }
@@ -307,7 +311,7 @@ impl<'a> Follower<'a> {
         &mut self,
         emit: &mut dyn FnMut(Event) -> io::Result<()>,
         mark: &mut dyn FnMut(Mark),
-    ) -> Result<(), ()> {
+    ) -> Result<(), ConsumerGone> {
         if let Err(e) = self.scan() {
             // The directory may not exist yet: the build has not started.
             tracing::debug!("waiting for {}: {e}", self.dir.display());
