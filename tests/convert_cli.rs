@@ -475,3 +475,23 @@ fn a_private_key_printed_over_several_lines_is_redacted() {
         .unwrap()
         .contains("b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ"));
 }
+
+#[test]
+fn every_console_log_is_a_build_with_its_own_id() {
+    let mut ids = std::collections::BTreeSet::new();
+    let mut n = 0;
+    for f in std::fs::read_dir(corpus()).unwrap() {
+        let p = f.unwrap().path();
+        if !p.is_file() || p.extension().is_none_or(|e| e != "log") {
+            continue;
+        }
+        let events = convert_dir(&p, &[]);
+        let mine: std::collections::BTreeSet<_> =
+            events.iter().map(|e| e.correlation_id.clone()).collect();
+        assert_eq!(mine.len(), 1, "{}", p.display());
+        ids.extend(mine);
+        n += 1;
+    }
+    assert_eq!(ids.len(), n, "two console logs share an id");
+    assert!(n >= 15);
+}

@@ -55,6 +55,9 @@ pub struct ShipArgs {
     pub transport: crate::sink::http::TransportArgs,
 
     #[command(flatten)]
+    pub forward: crate::sink::forward::ForwardArgs,
+
+    #[command(flatten)]
     pub live: LiveArgs,
 }
 
@@ -135,12 +138,13 @@ pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
     {
         sinks.push(s);
     }
+    sinks.extend(args.forward.build(dead_letter.clone())?);
     if args.stdout {
         sinks.push(Box::new(StdoutSink { flush_each: true }));
     }
     if sinks.is_empty() {
         return Err(UsageError(
-            "ship needs at least one sink: --loki, --elasticsearch or --stdout".into(),
+            "ship needs at least one sink: --loki, --elasticsearch, --forward or --stdout".into(),
         )
         .into());
     }

@@ -663,7 +663,10 @@ fn parse_stream(
     let mut head = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     let mut read_error = None;
-    while head.len() < 64 * 1024 && !head.contains(&b'\n') {
+    // A live stream gives its first line; anything else its first 64 KiB, which also seeds
+    // the stream's own correlation id (two builds' logs differ there, even where their first
+    // lines, like BuildKit's `#0 building with "default" instance`, do not).
+    while head.len() < 64 * 1024 && !(live && head.contains(&b'\n')) {
         match reader.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => head.extend_from_slice(&chunk[..n]),
@@ -681,6 +684,7 @@ fn parse_stream(
         Format::Auto => detect(source, &head),
         f => f,
     };
+    let head_for_id = head[..head.len().min(64 * 1024)].to_vec();
     let reader: Box<dyn Read + Send> = Box::new(io::Cursor::new(head).chain(reader));
     let tz = ctx.opts.timezone.clone();
     let mut parser: Box<dyn FormatParser> = match format {
@@ -711,6 +715,7 @@ fn parse_stream(
     }
     let explicit = ctx.opts.correlation_id.clone().or(logger_id);
     let scrub = ctx.opts.scrub;
+    let head_hash = xxhash_rust::xxh3::xxh3_64(&head_for_id);
     let mut enricher: Option<Enricher> = explicit.map(|c| Enricher::new(c, scrub));
     run_parser(
         ctx,
@@ -729,7 +734,7 @@ fn parse_stream(
                     .filter(|_| format == Format::Json)
                     .unwrap_or_else(|| {
                         let seed = format!(
-                            "{}\u{1f}{}\u{1f}{}",
+                            "{}\u{1f}{}\u{1f}{}\u{1f}{head_hash:016x}",
                             e.feature,
                             e.message,
                             e.timestamp.millis()

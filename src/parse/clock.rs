@@ -55,6 +55,18 @@ impl Clock {
         }
     }
 
+    /// An exact instant (a CI runner's timestamp): it also sets the local date and time of
+    /// day that later stamps continue from.
+    pub fn set_instant(&mut self, ts: Timestamp) {
+        if let Ok(t) = jiff::Timestamp::from_millisecond(ts.0) {
+            let local = self.tz.to_datetime(t);
+            self.date = local.date();
+            self.dated = true;
+            self.last_time = Some(local.time());
+        }
+        self.last = Some(ts);
+    }
+
     /// A full local date and time (`Start Time:`, `End Time:`).
     pub fn set_datetime(&mut self, date: Date, time: Time) -> Timestamp {
         self.date = date;

@@ -357,7 +357,7 @@ pub fn follow_dir(
 
 /// The build's id while it is being written: the one in `json/build-metadata.json` if the
 /// build asked for it, else derived from its first feature's header (as `convert` derives it).
-fn build_id(dir: &Path, opts: &ParseOptions) -> String {
+pub fn build_id(dir: &Path, opts: &ParseOptions) -> String {
     let meta = std::fs::read(dir.join("json/build-metadata.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())

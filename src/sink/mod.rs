@@ -5,6 +5,7 @@
 pub mod ack;
 pub mod dead_letter;
 pub mod elasticsearch;
+pub mod forward;
 pub mod http;
 pub mod loki;
 pub mod retry;

@@ -133,3 +133,32 @@ pub fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// The executable of peer `name` (`peer path NAME`), for a test that spawns it itself;
+/// `None` (after saying so) when the test should be skipped.
+pub fn peer_path(test: &str, name: &str) -> Option<PathBuf> {
+    let script = peer_script(test)?;
+    Some(PathBuf::from(peer(&script, &["path", name])))
+}
+
+/// A spawned process, killed by its PID when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until something accepts connections on `addr` (panics after 30 s).
+pub fn wait_for_port(addr: &str) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nothing listens on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,20 @@
+-- Sets the record time from buildlog's `timestamp` field (RFC 3339 UTC, milliseconds).
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local mp = (m + 9) % 12
+  local doy = math.floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+function buildlog_time(tag, ts, record)
+  local s = record["timestamp"]
+  if type(s) ~= "string" then return 0, ts, record end
+  local y, mo, d, h, mi, se, ms = s:match("^(%d%d%d%d)-(%d%d)-(%d%d)T(%d%d):(%d%d):(%d%d)%.(%d%d%d)Z$")
+  if not y then return 0, ts, record end
+  local secs = days_from_civil(tonumber(y), tonumber(mo), tonumber(d)) * 86400
+    + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(se)
+  return 1, { sec = secs, nsec = tonumber(ms) * 1000000 }, record
+end
