@@ -654,7 +654,10 @@ fn spooled(buffer: &Path) -> (usize, u64) {
     let mut bytes = 0;
     for sink in std::fs::read_dir(buffer).into_iter().flatten().flatten() {
         for seg in std::fs::read_dir(sink.path()).unwrap().flatten() {
-            let b = std::fs::read(seg.path()).unwrap();
+            // A segment the feeder finished may be deleted between listing and reading.
+            let Ok(b) = std::fs::read(seg.path()) else {
+                continue;
+            };
             bytes += b.len() as u64;
             lines += b.iter().filter(|c| **c == b'\n').count();
         }
