@@ -646,6 +646,13 @@ fn follow_refuses_stdin_and_state_dir_needs_follow() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let out = bin()
+        .args(["ship", "--stdout", "--buffer-dir", "x"])
+        .arg(corpus().join("build-05-legacy-2025"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("need --follow"));
 }
 
 /// Events spooled in a disk buffer directory (all sinks).

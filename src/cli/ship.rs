@@ -151,8 +151,14 @@ pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
     let report = if args.live.follow {
         follow(&args, opts, sinks, dead_letter.clone())?
     } else {
-        if args.live.state_dir.is_some() {
-            return Err(UsageError("--state-dir needs --follow".into()).into());
+        if args.live.state_dir.is_some()
+            || args.live.buffer_dir.is_some()
+            || args.live.metrics_listen.is_some()
+        {
+            return Err(UsageError(
+                "--state-dir, --buffer-dir and --metrics-listen need --follow".into(),
+            )
+            .into());
         }
         pipeline::run(args.input.inputs(), opts, sinks, args.input.quiet)?
     };
