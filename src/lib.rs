@@ -3,13 +3,17 @@
 //! The parser is synchronous over byte slices (fast, testable, fuzzable); tokio drives the
 //! sources and sinks around it. See `docs/` for the user's view and DESIGN.md for the layout.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod enrich;
 pub mod event;
+pub mod live;
+pub mod live_metrics;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;
 pub mod sink;
 pub mod source;
+pub mod spool;
 
 pub use event::{Event, EventType, Level, SourceRef, Timestamp};

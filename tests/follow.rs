@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{bin, corpus};
-use std::io::{BufRead, BufReader, Write};
+use common::{append, bin, corpus};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -66,15 +66,6 @@ fn signal(pid: u32, sig: &str) {
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
         .status();
-}
-
-fn append(path: &std::path::Path, bytes: &[u8]) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(bytes).unwrap();
 }
 
 #[test]

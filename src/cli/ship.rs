@@ -6,8 +6,12 @@ use crate::pipeline;
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::stdout::StdoutSink;
 use crate::sink::Sink;
+use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -17,7 +21,13 @@ Examples:
   buildlog ship --loki http://127.0.0.1:3100 dead-letter.jsonl   # replay a dead-letter file
   buildlog ship --elasticsearch http://127.0.0.1:9200 /var/log/container-build
   buildlog ship --elasticsearch https://es.example:9200 --ca-file ca.pem --schema ecs \\
-      --index 'build-logs-%Y.%m.%d' old-builds/")]
+      --index 'build-logs-%Y.%m.%d' old-builds/
+  buildlog ship --follow /var/log/container-build --state-dir /var/lib/buildlog \
+      --loki http://127.0.0.1:3100 --elasticsearch http://127.0.0.1:9200
+
+With --follow, SIGTERM or SIGINT stops reading, flushes for at most --shutdown-timeout,
+writes the checkpoint and exits 0; a second signal exits at once (the checkpoint keeps
+what was delivered). See docs/operations.md.")]
 pub struct ShipArgs {
     #[command(flatten)]
     pub input: InputArgs,
@@ -49,6 +59,73 @@ pub struct ShipArgs {
 
     #[command(flatten)]
     pub otlp: Box<crate::sink::otlp::OtlpArgs>,
+
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+/// Following live builds (`--follow`).
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Keep following the given build log directories or files (like `tail -F`) and ship
+    /// events as their lines complete, until SIGTERM/SIGINT.
+    #[arg(long, help_heading = "Follow")]
+    pub follow: bool,
+
+    /// Where the positions file (checkpoints) is kept; a restart resumes from it.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "BUILDLOG_STATE_DIR",
+        help_heading = "Follow"
+    )]
+    pub state_dir: Option<PathBuf>,
+
+    /// How often to look for new lines and files, in milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 250,
+        help_heading = "Follow"
+    )]
+    pub poll_interval: u64,
+
+    /// How often the checkpoint is written when it moved, in milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 1000,
+        help_heading = "Follow"
+    )]
+    pub checkpoint_interval: u64,
+
+    /// On SIGTERM/SIGINT, how long the sinks may take to deliver what they hold (seconds).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10.0,
+        help_heading = "Follow"
+    )]
+    pub shutdown_timeout: f64,
+
+    /// Serve the shipper's own metrics (events read, queued, acknowledged, dead-lettered,
+    /// backlog, delivery lag, checkpoint age) at http://ADDR/metrics while following.
+    #[arg(long, value_name = "ADDR", help_heading = "Follow")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// A disk buffer between the follower and each sink: when a sink is slow or down, events
+    /// are spooled here (one subdirectory per sink) and sent in order when it recovers.
+    #[arg(long, value_name = "DIR", help_heading = "Follow")]
+    pub buffer_dir: Option<PathBuf>,
+
+    /// The most the disk buffer holds per sink, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20, help_heading = "Follow")]
+    pub buffer_max_bytes: u64,
+
+    /// When the disk buffer is full: wait (the logs stay unread meanwhile) or drop the oldest
+    /// spooled events (counted, with a warning).
+    #[arg(long, value_enum, default_value_t = crate::spool::WhenFull::Block, help_heading = "Follow")]
+    pub buffer_when_full: crate::spool::WhenFull,
 }
 
 pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
@@ -76,7 +153,20 @@ pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
         )
         .into());
     }
-    let report = pipeline::run(args.input.inputs(), opts, sinks, args.input.quiet)?;
+    let report = if args.live.follow {
+        follow(&args, opts, sinks, dead_letter.clone())?
+    } else {
+        if args.live.state_dir.is_some()
+            || args.live.buffer_dir.is_some()
+            || args.live.metrics_listen.is_some()
+        {
+            return Err(UsageError(
+                "--state-dir, --buffer-dir and --metrics-listen need --follow".into(),
+            )
+            .into());
+        }
+        pipeline::run(args.input.inputs(), opts, sinks, args.input.quiet)?
+    };
     for s in &report.sinks {
         eprintln!(
             "buildlog: {}: {} events, {} delivered ({} already stored), {} retries, {} dead-lettered, {} dropped",
@@ -99,4 +189,60 @@ pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
             exit::OK
         },
     )
+}
+
+/// `ship --follow`: runs until SIGTERM/SIGINT.
+fn follow(
+    args: &ShipArgs,
+    opts: crate::parse::ParseOptions,
+    sinks: Vec<Box<dyn Sink>>,
+    dead_letter: DeadLetter,
+) -> anyhow::Result<pipeline::PipelineReport> {
+    let mut paths = Vec::new();
+    for input in args.input.inputs() {
+        match input {
+            crate::source::Input::Path(p) => paths.push(p),
+            _ => {
+                return Err(UsageError(
+                    "--follow takes build log directories or files, not stdin".into(),
+                )
+                .into())
+            }
+        }
+    }
+    let t = args.live.shutdown_timeout;
+    if !(t.is_finite() && t >= 0.0) {
+        return Err(UsageError("--shutdown-timeout must be a number of seconds".into()).into());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The second signal exits at once: registered first, it fires when `stop` is already set.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let cfg = crate::live::FollowConfig {
+        paths,
+        poll_interval: Duration::from_millis(args.live.poll_interval.max(10)),
+        state_dir: args.live.state_dir.clone(),
+        checkpoint_interval: Duration::from_millis(args.live.checkpoint_interval.max(10)),
+        shutdown_timeout: Duration::from_secs_f64(t),
+        stop,
+        metrics_listen: args.live.metrics_listen,
+        dead_letter: Some(dead_letter),
+        buffer: args
+            .live
+            .buffer_dir
+            .clone()
+            .map(|dir| crate::live::BufferConfig {
+                dir,
+                max_bytes: args.live.buffer_max_bytes,
+                when_full: args.live.buffer_when_full,
+            }),
+    };
+    if args.live.buffer_max_bytes < 64 * 1024 {
+        return Err(UsageError("--buffer-max-bytes must be at least 65536".into()).into());
+    }
+    let report = crate::live::run(opts, sinks, cfg)?;
+    Ok(report)
 }

@@ -9,12 +9,18 @@
 //! Nothing is "finished" while following: an install log without a summary is a feature still
 //! running, not an aborted one. The JSON logger's files are not read here (their events are
 //! written after the text lines they repeat); see docs/convert.md.
+//!
+//! For `ship --follow`, a follower also resumes from checkpoints (`crate::checkpoint`): a
+//! file whose identity matches its saved position is parsed from its start again, and its
+//! events numbered below the saved `seq` are not handed on. After each read it reports a
+//! `Mark` (how far the file's complete lines go, and how many of its events were handed on).
 
 use super::build::{derive_build_id, read_header, slug};
 use super::build_failure::BuildFailureParser;
 use super::install_log::InstallLogParser;
 use super::master_summary::MasterSummaryParser;
 use super::{FormatParser, ParseOptions, ParseReport};
+use crate::checkpoint::FilePosition;
 use crate::enrich::Enricher;
 use crate::event::{Event, Timestamp};
 use crate::source::LineSplitter;
@@ -43,6 +49,28 @@ struct Tail {
     kind: Kind,
     name: String,
     source: String,
+    /// Events numbered below this were delivered before a restart: not handed on again.
+    skip_below: u64,
+    /// One past the number of the last event of this file handed on (or skipped).
+    next_seq: u64,
+}
+
+/// The consumer of the events failed (a closed pipe, every sink gone, or a stop request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerGone;
+
+/// How far one followed file has been handed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    /// The path as followed (the events' `source.file`).
+    pub source: String,
+    pub path: PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+    /// Offset of the end of the last complete line read.
+    pub offset: u64,
+    /// Every event of the file numbered below this has been handed on.
+    pub next_seq: u64,
 }
 
 impl Tail {
@@ -50,6 +78,8 @@ impl Tail {
         let file = File::open(path)?;
         let m = file.metadata()?;
         Ok(Tail {
+            skip_below: 0,
+            next_seq: 0,
             file,
             inode: (m.dev(), m.ino()),
             offset: 0,
@@ -83,6 +113,19 @@ impl Tail {
     }
 }
 
+impl Tail {
+    fn mark(&self) -> Mark {
+        Mark {
+            source: self.source.clone(),
+            path: PathBuf::from(&self.source),
+            dev: self.inode.0,
+            ino: self.inode.1,
+            offset: self.offset - self.splitter.pending_bytes(),
+            next_seq: self.next_seq,
+        }
+    }
+}
+
 fn new_parser(kind: Kind, opts: &ParseOptions) -> Box<dyn FormatParser + Send> {
     match kind {
         Kind::Install => Box::new(InstallLogParser::new(opts.timezone.clone())),
@@ -103,25 +146,78 @@ fn kind_of(name: &str) -> Option<Kind> {
     }
 }
 
-/// The state of one followed build directory.
-struct Follower<'a> {
-    dir: &'a Path,
+/// The state of one followed build directory (or one file of it).
+pub struct Follower<'a> {
+    dir: PathBuf,
+    /// Follow only this file of `dir`.
+    only: Option<PathBuf>,
     opts: &'a ParseOptions,
+    /// Saved positions not yet matched with an opened file, by `source`.
+    resume: HashMap<String, FilePosition>,
     tails: BTreeMap<PathBuf, Tail>,
     /// Rotated-away files, read to their end on the next poll, then dropped.
     retired: Vec<Tail>,
     enricher: Option<Enricher>,
     last_time: HashMap<String, Timestamp>,
     report: ParseReport,
+    /// Events not handed on because a checkpoint says they were delivered.
+    pub skipped: u64,
+    /// The build's id from a checkpoint: derived ids depend on which files existed when the
+    /// first event was read, so a restart must reuse the id, not derive it again.
+    saved_id: Option<String>,
 }
 
-impl Follower<'_> {
+impl<'a> Follower<'a> {
+    /// Follows `path`: a build log directory, or one file in it. `resume`: saved positions.
+    pub fn new(
+        path: &Path,
+        opts: &'a ParseOptions,
+        resume: HashMap<String, FilePosition>,
+    ) -> Follower<'a> {
+        let (dir, only) = if path.is_file() {
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            (dir, Some(path.to_path_buf()))
+        } else {
+            (path.to_path_buf(), None)
+        };
+        Follower {
+            dir,
+            only,
+            opts,
+            resume,
+            tails: BTreeMap::new(),
+            retired: Vec::new(),
+            enricher: None,
+            last_time: HashMap::new(),
+            report: ParseReport::default(),
+            skipped: 0,
+            saved_id: None,
+        }
+    }
+
+    /// Resumes with the build id a checkpoint recorded (unless `--correlation-id` is given).
+    pub fn with_correlation_id(mut self, id: Option<String>) -> Self {
+        self.saved_id = id;
+        self
+    }
+
+    pub fn report(&self) -> &ParseReport {
+        &self.report
+    }
+
+    pub fn into_report(self) -> ParseReport {
+        self.report
+    }
+
     /// Reads what `tail` gained and hands its events on. Err: the consumer is gone.
     fn pump(
         &mut self,
         tail: &mut Tail,
         emit: &mut dyn FnMut(Event) -> io::Result<()>,
-    ) -> Result<(), ()> {
+    ) -> Result<(), ConsumerGone> {
         let mut events = Vec::new();
         if let Err(e) = tail.read_new(&mut events, &mut self.report) {
             self.report.errors.push(format!("{}: {e}", tail.source));
@@ -134,7 +230,8 @@ impl Follower<'_> {
                 .opts
                 .correlation_id
                 .clone()
-                .unwrap_or_else(|| build_id(self.dir, self.opts));
+                .or_else(|| self.saved_id.take())
+                .unwrap_or_else(|| build_id(&self.dir, self.opts));
             Enricher::new(id, self.opts.scrub)
         });
         for mut e in events {
@@ -148,15 +245,28 @@ impl Follower<'_> {
                 }
             }
             enricher.apply(&mut e, &tail.source, &tail.name);
+            tail.next_seq = tail.next_seq.max(e.seq + 1);
+            if e.seq < tail.skip_below {
+                self.skipped += 1;
+                continue;
+            }
             self.report.events += 1;
-            emit(e).map_err(|_| ())?;
+            emit(e).map_err(|_| ConsumerGone)?;
         }
         Ok(())
     }
 
     /// Notices new, rotated and truncated files.
     fn scan(&mut self) -> io::Result<()> {
-        for (path, kind) in list(self.dir)? {
+        let found = match &self.only {
+            Some(p) if p.is_file() => {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                vec![(p.clone(), kind_of(&name).unwrap_or(Kind::Install))]
+            }
+            Some(_) => Vec::new(),
+            None => list(&self.dir)?,
+        };
+        for (path, kind) in found {
             if let Some(tail) = self.tails.get(&path) {
                 let Ok(m) = std::fs::metadata(&path) else {
                     continue;
@@ -172,8 +282,20 @@ impl Follower<'_> {
                     continue;
                 }
             }
-            match Tail::open(&path, self.dir, kind, self.opts) {
-                Ok(t) => {
+            match Tail::open(&path, &self.dir, kind, self.opts) {
+                Ok(mut t) => {
+                    // A saved position applies to the first file opened at its path, if it
+                    // is still the same file (not one rotated or truncated since).
+                    if let Some(pos) = self.resume.remove(&t.source) {
+                        if pos.matches(&mut t.file) {
+                            t.skip_below = pos.seq;
+                        } else {
+                            tracing::info!(
+                                "{}: not the file of the checkpoint any more; shipping it from its start",
+                                t.source
+                            );
+                        }
+                    }
                     self.report.files += 1;
                     self.tails.insert(path, t);
                 }
@@ -183,13 +305,20 @@ impl Follower<'_> {
         Ok(())
     }
 
-    fn poll(&mut self, emit: &mut dyn FnMut(Event) -> io::Result<()>) -> Result<(), ()> {
+    /// Reads what every file gained, handing events to `emit` and, after each file, its
+    /// `Mark` to `mark`. Err: `emit` failed (the consumer is gone).
+    pub fn poll(
+        &mut self,
+        emit: &mut dyn FnMut(Event) -> io::Result<()>,
+        mark: &mut dyn FnMut(Mark),
+    ) -> Result<(), ConsumerGone> {
         if let Err(e) = self.scan() {
             // The directory may not exist yet: the build has not started.
             tracing::debug!("waiting for {}: {e}", self.dir.display());
         }
         for mut old in std::mem::take(&mut self.retired) {
             self.pump(&mut old, emit)?;
+            mark(old.mark());
         }
         // Install logs first (in name order), then the summaries that follow from them.
         let mut paths: Vec<PathBuf> = self.tails.keys().cloned().collect();
@@ -197,6 +326,9 @@ impl Follower<'_> {
         for p in paths {
             let mut tail = self.tails.remove(&p).expect("listed");
             let r = self.pump(&mut tail, emit);
+            if r.is_ok() {
+                mark(tail.mark());
+            }
             self.tails.insert(p, tail);
             r?;
         }
@@ -213,18 +345,10 @@ pub fn follow_dir(
     stop: &AtomicBool,
     emit: &mut dyn FnMut(Event) -> io::Result<()>,
 ) -> ParseReport {
-    let mut f = Follower {
-        dir,
-        opts,
-        tails: BTreeMap::new(),
-        retired: Vec::new(),
-        enricher: None,
-        last_time: HashMap::new(),
-        report: ParseReport::default(),
-    };
+    let mut f = Follower::new(dir, opts, HashMap::new());
     loop {
         let stopping = stop.load(Ordering::SeqCst);
-        if f.poll(emit).is_err() || stopping {
+        if f.poll(emit, &mut |_| {}).is_err() || stopping {
             return f.report;
         }
         std::thread::sleep(interval);

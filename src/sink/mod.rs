@@ -2,6 +2,7 @@
 //! (CLI flags and environment), its encoder (events to request bodies), and its client
 //! (the service that sends, retries and dead-letters).
 
+pub mod ack;
 pub mod dead_letter;
 pub mod elasticsearch;
 pub mod forward;
@@ -51,4 +52,10 @@ pub type SinkFuture = Pin<Box<dyn Future<Output = anyhow::Result<SinkReport>> + 
 pub trait Sink: Send {
     fn name(&self) -> String;
     fn run(self: Box<Self>, events: mpsc::Receiver<Arc<Event>>) -> SinkFuture;
+    /// Asks the sink to report every event it finished with (stored or dead-lettered) to
+    /// `acks`, for checkpoints. False: the sink cannot; the pipeline then counts an event
+    /// as acknowledged once the sink received it.
+    fn acknowledge_to(&mut self, _acks: Arc<ack::Acks>) -> bool {
+        false
+    }
 }

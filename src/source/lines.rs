@@ -75,6 +75,11 @@ impl LineSplitter {
         self.carry.len()
     }
 
+    /// Bytes of a partial last line held until its newline arrives.
+    pub fn pending_bytes(&self) -> u64 {
+        self.carry.len() as u64 + self.overflow
+    }
+
     fn append(&mut self, bytes: &[u8]) {
         let room = self.max.saturating_sub(self.carry.len());
         let take = room.min(bytes.len());

@@ -70,3 +70,14 @@ pub fn copy_dir_without(from: &Path, to: &Path, skip: &str) {
         }
     }
 }
+
+/// Appends `bytes` to `path` (created if missing), as a build writing its log does.
+pub fn append(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(bytes).unwrap();
+}

@@ -6,6 +6,7 @@ use super::client::{BulkClient, BulkOutcome};
 use super::config::EsConfig;
 use super::encoder::{Action, Encoder};
 use crate::event::Event;
+use crate::sink::ack::Acks;
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::retry::Backoff;
 use crate::sink::{Sink, SinkFuture, SinkReport};
@@ -28,6 +29,7 @@ struct Ctx {
     backoff: Backoff,
     action: Action,
     dead_letter: DeadLetter,
+    acks: Option<Arc<Acks>>,
 }
 
 impl ElasticsearchSink {
@@ -48,6 +50,7 @@ impl ElasticsearchSink {
             backoff: cfg.backoff,
             action: cfg.action,
             dead_letter,
+            acks: None,
         });
         ElasticsearchSink { cfg, encoder, ctx }
     }
@@ -103,6 +106,17 @@ struct Tally {
 impl Sink for ElasticsearchSink {
     fn name(&self) -> String {
         SINK_NAME.into()
+    }
+
+    fn acknowledge_to(&mut self, acks: Arc<Acks>) -> bool {
+        // Set before `run`: nothing else holds the context yet.
+        match Arc::get_mut(&mut self.ctx) {
+            Some(ctx) => {
+                ctx.acks = Some(acks);
+                true
+            }
+            None => false,
+        }
     }
 
     fn run(self: Box<Self>, mut events: mpsc::Receiver<Arc<Event>>) -> SinkFuture {
@@ -207,11 +221,15 @@ async fn send_batch(ctx: Arc<Ctx>, batch: Batch) -> Tally {
                 let mut last = String::new();
                 for (&i, item) in pending.iter().zip(&items) {
                     match item.status {
-                        200..=299 => tally.delivered += 1,
+                        200..=299 => {
+                            tally.delivered += 1;
+                            ack(&ctx, &batch, i);
+                        }
                         // `create` of an `_id` the index already holds: stored by an earlier run.
                         409 if ctx.action == Action::Create => {
                             tally.delivered += 1;
                             tally.already_present += 1;
+                            ack(&ctx, &batch, i);
                         }
                         429 | 500..=599 => {
                             last = item_reason(item.status, item.error.as_deref());
@@ -284,11 +302,23 @@ fn item_reason(status: u16, error: Option<&str>) -> String {
 fn reject(ctx: &Ctx, tally: &mut Tally, batch: &Batch, idx: &[usize], reason: &str) {
     let events: Vec<Arc<Event>> = idx.iter().map(|&i| batch.events[i].clone()).collect();
     tally.dead_lettered += events.len() as u64;
-    if let Err(e) = ctx.dead_letter.write(SINK_NAME, reason, &events) {
-        tracing::error!(
+    match ctx.dead_letter.write(SINK_NAME, reason, &events) {
+        Err(e) => tracing::error!(
             "elasticsearch: writing {} events to the dead-letter file failed: {e}",
             events.len()
-        );
+        ),
+        // Safely on disk: acknowledged (what could not be written is sent again after a restart).
+        Ok(()) => {
+            if let Some(a) = &ctx.acks {
+                a.done_all(&events);
+            }
+        }
+    }
+}
+
+fn ack(ctx: &Ctx, batch: &Batch, i: usize) {
+    if let Some(a) = &ctx.acks {
+        a.done(&batch.events[i]);
     }
 }
 

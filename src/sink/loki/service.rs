@@ -5,6 +5,7 @@ use super::client::{Client, Outcome};
 use super::config::{LokiConfig, LokiEncoding};
 use super::encoder::{encode, Batch, Body, Encoder, StreamBatch};
 use crate::event::Event;
+use crate::sink::ack::Acks;
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::retry::Backoff;
 use crate::sink::{Sink, SinkFuture, SinkReport};
@@ -24,6 +25,7 @@ pub struct LokiSink {
     cfg: LokiConfig,
     client: Client,
     dead_letter: DeadLetter,
+    acks: Option<Arc<Acks>>,
 }
 
 /// What one request (and its retries) did with its events.
@@ -42,6 +44,7 @@ struct Shared {
     gzip: bool,
     backoff: Backoff,
     dead_letter: DeadLetter,
+    acks: Option<Arc<Acks>>,
 }
 
 enum Final {
@@ -64,6 +67,7 @@ impl LokiSink {
             cfg,
             client,
             dead_letter,
+            acks: None,
         }
     }
 
@@ -77,6 +81,7 @@ impl LokiSink {
             gzip: self.cfg.gzip,
             backoff: self.cfg.backoff,
             dead_letter: self.dead_letter,
+            acks: self.acks,
         });
         let mut flight = InFlight {
             tasks: JoinSet::new(),
@@ -128,6 +133,10 @@ impl Sink for LokiSink {
     }
     fn run(self: Box<Self>, events: mpsc::Receiver<Arc<Event>>) -> SinkFuture {
         Box::pin(self.serve(events))
+    }
+    fn acknowledge_to(&mut self, acks: Arc<Acks>) -> bool {
+        self.acks = Some(acks);
+        true
     }
 }
 
@@ -204,7 +213,10 @@ async fn deliver(shared: &Shared, mut streams: Vec<StreamBatch>) -> Tally {
     }
     let all: Vec<&StreamBatch> = streams.iter().collect();
     match send(shared, &body, &mut tally).await {
-        Final::Stored => tally.delivered += count(&all),
+        Final::Stored => {
+            tally.delivered += count(&all);
+            ack(shared, &all);
+        }
         Final::GaveUp(reason) => dead_letter(shared, &all, &reason, &mut tally),
         Final::Rejected(reason) if all.len() == 1 => dead_letter(shared, &all, &reason, &mut tally),
         Final::Rejected(_) => {
@@ -213,7 +225,10 @@ async fn deliver(shared: &Shared, mut streams: Vec<StreamBatch>) -> Tally {
                 let one = [*s];
                 let body = encode(&[&s.rebuild(&shared.encoder)], shared.encoding, shared.gzip);
                 match send(shared, &body, &mut tally).await {
-                    Final::Stored => tally.delivered += count(&one),
+                    Final::Stored => {
+                        tally.delivered += count(&one);
+                        ack(shared, &one);
+                    }
                     Final::GaveUp(reason) | Final::Rejected(reason) => {
                         dead_letter(shared, &one, &reason, &mut tally)
                     }
@@ -222,6 +237,14 @@ async fn deliver(shared: &Shared, mut streams: Vec<StreamBatch>) -> Tally {
         }
     }
     tally
+}
+
+fn ack(shared: &Shared, streams: &[&StreamBatch]) {
+    if let Some(a) = &shared.acks {
+        for s in streams {
+            a.done_all(&s.events);
+        }
+    }
 }
 
 fn count(streams: &[&StreamBatch]) -> u64 {
@@ -268,7 +291,11 @@ fn dead_letter(shared: &Shared, streams: &[&StreamBatch], reason: &str, tally: &
     tracing::warn!("loki: {n} entries not delivered: {reason}");
     for s in streams {
         match shared.dead_letter.write("loki", reason, &s.events) {
-            Ok(()) => tally.dead_lettered += s.events.len() as u64,
+            Ok(()) => {
+                tally.dead_lettered += s.events.len() as u64;
+                // Safely on disk: acknowledged (a dropped event is not, and is sent again).
+                ack(shared, &[*s]);
+            }
             Err(e) => {
                 tracing::error!(
                     "loki: could not write {} entries to the dead-letter file: {e}",
