@@ -97,6 +97,28 @@ fn bench(c: &mut Criterion) {
                 bytes + out.len()
             })
         });
+        // What deriving metrics adds to convert (issue 3: at most 10%): the same work plus
+        // folding every event into the metrics state.
+        g.bench_function("convert to JSON + metrics", |b| {
+            let mut out = Vec::with_capacity(CHUNK * 2);
+            b.iter(|| {
+                let mut enr = Enricher::new("build-1791958321-g88d8k".into(), true);
+                let mut metrics = buildlog::metrics::derive::MetricsState::new();
+                let mut bytes = 0usize;
+                parse(black_box(&input), &mut |mut e| {
+                    enr.apply(&mut e, "python-install.log", "python-install.log");
+                    metrics.observe(&e);
+                    e.write_json_line(&mut out);
+                    if out.len() >= CHUNK {
+                        bytes += out.len();
+                        black_box(&out);
+                        out.clear();
+                    }
+                });
+                black_box(metrics.events());
+                bytes + out.len()
+            })
+        });
         g.finish();
     }
 }
