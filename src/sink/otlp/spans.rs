@@ -3,8 +3,9 @@
 //! (DESIGN.md), so the logs in Loki or Elasticsearch and the spans in Tempo link both ways.
 //!
 //! A command span is complete when its `command` event arrives and is handed out at once;
-//! feature and build spans wait for the end of their build (end of input, idle timeout, or
-//! too many builds open), because the build-failure sentinel of a feature is read after it.
+//! a finished feature's span as its `feature_end` arrives; an aborted feature's span and the
+//! build span wait for the end of their build (end of input, idle timeout, or too many builds
+//! open), because the build-failure sentinel of an aborted feature is read after it.
 //! Only the events that make a span (boundaries and span events) are kept: they are what
 //! goes to the dead-letter file when a span is refused, and replaying them rebuilds it.
 
@@ -98,6 +99,18 @@ struct BuildState {
     max_child_end: i64,
     commands_seen: u64,
     feature_ids: HashMap<String, [u8; 8]>,
+    /// Feature spans already handed out (finished features go out as they end).
+    done_features: std::collections::HashSet<[u8; 8]>,
+    /// What the handed-out feature spans add to the build span's totals.
+    sent: SentFeatures,
+}
+
+#[derive(Default)]
+struct SentFeatures {
+    count: u64,
+    failed: u64,
+    errors: u64,
+    warnings: u64,
 }
 
 impl SpanBuilder {
@@ -173,22 +186,18 @@ impl SpanBuilder {
             b.max_child_end = b.max_child_end.max(s.span.end_time_unix_nano as i64);
             out.push(s);
         }
-        let mut failed = 0u64;
-        let (mut errors, mut warnings) = (0u64, 0u64);
         let mut sentinel = false;
         let features = std::mem::take(&mut b.features);
-        let feature_count = features.len() as u64;
         for f in features {
-            if let Some(end) = &f.end {
-                errors += end.error_count.unwrap_or(0);
-                warnings += end.warning_count.unwrap_or(0);
-            }
             sentinel |= f.sentinel;
-            let (s, ok) = feature_span(&b, f);
-            failed += u64::from(!ok);
-            b.max_child_end = b.max_child_end.max(s.span.end_time_unix_nano as i64);
-            out.push(s);
+            b.send_feature(f, out);
         }
+        let SentFeatures {
+            count: feature_count,
+            failed,
+            errors,
+            warnings,
+        } = std::mem::take(&mut b.sent);
         if b.has_build_facts {
             out.push(self.build_span(b, feature_count, failed, errors, warnings, sentinel));
         }
@@ -281,6 +290,8 @@ impl BuildState {
             max_child_end: 0,
             commands_seen: 0,
             feature_ids: HashMap::new(),
+            done_features: Default::default(),
+            sent: SentFeatures::default(),
         }
     }
 
@@ -305,17 +316,22 @@ impl BuildState {
                 && !matches!(e.event_type, EventType::CommandStart | EventType::Command))
         {
             self.has_build_facts = true;
-            let f = match self.features.iter().position(|f| f.span_id == span_id) {
-                Some(i) => &mut self.features[i],
+            if self.done_features.contains(&span_id) {
+                // A late event of a feature whose span is out: it goes on the build span.
+                return add_span_event(&mut self.acc, e, max_events);
+            }
+            let i = match self.features.iter().position(|f| f.span_id == span_id) {
+                Some(i) => i,
                 None => {
                     self.features.push(FeatureState {
                         span_id,
                         name: e.feature.clone(),
                         ..Default::default()
                     });
-                    self.features.last_mut().expect("just pushed")
+                    self.features.len() - 1
                 }
             };
+            let f = &mut self.features[i];
             f.acc.see(ts);
             match e.event_type {
                 EventType::FeatureStart => {
@@ -326,7 +342,16 @@ impl BuildState {
                 EventType::FeatureEnd => {
                     f.end = Some(e.clone());
                     f.version = f.version.take().or_else(|| e.version.clone());
-                    return keep_if(&mut f.acc, e, true);
+                    let kept = keep_if(&mut f.acc, e, true);
+                    if !e.incomplete {
+                        // A finished feature's span goes out as it ends, so a followed build
+                        // shows it live. Only an aborted feature's span waits for the build's
+                        // end: the failure sentinel that marks it is read after it.
+                        let f = self.features.remove(i);
+                        self.done_features.insert(f.span_id);
+                        self.send_feature(f, out);
+                    }
+                    return kept;
                 }
                 EventType::BuildFailure => f.sentinel = true,
                 _ => {}
@@ -366,6 +391,19 @@ impl BuildState {
             }
             _ => add_span_event(&mut c.acc, e, max_events),
         }
+    }
+
+    /// Hands out a feature's span and keeps what it adds to the build span's totals.
+    fn send_feature(&mut self, f: FeatureState, out: &mut Vec<SpanOut>) {
+        if let Some(end) = &f.end {
+            self.sent.errors += end.error_count.unwrap_or(0);
+            self.sent.warnings += end.warning_count.unwrap_or(0);
+        }
+        let (s, ok) = feature_span(self, f);
+        self.sent.count += 1;
+        self.sent.failed += u64::from(!ok);
+        self.max_child_end = self.max_child_end.max(s.span.end_time_unix_nano as i64);
+        out.push(s);
     }
 
     /// A feature's span id, cached: hashing and formatting it for every output line would
@@ -949,6 +987,67 @@ mod tests {
         let root = &spans.last().unwrap().span;
         assert_eq!(root.events.len(), 1);
         assert_eq!(root.events[0].name, "error");
+    }
+
+    #[test]
+    fn a_finished_features_span_goes_out_as_it_ends_an_aborted_ones_at_the_build_end() {
+        // build-02: Golang finishes, Java Development aborts (its sentinel comes last).
+        let events = corpus_events("build-02-failure");
+        let mut b = SpanBuilder::new(64, None, "container-build");
+        let mut out = Vec::new();
+        let now = Instant::now();
+        let golang_end = events
+            .iter()
+            .position(|e| e.event_type == EventType::FeatureEnd && e.feature == "Golang")
+            .unwrap();
+        for e in &events[..=golang_end] {
+            b.push(e, now, &mut out);
+        }
+        let golang_id = hex8(events[golang_end].span_id.as_deref().unwrap()).unwrap();
+        assert!(
+            out.iter().any(|s| s.span.span_id == golang_id),
+            "Golang's span waited"
+        );
+        for e in &events[golang_end + 1..] {
+            b.push(e, now, &mut out);
+        }
+        let java = events
+            .iter()
+            .find(|e| e.event_type == EventType::FeatureStart && e.feature == "Java Development")
+            .unwrap();
+        let java_id = hex8(java.span_id.as_deref().unwrap()).unwrap();
+        assert!(
+            !out.iter().any(|s| s.span.span_id == java_id),
+            "the aborted feature went out early"
+        );
+        b.finish(&mut out);
+        let java_span = out.iter().find(|s| s.span.span_id == java_id).unwrap();
+        assert_eq!(
+            java_span.span.status.as_ref().unwrap().code,
+            2,
+            "error status from the sentinel"
+        );
+        // Each span once; the build span counts both features.
+        let mut ids: Vec<_> = out.iter().map(|s| s.span.span_id.clone()).collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n);
+        let build = out
+            .iter()
+            .find(|s| s.span.parent_span_id.is_empty())
+            .unwrap();
+        let features = build
+            .span
+            .attributes
+            .iter()
+            .find(|kv| kv.key.contains("feature"))
+            .map(|kv| format!("{:?}", kv.value));
+        assert!(
+            features.is_some_and(|v| v.contains('2')),
+            "{:?}",
+            build.span.attributes
+        );
     }
 
     #[test]
