@@ -196,7 +196,11 @@ pub async fn push(
                         why,
                     )
                 }
-                Err(e) => (true, None, format!("{url}: {}", error_chain(&e))),
+                Err(e) => (
+                    true,
+                    None,
+                    format!("{url}: {}", crate::sink::http::error_chain(&e)),
+                ),
             };
             if !retryable {
                 bail!("remote write rejected: {why}");
@@ -219,18 +223,6 @@ pub async fn push(
         report.series += chunk.len() as u64;
     }
     Ok(report)
-}
-
-/// An error with its causes (reqwest's own message omits them: "error sending request").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Parses `k=v` label flags; names must be valid Prometheus label names.

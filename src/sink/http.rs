@@ -109,6 +109,24 @@ impl Auth {
     }
 }
 
+/// `e`'s message followed by each of its causes, `: `-separated (reqwest's own message omits
+/// them: "error sending request").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    push_causes(&mut s, e);
+    s
+}
+
+/// Appends `: cause` for each cause of `e` (not `e`'s own message).
+pub fn push_causes(s: &mut String, e: &dyn std::error::Error) {
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+}
+
 /// Reads a secret: from the file when `file` is given (trailing newline trimmed), else from
 /// the environment variable `env`. Empty values count as absent.
 pub fn secret_from(env: &str, file: Option<&PathBuf>) -> anyhow::Result<Option<String>> {

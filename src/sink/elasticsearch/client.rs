@@ -89,7 +89,7 @@ impl BulkClient {
             Ok(r) => r,
             Err(e) => {
                 return BulkOutcome::Retry {
-                    reason: format!("request failed: {}", error_chain(&e)),
+                    reason: format!("request failed: {}", crate::sink::http::error_chain(&e)),
                     retry_after: None,
                 }
             }
@@ -104,7 +104,10 @@ impl BulkClient {
             Ok(b) => b,
             Err(e) => {
                 return BulkOutcome::Retry {
-                    reason: format!("reading the response: {}", error_chain(&e)),
+                    reason: format!(
+                        "reading the response: {}",
+                        crate::sink::http::error_chain(&e)
+                    ),
                     retry_after: None,
                 }
             }
@@ -219,17 +222,6 @@ fn excerpt(body: &[u8]) -> String {
     } else {
         s.trim().to_string()
     }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 pub fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {

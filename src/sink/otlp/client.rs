@@ -211,12 +211,7 @@ fn describe_reqwest_error(e: &reqwest::Error) -> String {
         } else {
             "request failed"
         });
-        let mut cause = std::error::Error::source(e);
-        while let Some(c) = cause {
-            text.push_str(": ");
-            text.push_str(&c.to_string());
-            cause = c.source();
-        }
+        crate::sink::http::push_causes(&mut text, e);
         text
     }
 }
