@@ -2,7 +2,8 @@
 //! same input in the same run. Input: the corpus' large build (`build-13-large`, 16 MB of
 //! install logs). `cargo bench --bench es_encode`; figures go to docs/performance.md.
 
-use buildlog::parse::{parse_inputs, ParseOptions};
+use buildlog::build::parse_inputs;
+use buildlog::parse::ParseOptions;
 use buildlog::sink::elasticsearch::encoder::{Action, Encoder, Schema, Target};
 use buildlog::source::{Input, Progress};
 use buildlog::Event;

@@ -3,7 +3,8 @@
 //! protobuf + snappy in 1 MiB requests (what `ship --loki` does before the network).
 //! Figures go to docs/performance.md.
 
-use buildlog::parse::{parse_inputs, ParseOptions};
+use buildlog::build::parse_inputs;
+use buildlog::parse::ParseOptions;
 use buildlog::sink::loki::config::{LokiArgs, LokiEncoding};
 use buildlog::sink::loki::encoder::{encode, Batch, Encoder, StreamBatch};
 use buildlog::source::{Input, Progress};

@@ -3,8 +3,9 @@
 //!
 //!   cargo bench --bench otlp_encode
 
+use buildlog::build::parse_inputs;
 use buildlog::event::{Event, EventType};
-use buildlog::parse::{parse_inputs, ParseOptions};
+use buildlog::parse::ParseOptions;
 use buildlog::sink::otlp::config::Compression;
 use buildlog::sink::otlp::encoder::{self, Envelope};
 use buildlog::sink::otlp::spans::{SpanBuilder, SpanOut};

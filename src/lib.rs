@@ -3,6 +3,7 @@
 //! The parser is synchronous over byte slices (fast, testable, fuzzable); tokio drives the
 //! sources and sinks around it. See `docs/` for the user's view and DESIGN.md for the layout.
 
+pub mod build;
 pub mod checkpoint;
 pub mod cli;
 pub mod enrich;

@@ -10,10 +10,11 @@
 //! the follower stops reading, the sinks flush for at most `shutdown_timeout`, the last
 //! checkpoint is written.
 
+use crate::build::follow::{Follower, Mark};
+use crate::build::ParseReport;
 use crate::checkpoint::{FilePosition, Positions, Store};
 use crate::event::Event;
-use crate::parse::follow::{Follower, Mark};
-use crate::parse::{ParseOptions, ParseReport};
+use crate::parse::ParseOptions;
 use crate::pipeline::{PipelineReport, QUEUE_EVENTS};
 use crate::sink::ack::Acks;
 use crate::sink::{Sink, SinkReport};
@@ -28,6 +29,8 @@ use tokio::sync::mpsc;
 pub struct FollowConfig {
     pub paths: Vec<PathBuf>,
     pub poll_interval: Duration,
+    /// How long events wait for their JSON twins, and when the build is over.
+    pub timing: crate::build::follow::FollowTiming,
     pub state_dir: Option<PathBuf>,
     pub checkpoint_interval: Duration,
     pub shutdown_timeout: Duration,
@@ -198,10 +201,11 @@ pub fn run(
                 cfg.stop.clone(),
             );
             let (paths, interval, ids) = (cfg.paths.clone(), cfg.poll_interval, ids.clone());
+            let timing = cfg.timing;
             let tick_stats = stats.clone();
             tokio::task::spawn_blocking(move || {
                 let resume = Resume { files: resume, ids };
-                follow_paths(&paths, &opts, &resume, interval, &stop, &stats, &mut |event| {
+                follow_paths(&paths, &opts, timing, &resume, interval, &stop, &stats, &mut |event| {
                     if stop.load(Ordering::SeqCst) {
                         // Stop reading now, not at the end of a long backlog.
                         return Err(std::io::Error::other("stopping"));
@@ -365,6 +369,7 @@ struct Resume {
 fn follow_paths(
     paths: &[PathBuf],
     opts: &ParseOptions,
+    timing: crate::build::follow::FollowTiming,
     resume: &Resume,
     interval: Duration,
     stop: &AtomicBool,
@@ -381,7 +386,9 @@ fn follow_paths(
             let id = lock(&resume.ids).get(&key).cloned();
             (
                 key,
-                Follower::new(p, opts, files.clone()).with_correlation_id(id),
+                Follower::new(p, opts, files.clone())
+                    .with_correlation_id(id)
+                    .with_timing(timing),
             )
         })
         .collect();
@@ -390,7 +397,17 @@ fn follow_paths(
         for (key, f) in &mut followers {
             let before = f.report().events;
             let mut known = lock(&resume.ids).contains_key(key.as_str());
-            let r = f.poll(
+            let step = |f: &mut Follower,
+                        emit: &mut dyn FnMut(Event) -> std::io::Result<()>,
+                        mark: &mut dyn FnMut(Mark)| {
+                if stopping {
+                    f.stop(emit, mark)
+                } else {
+                    f.poll(emit, mark)
+                }
+            };
+            let r = step(
+                f,
                 &mut |e| {
                     if !known {
                         // Recorded before the event goes out, so before any mark covers it.
@@ -409,7 +426,7 @@ fn follow_paths(
             }
         }
         tick();
-        if stopping {
+        if stopping || followers.iter().all(|(_, f)| f.finished()) {
             break;
         }
         std::thread::sleep(interval);
@@ -422,6 +439,7 @@ fn follow_paths(
         report.bytes += r.bytes;
         report.events += r.events;
         report.errors.extend(r.errors);
+        report.warnings.extend(r.warnings);
     }
     report
 }

@@ -4,8 +4,9 @@
 //! tokio task behind a bounded channel. A slow sink slows the parser down (backpressure)
 //! rather than letting memory grow.
 
+use crate::build::{self, ParseReport};
 use crate::event::Event;
-use crate::parse::{self, ParseOptions, ParseReport};
+use crate::parse::ParseOptions;
 use crate::sink::{Sink, SinkReport};
 use crate::source::Input;
 use std::sync::Arc;
@@ -41,7 +42,7 @@ pub fn run(
         }
         let parser = tokio::task::spawn_blocking(move || {
             let mut progress = crate::source::Progress::new(quiet);
-            parse::parse_inputs(&inputs, &opts, &mut progress, &mut |event| {
+            build::parse_inputs(&inputs, &opts, &mut progress, &mut |event| {
                 let event = Arc::new(event);
                 for tx in &senders {
                     if tx.blocking_send(event.clone()).is_err() {
@@ -55,6 +56,9 @@ pub fn run(
         let mut sinks = Vec::new();
         for t in tasks {
             sinks.push(t.await??);
+        }
+        for w in &parse.warnings {
+            eprintln!("buildlog: warning: {w}");
         }
         for e in &parse.errors {
             eprintln!("buildlog: {e}");

@@ -5,7 +5,8 @@
 #[path = "../benches/gen/mod.rs"]
 mod gen;
 
-use buildlog::parse::{parse_inputs, ParseOptions};
+use buildlog::build::parse_inputs;
+use buildlog::parse::ParseOptions;
 use buildlog::source::{Input, Progress};
 use buildlog::{Event, EventType};
 

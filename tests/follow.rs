@@ -16,8 +16,13 @@ struct Follow {
 
 impl Follow {
     fn start(dir: &std::path::Path) -> Follow {
+        Follow::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &std::path::Path, extra: &[&str]) -> Follow {
         let mut child = bin()
             .args(["convert", "--follow", "--poll-interval", "20"])
+            .args(extra)
             .arg(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -118,7 +123,11 @@ fn a_build_written_while_followed_equals_the_build_converted_afterwards() {
 fn nothing_is_emitted_for_a_partial_line_until_its_newline() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let f = Follow::start(&dir);
+    // An explicit id and no wait for JSON twins: this is about lines, not about waiting.
+    let f = Follow::start_with(
+        &dir,
+        &["--correlation-id", "build-1-abcdef", "--twin-wait", "0"],
+    );
     let header = "================================================================================\nFeature Installation Log: Demo\nStart Time: 2026-01-02 03:04:05\n================================================================================\n";
     append(&dir.join("demo-install.log"), header.as_bytes());
     let first = f.take(1);

@@ -1,7 +1,8 @@
 //! `Event::write_json_line` is written by hand for speed; over every event of every corpus
 //! input it must be byte for byte what the `Serialize` derive gives through serde_json.
 
-use buildlog::parse::{parse_inputs, ParseOptions};
+use buildlog::build::parse_inputs;
+use buildlog::parse::ParseOptions;
 use buildlog::source::{Input, Progress};
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 
 use super::exit;
 use super::input::InputArgs;
-use crate::parse::parse_inputs;
+use crate::build::parse_inputs;
 use crate::source::{stdin_is_live, Input, Progress};
 use anyhow::Context;
 use clap::Args;
@@ -38,6 +38,17 @@ pub struct ConvertArgs {
     /// How often to look for new lines and files when following, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 250)]
     pub poll_interval: u64,
+
+    /// When following: how long an event the JSON logger also writes waits for that line
+    /// (its exact time and id) before it goes out without, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub twin_wait: f64,
+
+    /// When following: the build is over once no file grew for this many seconds; open
+    /// features are then closed as aborted and following ends (0: never). A sentinel in
+    /// `build-failure.log` ends it at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
+    pub idle_end: f64,
 }
 
 pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
@@ -78,6 +89,9 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
     } else {
         Ok(())
     };
+    for w in &report.warnings {
+        eprintln!("buildlog: warning: {w}");
+    }
     for e in &report.errors {
         eprintln!("buildlog: {e}");
     }
@@ -125,9 +139,11 @@ fn follow(
         None => Box::new(std::io::stdout().lock()),
     };
     let mut line = Vec::with_capacity(1024);
-    let report = crate::parse::follow::follow_dir(
+    let timing = follow_timing(args.twin_wait, args.idle_end)?;
+    let report = crate::build::follow::follow_dir(
         &dir,
         &opts,
+        timing,
         std::time::Duration::from_millis(args.poll_interval.max(10)),
         &stop,
         &mut |event| {
@@ -136,6 +152,9 @@ fn follow(
             out.write_all(&line).and_then(|_| out.flush())
         },
     );
+    for w in &report.warnings {
+        eprintln!("buildlog: warning: {w}");
+    }
     for e in &report.errors {
         eprintln!("buildlog: {e}");
     }
@@ -143,5 +162,26 @@ fn follow(
         exit::OK
     } else {
         exit::INPUT_ERROR
+    })
+}
+
+/// `--twin-wait` and `--idle-end` as the follower's timing.
+pub fn follow_timing(
+    twin_wait: f64,
+    idle_end: f64,
+) -> anyhow::Result<crate::build::follow::FollowTiming> {
+    let secs = |v: f64, what: &str| {
+        if v.is_finite() && v >= 0.0 {
+            Ok(std::time::Duration::from_secs_f64(v))
+        } else {
+            Err(super::UsageError(format!(
+                "{what} must be a number of seconds, not {v}"
+            )))
+        }
+    };
+    let idle = secs(idle_end, "--idle-end")?;
+    Ok(crate::build::follow::FollowTiming {
+        twin_wait: secs(twin_wait, "--twin-wait")?,
+        idle_end: (!idle.is_zero()).then_some(idle),
     })
 }

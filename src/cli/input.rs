@@ -16,14 +16,10 @@ pub struct InputArgs {
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
 
-    /// IANA time zone the build's local times are in.
-    #[arg(
-        long,
-        value_name = "TZ",
-        default_value = "UTC",
-        env = "BUILDLOG_TIMEZONE"
-    )]
-    pub timezone: String,
+    /// IANA time zone the build's local times are in [default: learnt from the JSON logger's
+    /// UTC times where the build has `json/`, else UTC].
+    #[arg(long, value_name = "TZ", env = "BUILDLOG_TIMEZONE")]
+    pub timezone: Option<String>,
 
     /// Correlation id for every event (else the build's own, else derived from its content).
     #[arg(long, value_name = "ID", env = "BUILD_CORRELATION_ID")]
@@ -55,9 +51,11 @@ impl InputArgs {
     }
 
     pub fn parse_options(&self) -> anyhow::Result<ParseOptions> {
-        let tz = jiff::tz::TimeZone::get(&self.timezone).map_err(|e| {
-            super::UsageError(format!("unknown time zone {:?}: {e}", self.timezone))
-        })?;
+        let tz = match &self.timezone {
+            Some(name) => jiff::tz::TimeZone::get(name)
+                .map_err(|e| super::UsageError(format!("unknown time zone {name:?}: {e}")))?,
+            None => jiff::tz::TimeZone::UTC,
+        };
         if self.max_line_bytes < 1024 {
             return Err(super::UsageError("--max-line-bytes must be at least 1024".into()).into());
         }
@@ -72,6 +70,7 @@ impl InputArgs {
         Ok(ParseOptions {
             format: self.format,
             timezone: tz,
+            timezone_given: self.timezone.is_some(),
             correlation_id: self.correlation_id.clone(),
             scrub: !self.no_scrub,
             max_line_bytes: self.max_line_bytes,

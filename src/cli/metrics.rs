@@ -2,12 +2,13 @@
 
 use super::input::InputArgs;
 use super::{exit, UsageError};
+use crate::build::parse_inputs;
 use crate::metrics::backfill::Backfill;
 use crate::metrics::remote_write;
 use crate::metrics::runtime::{RuntimeConfig, START_TIME_FILE};
 use crate::metrics::serve::{serve, MetricsAuth, ServeConfig};
 use crate::metrics::{render, ExpositionFormat, MetricsState};
-use crate::parse::{parse_inputs, ParseOptions};
+use crate::parse::ParseOptions;
 use crate::sink::http::{secret_from, Auth, TransportArgs};
 use crate::sink::retry::Backoff;
 use crate::source::Progress;
@@ -351,6 +352,8 @@ impl ServeArgs {
             refresh: positive(self.refresh_interval, "METRICS_REFRESH_INTERVAL")?,
             parse: ParseOptions {
                 timezone,
+                // UTC is the flag's default: only another zone was chosen on purpose.
+                timezone_given: self.timezone != "UTC",
                 ..ParseOptions::default()
             },
             auth,

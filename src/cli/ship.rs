@@ -90,6 +90,27 @@ pub struct LiveArgs {
     )]
     pub poll_interval: u64,
 
+    /// How long an event the JSON logger also writes waits for that line (its exact time
+    /// and id) before it goes out without, in seconds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 5.0,
+        help_heading = "Follow"
+    )]
+    pub twin_wait: f64,
+
+    /// The build is over once no file grew for this many seconds: open features are closed
+    /// as aborted and, once delivered, ship exits (0: never). A sentinel in
+    /// `build-failure.log` ends the build at once.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 600.0,
+        help_heading = "Follow"
+    )]
+    pub idle_end: f64,
+
     /// How often the checkpoint is written when it moved, in milliseconds.
     #[arg(
         long,
@@ -224,6 +245,7 @@ fn follow(
     let cfg = crate::live::FollowConfig {
         paths,
         poll_interval: Duration::from_millis(args.live.poll_interval.max(10)),
+        timing: super::convert::follow_timing(args.live.twin_wait, args.live.idle_end)?,
         state_dir: args.live.state_dir.clone(),
         checkpoint_interval: Duration::from_millis(args.live.checkpoint_interval.max(10)),
         shutdown_timeout: Duration::from_secs_f64(t),

@@ -50,7 +50,7 @@ pub fn run(args: TraceparentArgs) -> anyhow::Result<i32> {
     // One line per build, in the order the builds are met.
     let mut seen: Vec<String> = Vec::new();
     let mut progress = crate::source::Progress::new(true);
-    let report = crate::parse::parse_inputs(&args.input.inputs(), &opts, &mut progress, &mut |e| {
+    let report = crate::build::parse_inputs(&args.input.inputs(), &opts, &mut progress, &mut |e| {
         if !seen.contains(&e.correlation_id) {
             seen.push(e.correlation_id.clone());
         }

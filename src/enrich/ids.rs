@@ -66,22 +66,27 @@ pub fn command_span_id(correlation_id: &str, feature: &str, command_num: u32) ->
     ])
 }
 
-/// The event id: same build, same source file (by its name inside the build), same place
-/// in it, same id.
+/// The event id: the build, the source file's base name (`python-install.log`, the same
+/// whether the file is read alone, in its directory, in an archive or followed), the line,
+/// the event's position among that line's events, and the event's content (type and
+/// scrubbed message), so that the same event gets the same id whatever the import path and
+/// two different events never share one.
 pub fn event_id(
     correlation_id: &str,
     source_name: &str,
     line: u64,
-    seq: u64,
+    position: u32,
     event_type: &str,
+    content: &str,
 ) -> String {
     event_id_in(
         &mut Vec::new(),
         correlation_id,
         source_name,
         line,
-        seq,
+        position,
         event_type,
+        content,
     )
 }
 
@@ -91,18 +96,21 @@ pub fn event_id_in(
     correlation_id: &str,
     source_name: &str,
     line: u64,
-    seq: u64,
+    position: u32,
     event_type: &str,
+    content: &str,
 ) -> String {
+    let base = source_name.rsplit('/').next().unwrap_or(source_name);
     let (mut l, mut q) = (itoa::Buffer::new(), itoa::Buffer::new());
     join_into(
         scratch,
         &[
             correlation_id.as_bytes(),
-            source_name.as_bytes(),
+            base.as_bytes(),
             l.format(line).as_bytes(),
-            q.format(seq).as_bytes(),
+            q.format(position).as_bytes(),
             event_type.as_bytes(),
+            content.as_bytes(),
         ],
     );
     hex(xxh3_128(scratch), 32)
@@ -140,11 +148,24 @@ mod tests {
             command_span_id(c, "Node.js", 12),
             span(&[c, "command", "Node.js", "12"])
         );
-        for (line, seq) in [(0u64, 0u64), (1, 7), (u64::MAX, 12_345_678_901)] {
-            let key = format!("{c}\u{1f}python-install.log\u{1f}{line}\u{1f}{seq}\u{1f}output");
+        for (line, pos) in [(0u64, 0u32), (1, 7), (u64::MAX, u32::MAX)] {
+            let key =
+                format!("{c}\u{1f}python-install.log\u{1f}{line}\u{1f}{pos}\u{1f}output\u{1f}x y");
             assert_eq!(
-                event_id(c, "python-install.log", line, seq, "output"),
+                event_id(c, "python-install.log", line, pos, "output", "x y"),
                 format!("{:032x}", xxh3_128(key.as_bytes()))
+            );
+            // The base name only: the same file read alone or in its directory.
+            assert_eq!(
+                event_id(
+                    c,
+                    "/var/log/b/python-install.log",
+                    line,
+                    pos,
+                    "output",
+                    "x y"
+                ),
+                event_id(c, "python-install.log", line, pos, "output", "x y"),
             );
         }
         assert_eq!(hex(0xab, 16), "00000000000000ab");
@@ -170,8 +191,12 @@ mod tests {
             command_span_id(&c, "Python", 1)
         );
         assert_ne!(
-            event_id(&c, "a", 1, 0, "output"),
-            event_id(&c, "a", 1, 1, "output")
+            event_id(&c, "a", 1, 0, "output", "m"),
+            event_id(&c, "a", 1, 1, "output", "m")
+        );
+        assert_ne!(
+            event_id(&c, "a", 1, 0, "output", "m"),
+            event_id(&c, "a", 1, 0, "output", "n")
         );
     }
 }

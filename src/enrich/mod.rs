@@ -33,6 +33,9 @@ pub struct Enricher {
     command_span: Option<(String, u32, String)>,
     /// Where event-id keys are built, reused.
     key: Vec<u8>,
+    /// The (source, line) of the last event and how many events that line has given: an
+    /// event's position on its line is part of its id.
+    line_position: (String, u64, u32),
     pems: HashMap<String, PemTracker>,
 }
 
@@ -48,6 +51,7 @@ impl Enricher {
             feature_spans: HashMap::new(),
             command_span: None,
             key: Vec::with_capacity(128),
+            line_position: (String::new(), u64::MAX, 0),
             pems: HashMap::new(),
         }
     }
@@ -72,14 +76,6 @@ impl Enricher {
         let seq = self.next_seq(source_name);
         e.seq = seq;
         e.source.file = source_file.to_string();
-        e.event_id = ids::event_id_in(
-            &mut self.key,
-            &self.correlation_id,
-            source_name,
-            e.source.line,
-            e.seq,
-            e.event_type.as_str(),
-        );
         e.trace_id = Some(self.trace_id.clone());
         e.span_id = Some(match (e.event_type, e.command_num) {
             (EventType::BuildSummary | EventType::BuildFailure, _) if e.feature.is_empty() => {
@@ -104,6 +100,31 @@ impl Enricher {
             }
             scrub_event(s, e);
         }
+        // From the scrubbed content: an id must not be a hash of a secret.
+        let position = self.position_on_line(source_name, e.source.line);
+        e.event_id = ids::event_id_in(
+            &mut self.key,
+            &self.correlation_id,
+            source_name,
+            e.source.line,
+            position,
+            e.event_type.as_str(),
+            &e.message,
+        );
+    }
+
+    /// How many events the same line of the same source gave before this one.
+    fn position_on_line(&mut self, source_name: &str, line: u64) -> u32 {
+        let (s, l, n) = &mut self.line_position;
+        if *l == line && s == source_name {
+            *n += 1;
+        } else {
+            s.clear();
+            s.push_str(source_name);
+            *l = line;
+            *n = 0;
+        }
+        *n
     }
 }
 

@@ -10,7 +10,8 @@ use super::runtime::{
     runtime_families, scrape_timestamp_family, unix_now, RuntimeConfig, RuntimeSample,
 };
 use super::{render, Family, MetricsState};
-use crate::parse::{parse_inputs, ParseOptions};
+use crate::build::parse_inputs;
+use crate::parse::ParseOptions;
 use crate::source::{Input, Progress};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};

@@ -60,7 +60,7 @@ mod tests {
         )
         .unwrap();
         let mut direct = MetricsState::new();
-        crate::parse::parse_inputs(
+        crate::build::parse_inputs(
             &[Input::from_path(dir)],
             &ParseOptions::default(),
             &mut crate::source::Progress::hidden(),

@@ -661,6 +661,14 @@ impl InstallLogParser {
 }
 
 impl FormatParser for InstallLogParser {
+    fn abort_hint(&mut self, hint: AbortHint) {
+        self.set_abort_hint(hint);
+    }
+
+    fn feature(&self) -> Option<&str> {
+        (!self.feature.is_empty()).then_some(self.feature.as_str())
+    }
+
     fn line(&mut self, line: &Line<'_>, out: &mut Vec<Event>) {
         let bytes = line.bytes;
         if self.state == State::Output && self.pending_eq.is_none() {

@@ -1,22 +1,18 @@
 //! Parsers, one module per input format, each a streaming state machine over lines.
 //!
 //! A parser sees one line at a time (`FormatParser::line`) and appends the events it
-//! completes to `out`; it never does I/O. `build` assembles the parsers of one build
-//! (a log directory, or one stream) and hands their events to `enrich`.
+//! completes to `out`; it never does I/O and knows nothing of files or directories.
+//! `crate::build` decides which file is what, feeds each one's lines to its parser and
+//! assembles one build's events.
 
-pub mod build;
 pub mod build_failure;
 pub mod clock;
 pub mod console;
 pub mod detect;
-pub mod follow;
 pub mod install_log;
 pub mod json_logger;
 pub mod master_summary;
 pub mod text;
-
-pub use build::{parse_inputs, ParseReport};
-pub use detect::detect;
 
 use crate::event::Event;
 use crate::source::Line;
@@ -44,6 +40,8 @@ pub struct ParseOptions {
     pub format: Format,
     /// The zone the build's local times are in.
     pub timezone: jiff::tz::TimeZone,
+    /// `timezone` was given: the JSON logger's UTC times only check it (else they teach it).
+    pub timezone_given: bool,
     /// An explicit correlation id for every event.
     pub correlation_id: Option<String>,
     pub scrub: bool,
@@ -55,6 +53,7 @@ impl Default for ParseOptions {
         ParseOptions {
             format: Format::Auto,
             timezone: jiff::tz::TimeZone::UTC,
+            timezone_given: false,
             correlation_id: None,
             scrub: true,
             max_line_bytes: 256 * 1024,
@@ -68,4 +67,11 @@ pub trait FormatParser {
     fn line(&mut self, line: &Line<'_>, out: &mut Vec<Event>);
     /// The input ended: emit whatever is still open (flagged `incomplete` where it was cut).
     fn finish(&mut self, out: &mut Vec<Event>);
+    /// What `build-failure.log` says of this input's abort (install logs use it to complete
+    /// the aborted command).
+    fn abort_hint(&mut self, _hint: install_log::AbortHint) {}
+    /// The feature this input is of, once known.
+    fn feature(&self) -> Option<&str> {
+        None
+    }
 }

@@ -6,9 +6,10 @@
 
 #[allow(unused_imports)]
 pub use crate::common::{bin as buildlog, copy_dir_without, corpus, corpus_builds};
+use buildlog::build::parse_inputs;
 use buildlog::event::Event;
 use buildlog::metrics::sanitize_label;
-use buildlog::parse::{parse_inputs, ParseOptions};
+use buildlog::parse::ParseOptions;
 use buildlog::source::{Input, Progress};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -4,12 +4,13 @@
 //! feeding its lines to the parsers a second time.
 
 use crate::records;
-use buildlog::enrich::Enricher;
+use buildlog::build::assemble::Assembler;
+use buildlog::build::kind::FileKind;
+use buildlog::build::FileParser;
 use buildlog::event::Event;
 use buildlog::parse::install_log::InstallLogParser;
 use buildlog::parse::{FormatParser, ParseOptions};
 use buildlog::sink::Sink;
-use buildlog::source::LineSplitter;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -110,10 +111,12 @@ pub struct Settings {
 }
 
 struct FileState {
-    splitter: LineSplitter,
+    lines: FileParser,
     parser: InstallLogParser,
     dir: PathBuf,
     name: String,
+    /// The feature slug of its file name (`python-install.log`: `python`).
+    slug: String,
 }
 
 /// Counters, reported on stderr at exit.
@@ -133,7 +136,8 @@ const MAX_PENDING: usize = 256;
 pub struct Engine {
     settings: Settings,
     files: HashMap<String, FileState>,
-    builds: HashMap<PathBuf, Enricher>,
+    /// Per build directory: the same assembly of events as `buildlog convert`.
+    builds: HashMap<PathBuf, Assembler>,
     pending: HashMap<u64, Vec<Arc<Event>>>,
     pending_order: VecDeque<u64>,
     delivery: Box<dyn Delivery>,
@@ -215,36 +219,42 @@ impl Engine {
             let opts = &self.settings.opts;
             let st = self.files.entry(rec.path.clone()).or_insert_with(|| {
                 let p = Path::new(&rec.path);
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| rec.path.clone());
+                let slug = match FileKind::of(&name, false) {
+                    Some(FileKind::Install(s)) => s,
+                    _ => String::new(),
+                };
                 FileState {
-                    splitter: LineSplitter::new(opts.max_line_bytes),
+                    lines: FileParser::new(opts.max_line_bytes),
                     parser: InstallLogParser::new(opts.timezone.clone()),
                     dir: p.parent().map(Path::to_path_buf).unwrap_or_default(),
-                    name: p
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| rec.path.clone()),
+                    name,
+                    slug,
                 }
             });
             // Fluent Bit's tail hands over lines without their newline.
             let mut line = rec.line;
             line.push(b'\n');
-            let parser = &mut st.parser;
-            let _ = st.splitter.push::<()>(&line, &mut |l| {
-                parser.line(&l, &mut parsed);
-                Ok(())
-            });
+            st.lines.feed(&mut st.parser, &line, &mut parsed);
             if parsed.is_empty() {
                 continue;
             }
-            let enricher = self.builds.entry(st.dir.clone()).or_insert_with(|| {
-                let id = opts
-                    .correlation_id
-                    .clone()
-                    .unwrap_or_else(|| buildlog::parse::follow::build_id(&st.dir, opts));
-                Enricher::new(id, opts.scrub)
+            let asm = self.builds.entry(st.dir.clone()).or_insert_with(|| {
+                let mut asm = Assembler::new(
+                    opts.scrub,
+                    opts.timezone_given,
+                    opts.timezone.iana_name().unwrap_or("UTC"),
+                );
+                asm.set_correlation_id(buildlog::build::batch::correlation_id_of_dir(
+                    &st.dir, opts,
+                ));
+                asm
             });
-            for mut e in parsed.drain(..) {
-                enricher.apply(&mut e, &rec.path, &st.name);
+            for e in parsed.drain(..) {
+                let e = asm.text_event(&st.slug, e, &rec.path, &st.name);
                 out.push(Arc::new(e));
             }
         }

@@ -34,7 +34,7 @@ fn real_fluent_bit_tails_a_build_through_the_plugin() {
         // may still be running, so compare with the events convert does not flag incomplete).
         let mut want: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
         let mut progress = buildlog::source::Progress::new(true);
-        buildlog::parse::parse_inputs(
+        buildlog::build::parse_inputs(
             &[buildlog::source::Input::from_path(build.clone())],
             &buildlog::parse::ParseOptions::default(),
             &mut progress,

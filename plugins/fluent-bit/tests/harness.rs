@@ -91,7 +91,7 @@ fn write_chunk(path: &Path, records: &[Value]) {
 fn expected(dir: &Path) -> BTreeMap<String, Vec<serde_json::Value>> {
     let mut by_file: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
     let mut progress = buildlog::source::Progress::new(true);
-    let report = buildlog::parse::parse_inputs(
+    let report = buildlog::build::parse_inputs(
         &[buildlog::source::Input::from_path(dir.to_path_buf())],
         &buildlog::parse::ParseOptions::default(),
         &mut progress,

@@ -706,7 +706,7 @@ mod tests {
         let opts = crate::parse::ParseOptions::default();
         let mut events = Vec::new();
         let mut progress = crate::source::Progress::new(true);
-        crate::parse::parse_inputs(
+        crate::build::parse_inputs(
             &[crate::source::Input::from_path(dir)],
             &opts,
             &mut progress,

@@ -1,0 +1,678 @@
+//! Builds: which parsers read which inputs, and how their events become one stream.
+//!
+//! A build is one log directory (one image build): its install logs are the source of
+//! truth, read in the order the features started; the JSON logger's files, where present,
+//! lend their correlation id and millisecond timestamps to the events that exist in both
+//! (emitted once); `-summary.log` and `-errors.log` repeat the install log and are read only
+//! where it is missing. A file or stdin on its own is a build of its own.
+
+use super::assemble::Assembler;
+use super::identity;
+use super::kind::{detect, FileKind};
+use super::{FileParser, ParseReport};
+use crate::event::{Event, EventType};
+use crate::parse::build_failure::{parse_sentinel, BuildFailureParser, Failure};
+use crate::parse::console::ConsoleParser;
+use crate::parse::install_log::{AbortHint, ErrorsLogParser, InstallLogParser};
+use crate::parse::json_logger::{parse_line, to_record, JsonParser, JsonRecord};
+use crate::parse::master_summary::MasterSummaryParser;
+use crate::parse::{Format, FormatParser, ParseOptions};
+use crate::source::{open_file, read_small, stdin_is_live, Input, Progress};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// The longest JSON line read whole (a replayed event or dead-letter record).
+const JSON_MAX_LINE: usize = 64 * 1024 * 1024;
+
+type Emit<'a> = dyn FnMut(Event) -> io::Result<()> + 'a;
+
+/// The emitter was told to stop (broken pipe, a sink gone): unwind quietly.
+struct Stop;
+
+struct Ctx<'a, 'b> {
+    opts: &'a ParseOptions,
+    progress: &'a mut Progress,
+    emit: &'a mut Emit<'b>,
+    report: ParseReport,
+}
+
+impl Ctx<'_, '_> {
+    fn send(&mut self, e: Event) -> Result<(), Stop> {
+        self.report.events += 1;
+        (self.emit)(e).map_err(|_| Stop)
+    }
+    fn error(&mut self, what: String) {
+        self.report.errors.push(what);
+    }
+}
+
+/// Parses every input and hands each finished event to `emit`, in order. Inputs that cannot
+/// be read are reported in `ParseReport::errors`; the others are still converted.
+pub fn parse_inputs(
+    inputs: &[Input],
+    opts: &ParseOptions,
+    progress: &mut Progress,
+    emit: &mut Emit<'_>,
+) -> ParseReport {
+    let mut ctx = Ctx {
+        opts,
+        progress,
+        emit,
+        report: ParseReport::default(),
+    };
+    for input in inputs {
+        let r = match input {
+            Input::Stdin => {
+                let live = stdin_is_live();
+                parse_stream(&mut ctx, Box::new(io::stdin()), "-", None, None, live)
+            }
+            Input::Path(p) => match std::fs::metadata(p) {
+                Err(e) => {
+                    ctx.error(format!("{}: {}", p.display(), e));
+                    Ok(())
+                }
+                Ok(m) if m.is_dir() => parse_dir(&mut ctx, p),
+                Ok(_) => parse_single_file(&mut ctx, p),
+            },
+        };
+        if r.is_err() {
+            break;
+        }
+    }
+    ctx.progress.finish();
+    ctx.report
+}
+
+/// Everything a build directory holds, sorted out.
+#[derive(Default)]
+struct BuildDir {
+    install_logs: Vec<(PathBuf, String)>,
+    summary_logs: Vec<(PathBuf, String)>,
+    errors_logs: Vec<(PathBuf, String)>,
+    master: Option<PathBuf>,
+    failure: Option<PathBuf>,
+    json_features: Vec<(PathBuf, String)>,
+    build_summary_json: Option<PathBuf>,
+    metadata_json: Option<PathBuf>,
+}
+
+fn list_dir(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default()
+}
+
+impl BuildDir {
+    fn add(&mut self, p: PathBuf, kind: FileKind) {
+        match kind {
+            FileKind::Install(s) => self.install_logs.push((p, s)),
+            FileKind::Summary(s) => self.summary_logs.push((p, s)),
+            FileKind::Errors(s) => self.errors_logs.push((p, s)),
+            FileKind::Master => self.master = Some(p),
+            FileKind::Failure => self.failure = Some(p),
+            FileKind::JsonFeature(s) => self.json_features.push((p, s)),
+            FileKind::JsonBuildSummary => self.build_summary_json = Some(p),
+            FileKind::JsonMetadata => self.metadata_json = Some(p),
+        }
+    }
+
+    fn is_build(&self) -> bool {
+        !self.install_logs.is_empty()
+            || self.master.is_some()
+            || !self.json_features.is_empty()
+            || self.failure.is_some()
+            || !self.summary_logs.is_empty()
+    }
+}
+
+fn scan_dir(ctx: &mut Ctx, dir: &Path) -> io::Result<(BuildDir, Vec<PathBuf>)> {
+    let mut b = BuildDir::default();
+    let mut subdirs = Vec::new();
+    for p in list_dir(dir)? {
+        let name = file_name(&p);
+        if p.is_dir() {
+            if name == "json" {
+                for j in list_dir(&p)? {
+                    match FileKind::of(&file_name(&j), true) {
+                        Some(k) => b.add(j, k),
+                        None => ctx.report.skipped.push(j.display().to_string()),
+                    }
+                }
+            } else {
+                subdirs.push(p);
+            }
+            continue;
+        }
+        match FileKind::of(&name, false) {
+            Some(k) => b.add(p, k),
+            None => ctx.report.skipped.push(p.display().to_string()),
+        }
+    }
+    Ok((b, subdirs))
+}
+
+/// The feature a `-summary.log` names in its `Installation Summary: X` line.
+fn summary_feature(path: &Path) -> Option<String> {
+    let bytes = read_small(path).ok()?;
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .find_map(|l| l.strip_prefix("Installation Summary: ").map(str::to_string))
+}
+
+/// The first `SEED_MAX` bytes of a file and whether that is all of it.
+pub(crate) fn read_prefix(path: &Path) -> Option<(Vec<u8>, bool)> {
+    let mut r = open_file(path).ok()?;
+    let mut head = vec![0u8; identity::SEED_MAX + 1];
+    let n = read_full(&mut r, &mut head).ok()?;
+    head.truncate(n);
+    Some((head, n <= identity::SEED_MAX))
+}
+
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// A JSON logger line: an event, a `build-summary.jsonl` line, or a line that is not the
+/// logger's (kept as an `unparsed` message).
+pub(crate) enum JsonLine {
+    Event(Event, Option<String>),
+    Summary(Event, Option<String>),
+    Metadata,
+}
+
+/// One line of a JSON logger file, `line` its number.
+pub(crate) fn json_line(bytes: &[u8], line: u64) -> Option<JsonLine> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return None;
+    }
+    let mut r = match parse_line(bytes).and_then(to_record) {
+        Some(JsonRecord::Event(e, c)) => JsonLine::Event(e, c),
+        Some(JsonRecord::Summary(e, c)) => JsonLine::Summary(e, c),
+        Some(JsonRecord::Metadata(_)) => JsonLine::Metadata,
+        None => {
+            let (text, invalid) = crate::parse::text::decode(bytes);
+            let mut e = Event::new(
+                EventType::Message,
+                crate::event::Level::Warn,
+                "",
+                text.to_string(),
+            );
+            e.metadata.insert("unparsed".into(), true.into());
+            e.invalid_utf8 = invalid;
+            JsonLine::Event(e, None)
+        }
+    };
+    if let JsonLine::Event(e, _) | JsonLine::Summary(e, _) = &mut r {
+        e.source.line = line;
+    }
+    Some(r)
+}
+
+fn read_json_file(ctx: &mut Ctx, path: &Path) -> Vec<JsonLine> {
+    let bytes = match read_small(path) {
+        Ok(b) => b,
+        Err(e) => {
+            ctx.error(format!("{}: {}", path.display(), e));
+            return Vec::new();
+        }
+    };
+    ctx.report.files += 1;
+    ctx.report.bytes += bytes.len() as u64;
+    bytes
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter_map(|(i, l)| json_line(l, i as u64 + 1))
+        .collect()
+}
+
+/// The failures `build-failure.log` names, with their line numbers.
+fn read_failures(path: &Path) -> Vec<Failure> {
+    read_small(path)
+        .map(|bytes| {
+            String::from_utf8_lossy(&bytes)
+                .lines()
+                .filter_map(parse_sentinel)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Install logs in the order their features started, with their first bytes.
+fn install_logs_in_start_order(
+    b: &BuildDir,
+    tz: &jiff::tz::TimeZone,
+) -> Vec<(PathBuf, String, Vec<u8>, bool)> {
+    let mut logs: Vec<(PathBuf, String, Vec<u8>, bool)> = b
+        .install_logs
+        .iter()
+        .map(|(p, s)| {
+            let (head, whole) = read_prefix(p).unwrap_or_default();
+            (p.clone(), s.clone(), head, whole)
+        })
+        .collect();
+    logs.sort_by_key(|(p, _, head, _)| {
+        (
+            identity::start_seconds(head, tz).unwrap_or(i64::MAX),
+            p.clone(),
+        )
+    });
+    logs
+}
+
+/// Reads the JSON logger's files into `asm` and decides the build's id (`identity`).
+fn decide_correlation_id(ctx: &mut Ctx, b: &BuildDir, asm: &mut Assembler, dir: &Path) -> String {
+    let opts = ctx.opts;
+    let tz = opts.timezone.clone();
+    let rel = |p: &Path| -> String {
+        p.strip_prefix(dir)
+            .map(|r| r.display().to_string())
+            .unwrap_or_else(|_| p.display().to_string())
+    };
+    // The JSON logger's view of the build, whole, before the text that it repeats.
+    let mut first_json_id: Option<String> = None;
+    for (path, s) in &b.json_features {
+        let (source, name) = (path.display().to_string(), rel(path));
+        for l in read_json_file(ctx, path) {
+            if let JsonLine::Event(e, c) | JsonLine::Summary(e, c) = l {
+                if first_json_id.is_none() {
+                    first_json_id.clone_from(&c);
+                }
+                asm.json_feature(s, &source, &name).push(e, c);
+            }
+        }
+    }
+    if let Some(p) = &b.build_summary_json {
+        for l in read_json_file(ctx, p) {
+            if let JsonLine::Event(e, c) | JsonLine::Summary(e, c) = l {
+                asm.push_summary_json(e, c);
+            }
+        }
+    }
+    let metadata_id = b
+        .metadata_json
+        .as_ref()
+        .and_then(|p| identity::metadata_id(&read_small(p).ok()?));
+
+    let logs = install_logs_in_start_order(b, &tz);
+    opts.correlation_id
+        .clone()
+        .or(metadata_id)
+        .or_else(|| {
+            let first = logs.first()?;
+            asm.json_logger_id(&first.1).map(str::to_string)
+        })
+        .or_else(|| logs.is_empty().then_some(first_json_id).flatten())
+        .unwrap_or_else(|| match logs.first() {
+            Some((_, _, head, whole)) => {
+                identity::derived(identity::seed(head, *whole).unwrap_or(head), &tz)
+            }
+            None => {
+                crate::enrich::ids::derived_correlation_id(0, dir.display().to_string().as_bytes())
+            }
+        })
+}
+
+fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
+    let (b, subdirs) = match scan_dir(ctx, dir) {
+        Ok(x) => x,
+        Err(e) => {
+            ctx.error(format!("{}: {}", dir.display(), e));
+            return Ok(());
+        }
+    };
+    if !b.is_build() {
+        // A directory of builds (years of archived logs): each subdirectory is one.
+        if subdirs.is_empty() {
+            ctx.error(format!("{}: no build logs found", dir.display()));
+        }
+        for s in subdirs {
+            parse_dir(ctx, &s)?;
+        }
+        return Ok(());
+    }
+    let opts = ctx.opts;
+    let tz = opts.timezone.clone();
+    let rel = |p: &Path| -> String {
+        p.strip_prefix(dir)
+            .map(|r| r.display().to_string())
+            .unwrap_or_else(|_| p.display().to_string())
+    };
+    let mut asm = Assembler::new(opts.scrub, opts.timezone_given, tz_name(opts));
+
+    let correlation_id = decide_correlation_id(ctx, &b, &mut asm, dir);
+    asm.set_correlation_id(correlation_id);
+    let logs = install_logs_in_start_order(&b, &tz);
+    let failures = b.failure.as_deref().map(read_failures).unwrap_or_default();
+
+    let mut seen_slugs: Vec<String> = Vec::new();
+    for (path, s, head, _) in &logs {
+        seen_slugs.push(s.clone());
+        let mut parser = InstallLogParser::new(tz.clone());
+        let feature = identity::header_feature(head);
+        if let Some(f) = failures
+            .iter()
+            .find(|f| Some(&f.feature) == feature.as_ref())
+        {
+            parser.set_abort_hint(AbortHint {
+                command_num: f.command_num,
+                exit_code: f.exit_code,
+            });
+        }
+        let (source, name) = (path.display().to_string(), rel(path));
+        parse_file_with(ctx, path, &mut parser, &mut |ctx, e| {
+            let e = asm.text_event(s, e, &source, &name);
+            ctx.send(e)
+        })?;
+        // What the logger wrote that the text does not show (a text log cut short): kept.
+        for e in asm.json_leftovers(s) {
+            ctx.send(e)?;
+        }
+    }
+
+    // Features with no install log: the lines their errors log kept, their summary log,
+    // else the JSON logger's events.
+    for (path, s) in &b.errors_logs {
+        if seen_slugs.contains(s) {
+            continue;
+        }
+        let feature = b
+            .summary_logs
+            .iter()
+            .find(|(_, x)| x == s)
+            .and_then(|(p, _)| summary_feature(p))
+            .unwrap_or_else(|| s.clone());
+        let mut parser = ErrorsLogParser::new(feature);
+        let (source, name) = (path.display().to_string(), rel(path));
+        parse_file_with(ctx, path, &mut parser, &mut |ctx, e| {
+            let e = asm.event(e, &source, &name);
+            ctx.send(e)
+        })?;
+    }
+    for (path, s) in &b.summary_logs {
+        if seen_slugs.contains(s) {
+            continue;
+        }
+        seen_slugs.push(s.clone());
+        let mut parser = InstallLogParser::summary_only(tz.clone());
+        let (source, name) = (path.display().to_string(), rel(path));
+        parse_file_with(ctx, path, &mut parser, &mut |ctx, mut e| {
+            e.details.insert("from".into(), "summary log".into());
+            let e = asm.text_event(s, e, &source, &name);
+            ctx.send(e)
+        })?;
+    }
+    for e in asm.all_json_leftovers() {
+        ctx.send(e)?;
+    }
+
+    // master-summary.log: one build_summary per finished feature, timed by the logger's
+    // build-summary.jsonl where it has the line, else by the feature's end.
+    if let Some(p) = &b.master {
+        let (source, name) = (p.display().to_string(), rel(p));
+        parse_file_with(ctx, p, &mut MasterSummaryParser, &mut |ctx, e| {
+            let e = asm.master_event(e, &source, &name);
+            ctx.send(e)
+        })?;
+    }
+    if let Some(p) = &b.build_summary_json {
+        for e in asm.summary_leftovers(&p.display().to_string(), &rel(p)) {
+            ctx.send(e)?;
+        }
+    }
+    if let Some(p) = &b.failure {
+        let (source, name) = (p.display().to_string(), rel(p));
+        parse_file_with(ctx, p, &mut BuildFailureParser, &mut |ctx, e| {
+            let e = asm.failure_event(e, &source, &name);
+            ctx.send(e)
+        })?;
+    }
+    ctx.report.warnings.append(&mut asm.warnings);
+    Ok(())
+}
+
+/// The correlation id of the build in `dir` as `convert` gives it (for readers that see the
+/// build's lines one at a time, like the Fluent Bit plugin).
+pub fn correlation_id_of_dir(dir: &Path, opts: &ParseOptions) -> String {
+    if let Some(id) = &opts.correlation_id {
+        return id.clone();
+    }
+    let mut progress = Progress::new(true);
+    let mut ctx = Ctx {
+        opts,
+        progress: &mut progress,
+        emit: &mut |_| Err(io::Error::other("only the id is wanted")),
+        report: ParseReport::default(),
+    };
+    let Ok((b, _)) = scan_dir(&mut ctx, dir) else {
+        return crate::enrich::ids::derived_correlation_id(0, dir.display().to_string().as_bytes());
+    };
+    let mut asm = Assembler::new(false, opts.timezone_given, tz_name(opts));
+    decide_correlation_id(&mut ctx, &b, &mut asm, dir)
+}
+
+/// The name of the time zone the options give, for messages.
+fn tz_name(opts: &ParseOptions) -> &str {
+    opts.timezone.iana_name().unwrap_or("UTC")
+}
+
+type Sender<'s> = dyn FnMut(&mut Ctx, Event) -> Result<(), Stop> + 's;
+
+/// Reads one file through `parser`, handing each event to `send`.
+fn parse_file_with(
+    ctx: &mut Ctx,
+    path: &Path,
+    parser: &mut dyn FormatParser,
+    send: &mut Sender<'_>,
+) -> Result<(), Stop> {
+    let reader = match open_file(path) {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.error(format!("{}: {}", path.display(), e));
+            return Ok(());
+        }
+    };
+    let max_line = ctx.opts.max_line_bytes;
+    let name = path.display().to_string();
+    run_parser(ctx, reader, parser, send, false, &name, max_line)
+}
+
+fn run_parser(
+    ctx: &mut Ctx,
+    mut reader: Box<dyn Read + Send>,
+    parser: &mut dyn FormatParser,
+    send: &mut Sender<'_>,
+    live: bool,
+    name: &str,
+    max_line: usize,
+) -> Result<(), Stop> {
+    ctx.report.files += 1;
+    ctx.progress.file_started();
+    let mut lines = FileParser::new(max_line);
+    let mut buf = vec![0u8; if live { 64 * 1024 } else { 256 * 1024 }];
+    let mut events = Vec::new();
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                // A truncated .gz or a failing disk: say so, keep what was read.
+                ctx.error(format!("{name}: {e}"));
+                break;
+            }
+        };
+        ctx.report.bytes += n as u64;
+        lines.feed(parser, &buf[..n], &mut events);
+        let count = events.len() as u64;
+        for e in events.drain(..) {
+            send(ctx, e)?;
+        }
+        ctx.progress.add(n as u64, count);
+    }
+    lines.finish(parser, &mut events);
+    for e in events.drain(..) {
+        send(ctx, e)?;
+    }
+    Ok(())
+}
+
+/// A single file: its own build. An install log next to the JSON logger's file for the same
+/// feature takes that file's correlation id and timestamps.
+fn parse_single_file(ctx: &mut Ctx, path: &Path) -> Result<(), Stop> {
+    let reader = match open_file(path) {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.error(format!("{}: {}", path.display(), e));
+            return Ok(());
+        }
+    };
+    let name = path.display().to_string();
+    let install_slug = match FileKind::of_path(&name) {
+        Some(FileKind::Install(s)) => Some(s),
+        _ => None,
+    };
+    let sibling_json = install_slug
+        .as_ref()
+        .map(|s| path.with_file_name("json").join(format!("{s}.jsonl")))
+        .filter(|p| p.is_file());
+    parse_stream(ctx, reader, &name, install_slug, sibling_json, false)
+}
+
+/// One stream (a file or stdin) as a build of its own.
+fn parse_stream(
+    ctx: &mut Ctx,
+    mut reader: Box<dyn Read + Send>,
+    source: &str,
+    install_slug: Option<String>,
+    sibling_json: Option<PathBuf>,
+    live: bool,
+) -> Result<(), Stop> {
+    // Enough of the stream to detect its format: the first line at least.
+    let mut head = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut read_error = None;
+    // A live stream gives its first line; anything else its first 64 KiB, which also seeds
+    // the stream's own correlation id (two builds' logs differ there, even where their first
+    // lines, like BuildKit's `#0 building with "default" instance`, do not).
+    while head.len() <= identity::SEED_MAX && !(live && head.contains(&b'\n')) {
+        match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                read_error = Some(e);
+                break;
+            }
+        }
+    }
+    if let Some(e) = read_error {
+        ctx.error(format!("{source}: {e}"));
+    }
+    let format = match ctx.opts.format {
+        Format::Auto => detect(source, &head),
+        f => f,
+    };
+    let opts = ctx.opts;
+    let tz = opts.timezone.clone();
+    // An install log's id is derived as in its directory: from its header and first command
+    // block (not from a live stream, which gives its first line only).
+    let install_id = (format == Format::InstallLog && !live)
+        .then(|| identity::seed(&head, head.len() <= identity::SEED_MAX))
+        .flatten()
+        .map(|seed| identity::derived(seed, &tz));
+    let head_hash = xxhash_rust::xxh3::xxh3_64(&head[..head.len().min(64 * 1024)]);
+    let reader: Box<dyn Read + Send> = Box::new(io::Cursor::new(head).chain(reader));
+    let mut parser: Box<dyn FormatParser> = match format {
+        Format::InstallLog | Format::Auto => Box::new(InstallLogParser::new(tz.clone())),
+        Format::MasterSummary => Box::new(MasterSummaryParser),
+        Format::BuildFailure => Box::new(BuildFailureParser),
+        Format::Json => Box::new(JsonParser::default()),
+        Format::Console => Box::new(ConsoleParser::new(tz.clone())),
+    };
+    // A JSON line is one record: buildlog's own events and dead-letter records hold lines of up
+    // to --max-line-bytes in several fields, so JSON input may not be cut at that size.
+    let max_line = if format == Format::Json {
+        JSON_MAX_LINE.max(opts.max_line_bytes)
+    } else {
+        opts.max_line_bytes
+    };
+    let mut asm = Assembler::new(opts.scrub, opts.timezone_given, tz_name(opts));
+    let slug = install_slug.unwrap_or_default();
+    if let Some(p) = &sibling_json {
+        let (json_source, json_name) = (p.display().to_string(), format!("json/{slug}.jsonl"));
+        for l in read_json_file(ctx, p) {
+            if let JsonLine::Event(e, c) = l {
+                asm.json_feature(&slug, &json_source, &json_name).push(e, c);
+            }
+        }
+    }
+    let explicit = opts
+        .correlation_id
+        .clone()
+        .or_else(|| asm.json_logger_id(&slug).map(str::to_string))
+        .or(install_id);
+    if let Some(id) = explicit {
+        asm.set_correlation_id(id);
+    }
+    let text = format == Format::InstallLog || format == Format::Auto;
+    run_parser(
+        ctx,
+        reader,
+        parser.as_mut(),
+        &mut |ctx, e| {
+            if asm.correlation_id().is_none() {
+                // No id given or written: the stream's own, from its first event.
+                let id = e
+                    .logger_correlation_id
+                    .clone()
+                    .filter(|_| format == Format::Json)
+                    .unwrap_or_else(|| {
+                        let seed = format!(
+                            "{}\u{1f}{}\u{1f}{}\u{1f}{head_hash:016x}",
+                            e.feature,
+                            e.message,
+                            e.timestamp.millis()
+                        );
+                        crate::enrich::ids::derived_correlation_id(
+                            e.timestamp.seconds(),
+                            seed.as_bytes(),
+                        )
+                    });
+                asm.set_correlation_id(id);
+            }
+            let e = if text {
+                asm.text_event(&slug, e, source, source)
+            } else {
+                asm.event(e, source, source)
+            };
+            ctx.send(e)
+        },
+        live,
+        source,
+        max_line,
+    )?;
+    if text {
+        for e in asm.json_leftovers(&slug) {
+            ctx.send(e)?;
+        }
+    }
+    ctx.report.warnings.append(&mut asm.warnings);
+    Ok(())
+}

@@ -1,0 +1,819 @@
+//! Following a build while it is written, like `tail -F` over its log directory, with the
+//! same result as converting the finished directory.
+//!
+//! Each poll lists the directory and its `json/`, opens every logger file that appeared, and
+//! reads what every file gained since the last poll. A partial last line is held until its
+//! newline arrives. A file that shrank was truncated (copy and truncate): it is read again
+//! from its start. A path whose inode changed was rotated: the old file is read to its end
+//! through the handle still open, then the new one from its start.
+//!
+//! The events go through the same `Assembler` as in batch. Since the JSON logger writes its
+//! line just after the text line it repeats, a text event that has a JSON twin waits for it
+//! (at most `FollowTiming::twin_wait`), and the events after it in the same file wait behind
+//! it, so that they are timed as in batch. The build's id is decided as in batch, as soon as
+//! what decides it has been written (the first feature's JSON line or its first command
+//! block).
+//!
+//! The build is over when `build-failure.log` names the feature that aborted (that feature's
+//! log is then closed as an aborted one, as at the end of a batch read) or when no file has
+//! grown for `FollowTiming::idle_end`; then every open feature is closed, the JSON logger's
+//! unmatched events are emitted, and `finished()` says so.
+//!
+//! For `ship --follow`, a follower also resumes from checkpoints (`crate::checkpoint`): a
+//! file whose identity matches its saved position is parsed from its start again, and its
+//! events numbered below the saved `seq` are not handed on. After each read it reports a
+//! `Mark` (how far the file's complete lines go, and how many of its events were handed on).
+
+use super::assemble::{twin_eligible, Assembler};
+use super::batch::{json_line, JsonLine};
+use super::identity;
+use super::kind::FileKind;
+use super::{FileParser, ParseReport};
+use crate::checkpoint::FilePosition;
+use crate::event::{Event, EventType};
+use crate::parse::build_failure::BuildFailureParser;
+use crate::parse::install_log::{AbortHint, InstallLogParser};
+use crate::parse::master_summary::MasterSummaryParser;
+use crate::parse::{FormatParser, ParseOptions};
+use crate::source::Line;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a follower waits for what completes an event, and for the build to go on.
+#[derive(Debug, Clone, Copy)]
+pub struct FollowTiming {
+    /// A text event with a JSON twin waits this long for it before it goes out without.
+    pub twin_wait: Duration,
+    /// No file grew for this long: the build is over. `None`: never.
+    pub idle_end: Option<Duration>,
+}
+
+impl Default for FollowTiming {
+    fn default() -> Self {
+        FollowTiming {
+            twin_wait: Duration::from_secs(5),
+            idle_end: Some(Duration::from_secs(600)),
+        }
+    }
+}
+
+/// A `json/` file's lines as events (its twins, or `build-summary.jsonl`'s lines), the
+/// logger's id in `logger_correlation_id`.
+struct JsonLines;
+
+impl FormatParser for JsonLines {
+    fn line(&mut self, line: &Line<'_>, out: &mut Vec<Event>) {
+        match json_line(line.bytes, line.number) {
+            Some(JsonLine::Event(mut e, c)) | Some(JsonLine::Summary(mut e, c)) => {
+                e.logger_correlation_id = c;
+                out.push(e);
+            }
+            Some(JsonLine::Metadata) | None => {}
+        }
+    }
+    fn finish(&mut self, _out: &mut Vec<Event>) {}
+}
+
+/// When a pending event was parsed: the time, and the poll (a twin is only given up on
+/// after a later poll has read the JSON files, however slow the machine).
+#[derive(Clone, Copy)]
+struct Parsed {
+    at: Instant,
+    poll: u64,
+}
+
+/// One followed file.
+struct Tail {
+    file: File,
+    inode: (u64, u64),
+    offset: u64,
+    lines: FileParser,
+    parser: Box<dyn FormatParser + Send>,
+    kind: FileKind,
+    name: String,
+    source: String,
+    /// Parsed, not yet handed on, with when each was parsed.
+    pending: VecDeque<(Event, Parsed)>,
+    /// The parser was finished (the feature aborted, or the build is over).
+    closed: bool,
+    /// Its JSON twins that no text event claimed were emitted.
+    leftovers_done: bool,
+}
+
+/// The consumer of the events failed (a closed pipe, every sink gone, or a stop request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerGone;
+
+/// How far one followed file has been handed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    /// The path as followed (the events' `source.file`).
+    pub source: String,
+    pub path: PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+    /// Offset of the end of the last complete line read.
+    pub offset: u64,
+    /// Every event of the file numbered below this has been handed on.
+    pub next_seq: u64,
+}
+
+impl Tail {
+    fn open(path: &Path, dir: &Path, kind: FileKind, opts: &ParseOptions) -> io::Result<Tail> {
+        let file = File::open(path)?;
+        let m = file.metadata()?;
+        Ok(Tail {
+            file,
+            inode: (m.dev(), m.ino()),
+            offset: 0,
+            lines: FileParser::new(opts.max_line_bytes),
+            parser: new_parser(&kind, opts),
+            kind,
+            name: path.strip_prefix(dir).unwrap_or(path).display().to_string(),
+            source: path.display().to_string(),
+            pending: VecDeque::new(),
+            closed: false,
+            leftovers_done: false,
+        })
+    }
+
+    /// Reads what the file gained; the events of its complete lines are queued.
+    fn read_new(&mut self, report: &mut ParseReport, poll: u64) -> io::Result<u64> {
+        if self.closed {
+            return Ok(0);
+        }
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut events = Vec::new();
+        let mut total = 0;
+        self.file.seek(SeekFrom::Start(self.offset))?;
+        loop {
+            let n = match self.file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.offset += n as u64;
+            total += n as u64;
+            report.bytes += n as u64;
+            self.lines
+                .feed(self.parser.as_mut(), &buf[..n], &mut events);
+        }
+        let at = Instant::now();
+        self.pending
+            .extend(events.into_iter().map(|e| (e, Parsed { at, poll })));
+        Ok(total)
+    }
+
+    /// The file is complete: its last line and what its parser still holds are queued.
+    fn close(&mut self, report: &mut ParseReport, poll: u64) {
+        if self.closed {
+            return;
+        }
+        if let Err(e) = self.read_new(report, poll) {
+            report.errors.push(format!("{}: {e}", self.source));
+        }
+        let mut events = Vec::new();
+        self.lines.finish(self.parser.as_mut(), &mut events);
+        let at = Instant::now();
+        self.pending
+            .extend(events.into_iter().map(|e| (e, Parsed { at, poll })));
+        self.closed = true;
+    }
+
+    fn mark(&self, next_seq: u64) -> Mark {
+        Mark {
+            source: self.source.clone(),
+            path: PathBuf::from(&self.source),
+            dev: self.inode.0,
+            ino: self.inode.1,
+            offset: self.offset - self.lines.pending_bytes(),
+            next_seq,
+        }
+    }
+
+    fn slug(&self) -> &str {
+        match &self.kind {
+            FileKind::Install(s) | FileKind::JsonFeature(s) => s,
+            _ => "",
+        }
+    }
+}
+
+fn new_parser(kind: &FileKind, opts: &ParseOptions) -> Box<dyn FormatParser + Send> {
+    match kind {
+        FileKind::Master => Box::new(MasterSummaryParser),
+        FileKind::Failure => Box::new(BuildFailureParser),
+        FileKind::JsonFeature(_) | FileKind::JsonBuildSummary | FileKind::JsonMetadata => {
+            Box::new(JsonLines)
+        }
+        _ => Box::new(InstallLogParser::new(opts.timezone.clone())),
+    }
+}
+
+/// Per source: events below `skip_below` were delivered before a restart; `next_seq` is one
+/// past the last handed on.
+#[derive(Default, Clone, Copy)]
+struct Seqs {
+    skip_below: u64,
+    next_seq: u64,
+}
+
+/// The state of one followed build directory (or one file of it).
+pub struct Follower<'a> {
+    dir: PathBuf,
+    /// Follow only this file of `dir`.
+    only: Option<PathBuf>,
+    opts: &'a ParseOptions,
+    timing: FollowTiming,
+    /// Saved positions not yet matched with an opened file, by `source`.
+    resume: HashMap<String, FilePosition>,
+    tails: BTreeMap<PathBuf, Tail>,
+    /// Rotated-away files, read to their end on the next poll, then dropped.
+    retired: Vec<Tail>,
+    asm: Assembler,
+    seqs: HashMap<String, Seqs>,
+    report: ParseReport,
+    /// Events not handed on because a checkpoint says they were delivered.
+    pub skipped: u64,
+    /// The build's id from a checkpoint: a restart must reuse the id, not decide it again.
+    saved_id: Option<String>,
+    last_growth: Instant,
+    /// An event that could have a JSON twin waited in vain while there was no `json/`: the
+    /// build does not log JSON, nothing waits for twins any more.
+    no_json_logging: bool,
+    /// The sentinel named the aborted feature, or the build went idle.
+    over: bool,
+    finished: bool,
+    /// Polls so far.
+    polls: u64,
+}
+
+impl<'a> Follower<'a> {
+    /// Follows `path`: a build log directory, or one file in it. `resume`: saved positions.
+    pub fn new(
+        path: &Path,
+        opts: &'a ParseOptions,
+        resume: HashMap<String, FilePosition>,
+    ) -> Follower<'a> {
+        let (dir, only) = if path.is_file() {
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            (dir, Some(path.to_path_buf()))
+        } else {
+            (path.to_path_buf(), None)
+        };
+        Follower {
+            dir,
+            only,
+            opts,
+            timing: FollowTiming::default(),
+            resume,
+            tails: BTreeMap::new(),
+            retired: Vec::new(),
+            asm: Assembler::new(
+                opts.scrub,
+                opts.timezone_given,
+                opts.timezone.iana_name().unwrap_or("UTC"),
+            ),
+            seqs: HashMap::new(),
+            report: ParseReport::default(),
+            skipped: 0,
+            saved_id: None,
+            last_growth: Instant::now(),
+            no_json_logging: false,
+            over: false,
+            finished: false,
+            polls: 0,
+        }
+    }
+
+    /// Resumes with the build id a checkpoint recorded (unless `--correlation-id` is given).
+    pub fn with_correlation_id(mut self, id: Option<String>) -> Self {
+        self.saved_id = id;
+        self
+    }
+
+    pub fn with_timing(mut self, timing: FollowTiming) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    pub fn report(&self) -> &ParseReport {
+        &self.report
+    }
+
+    pub fn into_report(mut self) -> ParseReport {
+        self.report.warnings.append(&mut self.asm.warnings);
+        self.report
+    }
+
+    /// The build is over and every one of its events has been handed on.
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Notices new, rotated and truncated files.
+    fn scan(&mut self) -> io::Result<()> {
+        let found = match &self.only {
+            Some(p) if p.is_file() => {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                let kind = FileKind::of(&name, false)
+                    .unwrap_or_else(|| FileKind::Install(name.to_string()));
+                vec![(p.clone(), kind)]
+            }
+            Some(_) => Vec::new(),
+            None => list(&self.dir)?,
+        };
+        for (path, kind) in found {
+            if let Some(tail) = self.tails.get(&path) {
+                let Ok(m) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                if (m.dev(), m.ino()) != tail.inode {
+                    // Rotated: finish the old file through its open handle, then the new one.
+                    let old = self.tails.remove(&path).expect("present");
+                    self.retired.push(old);
+                } else if m.len() < tail.offset {
+                    // Copy-truncated: the file starts over.
+                    self.tails.remove(&path);
+                } else {
+                    continue;
+                }
+            }
+            match Tail::open(&path, &self.dir, kind, self.opts) {
+                Ok(mut t) => {
+                    // A saved position applies to the first file opened at its path, if it
+                    // is still the same file (not one rotated or truncated since).
+                    if let Some(pos) = self.resume.remove(&t.source) {
+                        if pos.matches(&mut t.file) {
+                            self.seqs.entry(t.name.clone()).or_default().skip_below = pos.seq;
+                        } else {
+                            tracing::info!(
+                                "{}: not the file of the checkpoint any more; shipping it from its start",
+                                t.source
+                            );
+                        }
+                    }
+                    self.report.files += 1;
+                    self.tails.insert(path, t);
+                }
+                Err(e) => self.report.errors.push(format!("{}: {e}", path.display())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what every file gained, hands on the events that are complete, and after each
+    /// file its `Mark`. Err: `emit` failed (the consumer is gone).
+    pub fn poll(
+        &mut self,
+        emit: &mut dyn FnMut(Event) -> io::Result<()>,
+        mark: &mut dyn FnMut(Mark),
+    ) -> Result<(), ConsumerGone> {
+        self.step(false, emit, mark)
+    }
+
+    /// Stops following: what waits only for time (a JSON twin) is handed on now; features
+    /// still running are left open.
+    pub fn stop(
+        &mut self,
+        emit: &mut dyn FnMut(Event) -> io::Result<()>,
+        mark: &mut dyn FnMut(Mark),
+    ) -> Result<(), ConsumerGone> {
+        self.step(true, emit, mark)
+    }
+
+    fn step(
+        &mut self,
+        stopping: bool,
+        emit: &mut dyn FnMut(Event) -> io::Result<()>,
+        mark: &mut dyn FnMut(Mark),
+    ) -> Result<(), ConsumerGone> {
+        if self.finished {
+            return Ok(());
+        }
+        self.polls += 1;
+        if let Err(e) = self.scan() {
+            // The directory may not exist yet: the build has not started.
+            tracing::debug!("waiting for {}: {e}", self.dir.display());
+        }
+        self.read_all();
+        self.close_aborted();
+        if !self.over {
+            if let Some(idle) = self.timing.idle_end {
+                if self.last_growth.elapsed() >= idle && !self.tails.is_empty() {
+                    self.over = true;
+                }
+            }
+        }
+        if self.over {
+            let paths: Vec<PathBuf> = self.tails.keys().cloned().collect();
+            for p in paths {
+                let t = self.tails.get_mut(&p).expect("listed");
+                t.close(&mut self.report, self.polls);
+            }
+        }
+        let force = stopping || self.over;
+        if !self.decide_id(force) {
+            return Ok(());
+        }
+        self.release(force, emit, mark)?;
+        if self.over && self.tails.values().all(|t| t.pending.is_empty()) {
+            let mut rest = self.asm.all_json_leftovers();
+            let summary = self
+                .tails
+                .values()
+                .find(|t| t.kind == FileKind::JsonBuildSummary)
+                .map(|t| (t.source.clone(), t.name.clone()));
+            if let Some((source, name)) = summary {
+                rest.extend(self.asm.summary_leftovers(&source, &name));
+            }
+            for e in rest {
+                self.hand_on(e, emit)?;
+            }
+            for t in self.tails.values() {
+                mark(t.mark(self.seqs.get(&t.name).map_or(0, |s| s.next_seq)));
+            }
+            self.finished = true;
+        }
+        Ok(())
+    }
+
+    fn read_all(&mut self) {
+        let mut grew = false;
+        for old in &mut self.retired {
+            grew |= old.read_new(&mut self.report, self.polls).unwrap_or(0) > 0;
+        }
+        // JSON files first: a text line's twin is written just after it.
+        let mut paths: Vec<PathBuf> = self.tails.keys().cloned().collect();
+        paths.sort_by_key(|p| (!is_json(&self.tails[p].kind), p.clone()));
+        for p in paths {
+            let t = self.tails.get_mut(&p).expect("listed");
+            match t.read_new(&mut self.report, self.polls) {
+                Ok(n) => grew |= n > 0,
+                Err(e) => self.report.errors.push(format!("{}: {e}", t.source)),
+            }
+            if is_json(&t.kind) {
+                let slug = t.slug().to_string();
+                for (e, _) in t.pending.drain(..) {
+                    let c = e.logger_correlation_id.clone();
+                    if t.kind == FileKind::JsonBuildSummary {
+                        self.asm.push_summary_json(e, c);
+                    } else {
+                        self.asm.json_feature(&slug, &t.source, &t.name).push(e, c);
+                    }
+                }
+            }
+        }
+        if grew {
+            self.last_growth = Instant::now();
+        }
+    }
+
+    /// A feature `build-failure.log` names has aborted: its log is complete, closed as in
+    /// batch with the sentinel's exit code; the build is over.
+    fn close_aborted(&mut self) {
+        let failures: Vec<(String, u32, i64)> = self
+            .tails
+            .values()
+            .filter(|t| t.kind == FileKind::Failure)
+            .flat_map(|t| t.pending.iter())
+            .filter(|(e, _)| e.event_type == EventType::BuildFailure)
+            .map(|(e, _)| {
+                let n = e.command_num.unwrap_or(0);
+                let exit = e
+                    .metadata
+                    .get("exit_code")
+                    .and_then(|v| v.as_i64())
+                    .unwrap_or(1);
+                (e.feature.clone(), n, exit)
+            })
+            .collect();
+        for (feature, command_num, exit_code) in failures {
+            self.over = true;
+            for t in self.tails.values_mut() {
+                if !matches!(t.kind, FileKind::Install(_)) || t.closed {
+                    continue;
+                }
+                if t.parser.feature() != Some(feature.as_str()) {
+                    continue;
+                }
+                t.parser.abort_hint(AbortHint {
+                    command_num,
+                    exit_code,
+                });
+                t.close(&mut self.report, self.polls);
+            }
+        }
+    }
+
+    /// Decides the build's id as batch does, once what decides it has been written. False:
+    /// not yet (events wait).
+    fn decide_id(&mut self, force: bool) -> bool {
+        if self.asm.correlation_id().is_some() {
+            return true;
+        }
+        if let Some(id) = self.opts.correlation_id.clone().or(self.saved_id.take()) {
+            self.asm.set_correlation_id(id);
+            return true;
+        }
+        if let Some(id) = std::fs::File::open(self.dir.join("json/build-metadata.json"))
+            .ok()
+            .and_then(|f| {
+                let mut b = Vec::new();
+                f.take(1024 * 1024).read_to_end(&mut b).ok()?;
+                identity::metadata_id(&b)
+            })
+        {
+            self.asm.set_correlation_id(id);
+            return true;
+        }
+        let tz = self.opts.timezone.clone();
+        // The first feature: the install log with the earliest Start Time.
+        let first = self
+            .tails
+            .values()
+            .filter_map(|t| match &t.kind {
+                FileKind::Install(s) => {
+                    let head = read_head(&t.source);
+                    let start = identity::start_seconds(&head, &tz)?;
+                    Some((
+                        start,
+                        t.source.clone(),
+                        s.clone(),
+                        head,
+                        t.pending.front().map(|p| p.1),
+                    ))
+                }
+                _ => None,
+            })
+            .min_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let Some((_, _, slug, head, waiting_since)) = first else {
+            if force {
+                let id = self
+                    .tails
+                    .values()
+                    .find_map(|t| match &t.kind {
+                        FileKind::JsonFeature(s) => self.asm.json_logger_id(s).map(str::to_string),
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| {
+                        crate::enrich::ids::derived_correlation_id(
+                            0,
+                            self.dir.display().to_string().as_bytes(),
+                        )
+                    });
+                self.asm.set_correlation_id(id);
+                return true;
+            }
+            return false;
+        };
+        if let Some(id) = self.asm.json_logger_id(&slug) {
+            let id = id.to_string();
+            self.asm.set_correlation_id(id);
+            return true;
+        }
+        // The first feature's JSON line may still come: wait for it as for any twin.
+        let waited = waiting_since.is_some_and(|p| self.waited(p));
+        if !force && !waited && !self.no_json_logging {
+            return false;
+        }
+        let at_end = force
+            || self
+                .tails
+                .values()
+                .any(|t| t.closed && t.kind == FileKind::Install(slug.clone()));
+        match identity::seed(&head, at_end || head.len() > identity::SEED_MAX) {
+            Some(seed) => {
+                let id = identity::derived(seed, &tz);
+                self.asm.set_correlation_id(id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Hands on, in each file's order, the events that no longer wait for anything.
+    fn release(
+        &mut self,
+        force: bool,
+        emit: &mut dyn FnMut(Event) -> io::Result<()>,
+        mark: &mut dyn FnMut(Mark),
+    ) -> Result<(), ConsumerGone> {
+        let json_dir = self.dir.join("json").is_dir();
+        for mut old in std::mem::take(&mut self.retired) {
+            if let Err(e) = old.read_new(&mut self.report, self.polls) {
+                self.report.errors.push(format!("{}: {e}", old.source));
+            }
+            let slug = old.slug().to_string();
+            while let Some((e, _)) = old.pending.pop_front() {
+                let e = self.asm.text_event(&slug, e, &old.source, &old.name);
+                self.hand_on(e, emit)?;
+            }
+        }
+        let paths: Vec<PathBuf> = self.tails.keys().cloned().collect();
+        // Install logs first, then the summary lines and the sentinel that follow from them.
+        let mut order: Vec<(u8, PathBuf)> = paths
+            .into_iter()
+            .map(|p| {
+                let rank = match self.tails[&p].kind {
+                    FileKind::Install(_) => 0,
+                    FileKind::Master => 1,
+                    FileKind::Failure => 2,
+                    _ => 3,
+                };
+                (rank, p)
+            })
+            .collect();
+        order.sort();
+        for (_, p) in order {
+            let mut t = self.tails.remove(&p).expect("listed");
+            let r = self.release_tail(&mut t, force, json_dir, emit);
+            if r.is_ok() && !is_json(&t.kind) {
+                mark(t.mark(self.seqs.get(&t.name).map_or(0, |s| s.next_seq)));
+            }
+            self.tails.insert(p, t);
+            r?;
+        }
+        Ok(())
+    }
+
+    fn release_tail(
+        &mut self,
+        t: &mut Tail,
+        force: bool,
+        json_dir: bool,
+        emit: &mut dyn FnMut(Event) -> io::Result<()>,
+    ) -> Result<(), ConsumerGone> {
+        match t.kind.clone() {
+            FileKind::Install(slug) => {
+                while let Some((e, since)) = t.pending.front() {
+                    let waited = self.waited(*since);
+                    if twin_eligible(e) && !json_dir && waited {
+                        self.no_json_logging = true;
+                    }
+                    let ready = force
+                        || !twin_eligible(e)
+                        || self.no_json_logging
+                        || self.asm.has_twin(&slug, e)
+                        || waited;
+                    if !ready {
+                        break;
+                    }
+                    let (e, _) = t.pending.pop_front().expect("front");
+                    let e = self.asm.text_event(&slug, e, &t.source, &t.name);
+                    self.hand_on(e, emit)?;
+                }
+                if t.closed && t.pending.is_empty() && !t.leftovers_done {
+                    t.leftovers_done = true;
+                    for e in self.asm.json_leftovers(&slug) {
+                        self.hand_on(e, emit)?;
+                    }
+                }
+            }
+            FileKind::Master => {
+                while let Some((e, since)) = t.pending.front() {
+                    let feature_done = !self.feature_pending(&e.feature);
+                    let ready = force
+                        || (feature_done
+                            && (self.asm.has_summary_twin(e)
+                                || self.no_json_logging
+                                || self.waited(*since)));
+                    if !ready {
+                        break;
+                    }
+                    let (e, _) = t.pending.pop_front().expect("front");
+                    let e = self.asm.master_event(e, &t.source, &t.name);
+                    self.hand_on(e, emit)?;
+                }
+            }
+            FileKind::Failure => {
+                while let Some((e, _)) = t.pending.front() {
+                    if !force && self.feature_pending(&e.feature) {
+                        break;
+                    }
+                    let (e, _) = t.pending.pop_front().expect("front");
+                    let e = self.asm.failure_event(e, &t.source, &t.name);
+                    self.hand_on(e, emit)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// An event parsed then has waited long enough for its twin: `twin_wait` has passed and a
+    /// later poll has read the JSON files.
+    fn waited(&self, p: Parsed) -> bool {
+        p.at.elapsed() >= self.timing.twin_wait && self.polls > p.poll
+    }
+
+    /// Whether the install log of `feature` still holds events (or its JSON leftovers).
+    fn feature_pending(&self, feature: &str) -> bool {
+        self.tails.values().any(|t| {
+            matches!(t.kind, FileKind::Install(_))
+                && t.parser.feature() == Some(feature)
+                && (!t.pending.is_empty() || (t.closed && !t.leftovers_done))
+        })
+    }
+
+    /// Hands one stamped event on, unless a checkpoint says it was delivered.
+    fn hand_on(
+        &mut self,
+        e: Event,
+        emit: &mut dyn FnMut(Event) -> io::Result<()>,
+    ) -> Result<(), ConsumerGone> {
+        let name = self
+            .tails
+            .values()
+            .chain(self.retired.iter())
+            .find(|t| t.source == e.source.file)
+            .map(|t| t.name.clone())
+            .unwrap_or_else(|| e.source.file.clone());
+        let s = self.seqs.entry(name).or_default();
+        s.next_seq = s.next_seq.max(e.seq + 1);
+        if e.seq < s.skip_below {
+            self.skipped += 1;
+            return Ok(());
+        }
+        self.report.events += 1;
+        emit(e).map_err(|_| ConsumerGone)
+    }
+}
+
+fn is_json(kind: &FileKind) -> bool {
+    matches!(
+        kind,
+        FileKind::JsonFeature(_) | FileKind::JsonBuildSummary | FileKind::JsonMetadata
+    )
+}
+
+/// The first bytes of a file (its header), for its feature and start time.
+fn read_head(path: &str) -> Vec<u8> {
+    let mut head = Vec::new();
+    if let Ok(f) = File::open(path) {
+        let _ = f.take(identity::SEED_MAX as u64 + 1).read_to_end(&mut head);
+    }
+    head
+}
+
+/// Follows the build log directory `dir` until `stop` is set or the build is over, handing
+/// events to `emit` as they complete. Polls every `interval`.
+pub fn follow_dir(
+    dir: &Path,
+    opts: &ParseOptions,
+    timing: FollowTiming,
+    interval: Duration,
+    stop: &AtomicBool,
+    emit: &mut dyn FnMut(Event) -> io::Result<()>,
+) -> ParseReport {
+    let mut f = Follower::new(dir, opts, HashMap::new()).with_timing(timing);
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            let _ = f.stop(emit, &mut |_| {});
+            return f.into_report();
+        }
+        if f.poll(emit, &mut |_| {}).is_err() || f.finished() {
+            return f.into_report();
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+/// The logger's files in `dir` and its `json/`, with their kinds. Summary and errors logs
+/// repeat the install log and are not followed.
+fn list(dir: &Path) -> io::Result<Vec<(PathBuf, FileKind)>> {
+    let mut v = Vec::new();
+    let mut add = |p: PathBuf, in_json: bool| {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        match FileKind::of(&name, in_json) {
+            Some(FileKind::Summary(_) | FileKind::Errors(_) | FileKind::JsonMetadata) | None => {}
+            Some(k) => {
+                if p.is_file() {
+                    v.push((p, k));
+                }
+            }
+        }
+    };
+    for e in std::fs::read_dir(dir)? {
+        add(e?.path(), false);
+    }
+    if let Ok(rd) = std::fs::read_dir(dir.join("json")) {
+        for e in rd.flatten() {
+            add(e.path(), true);
+        }
+    }
+    v.sort();
+    Ok(v)
+}
