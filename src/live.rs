@@ -1,7 +1,7 @@
 //! `ship --follow`: follow build logs and ship their events with checkpoints, so that a
 //! restart (or a crash) resumes where the sinks' acknowledgements ended.
 //!
-//! One thread follows the paths (`parse::follow::Follower`) and hands each event to every
+//! One thread follows the paths (`build::follow::Follower`) and hands each event to every
 //! sink's bounded queue, recording it in `Acks`; the sinks report back what they stored or
 //! dead-lettered. A checkpoint task turns the follower's `Mark`s whose events are all
 //! acknowledged into positions and saves them atomically (`checkpoint::Store`). A slow or

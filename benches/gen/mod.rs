@@ -372,7 +372,7 @@ pub fn generate_feature(
         writeln!(
             summary,
             "\nFull error log: /var/log/container-build/{}-errors.log",
-            buildlog::parse::build::slug(&feature.name)
+            buildlog::build::kind::slug(&feature.name)
         )
         .unwrap();
     }
@@ -406,7 +406,7 @@ pub fn generate_build(corpus: &Corpus, size: u64, seed: u64, out: &Path) -> io::
     for f in &corpus.features {
         let target = (size as u128 * f.bytes as u128 / total as u128) as u64;
         let (log, summary, st) = generate_feature(f, &mut rng, now, target);
-        let slug = buildlog::parse::build::slug(&f.name);
+        let slug = buildlog::build::kind::slug(&f.name);
         fs::write(out.join(format!("{slug}-install.log")), &log)?;
         fs::write(out.join(format!("{slug}-summary.log")), &summary)?;
         writeln!(

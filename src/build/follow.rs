@@ -89,7 +89,8 @@ struct Parsed {
 
 /// One followed file.
 struct Tail {
-    file: File,
+    /// The file read, or none where its lines are handed in (`Follower::feed`).
+    file: Option<File>,
     inode: (u64, u64),
     offset: u64,
     lines: FileParser,
@@ -127,9 +128,17 @@ impl Tail {
     fn open(path: &Path, dir: &Path, kind: FileKind, opts: &ParseOptions) -> io::Result<Tail> {
         let file = File::open(path)?;
         let m = file.metadata()?;
-        Ok(Tail {
-            file,
-            inode: (m.dev(), m.ino()),
+        let mut t = Tail::fed(path, dir, kind, opts);
+        t.file = Some(file);
+        t.inode = (m.dev(), m.ino());
+        Ok(t)
+    }
+
+    /// A file whose lines are handed in.
+    fn fed(path: &Path, dir: &Path, kind: FileKind, opts: &ParseOptions) -> Tail {
+        Tail {
+            file: None,
+            inode: (0, 0),
             offset: 0,
             lines: FileParser::new(opts.max_line_bytes),
             parser: new_parser(&kind, opts),
@@ -139,20 +148,39 @@ impl Tail {
             pending: VecDeque::new(),
             closed: false,
             leftovers_done: false,
-        })
+        }
+    }
+
+    /// Bytes of the file, handed in or read; the events of their complete lines are queued.
+    fn take(&mut self, bytes: &[u8], poll: u64) {
+        let mut events = Vec::new();
+        self.lines.feed(self.parser.as_mut(), bytes, &mut events);
+        let at = Instant::now();
+        self.pending
+            .extend(events.into_iter().map(|e| (e, Parsed { at, poll })));
     }
 
     /// Reads what the file gained; the events of its complete lines are queued.
     fn read_new(&mut self, report: &mut ParseReport, poll: u64) -> io::Result<u64> {
-        if self.closed {
+        let Some(mut file) = self.file.take().filter(|_| !self.closed) else {
             return Ok(0);
-        }
+        };
+        let r = self.read_from(&mut file, report, poll);
+        self.file = Some(file);
+        r
+    }
+
+    fn read_from(
+        &mut self,
+        file: &mut File,
+        report: &mut ParseReport,
+        poll: u64,
+    ) -> io::Result<u64> {
         let mut buf = vec![0u8; 256 * 1024];
-        let mut events = Vec::new();
         let mut total = 0;
-        self.file.seek(SeekFrom::Start(self.offset))?;
+        file.seek(SeekFrom::Start(self.offset))?;
         loop {
-            let n = match self.file.read(&mut buf) {
+            let n = match file.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -161,12 +189,8 @@ impl Tail {
             self.offset += n as u64;
             total += n as u64;
             report.bytes += n as u64;
-            self.lines
-                .feed(self.parser.as_mut(), &buf[..n], &mut events);
+            self.take(&buf[..n], poll);
         }
-        let at = Instant::now();
-        self.pending
-            .extend(events.into_iter().map(|e| (e, Parsed { at, poll })));
         Ok(total)
     }
 
@@ -225,11 +249,11 @@ struct Seqs {
 }
 
 /// The state of one followed build directory (or one file of it).
-pub struct Follower<'a> {
+pub struct Follower {
     dir: PathBuf,
     /// Follow only this file of `dir`.
     only: Option<PathBuf>,
-    opts: &'a ParseOptions,
+    opts: ParseOptions,
     timing: FollowTiming,
     /// Saved positions not yet matched with an opened file, by `source`.
     resume: HashMap<String, FilePosition>,
@@ -252,15 +276,17 @@ pub struct Follower<'a> {
     finished: bool,
     /// Polls so far.
     polls: u64,
+    /// Lines are handed in (`feed`), the directory is not read.
+    fed: bool,
 }
 
-impl<'a> Follower<'a> {
+impl Follower {
     /// Follows `path`: a build log directory, or one file in it. `resume`: saved positions.
     pub fn new(
         path: &Path,
-        opts: &'a ParseOptions,
+        opts: &ParseOptions,
         resume: HashMap<String, FilePosition>,
-    ) -> Follower<'a> {
+    ) -> Follower {
         let (dir, only) = if path.is_file() {
             let dir = match path.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -273,7 +299,7 @@ impl<'a> Follower<'a> {
         Follower {
             dir,
             only,
-            opts,
+            opts: opts.clone(),
             timing: FollowTiming::default(),
             resume,
             tails: BTreeMap::new(),
@@ -292,6 +318,82 @@ impl<'a> Follower<'a> {
             over: false,
             finished: false,
             polls: 0,
+            fed: false,
+        }
+    }
+
+    /// A follower of the build in `dir` whose lines are handed in by `feed` (the Fluent Bit
+    /// plugin gets them from Fluent Bit's `tail`) instead of read from the directory.
+    pub fn fed(dir: &Path, opts: &ParseOptions) -> Follower {
+        let mut f = Follower::new(dir, opts, HashMap::new());
+        f.dir = dir.to_path_buf();
+        f.only = None;
+        f.fed = true;
+        f
+    }
+
+    /// Bytes of the file `path` of this build, as they come. Summary and errors logs
+    /// (which repeat the install log) are ignored, as when following the directory.
+    pub fn feed(&mut self, path: &Path, bytes: &[u8]) {
+        if !self.tails.contains_key(path) {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let in_json = path
+                .parent()
+                .and_then(Path::file_name)
+                .is_some_and(|n| n == "json");
+            let kind = match FileKind::of(&name, in_json) {
+                Some(FileKind::Summary(_) | FileKind::Errors(_) | FileKind::JsonMetadata) => return,
+                Some(k) => k,
+                None => FileKind::Install(name),
+            };
+            let t = Tail::fed(path, &self.dir, kind, &self.opts);
+            self.report.files += 1;
+            self.tails.insert(path.to_path_buf(), t);
+        }
+        let t = self.tails.get_mut(path).expect("inserted above");
+        t.take(bytes, self.polls);
+        self.report.bytes += bytes.len() as u64;
+        self.last_growth = Instant::now();
+        self.absorb_json(path);
+    }
+
+    /// Hands on what is complete (as `poll` does, without reading files).
+    pub fn pump(
+        &mut self,
+        emit: &mut dyn FnMut(Event) -> io::Result<()>,
+    ) -> Result<(), ConsumerGone> {
+        self.step(false, emit, &mut |_| {})
+    }
+
+    /// The build is over (the plugin is stopping): every feature is closed, every event
+    /// handed on.
+    pub fn end(
+        &mut self,
+        emit: &mut dyn FnMut(Event) -> io::Result<()>,
+    ) -> Result<(), ConsumerGone> {
+        self.over = true;
+        self.step(false, emit, &mut |_| {})
+    }
+
+    /// A JSON file's new lines go to the assembler as twins.
+    fn absorb_json(&mut self, path: &Path) {
+        let Some(t) = self.tails.get_mut(path) else {
+            return;
+        };
+        if !is_json(&t.kind) {
+            return;
+        }
+        let slug = t.slug().to_string();
+        for (e, _) in t.pending.drain(..) {
+            let c = e.logger_correlation_id.clone();
+            if t.kind == FileKind::JsonBuildSummary {
+                self.asm.push_summary_json(e, c);
+            } else {
+                self.asm.json_feature(&slug, &t.source, &t.name).push(e, c);
+            }
         }
     }
 
@@ -348,12 +450,12 @@ impl<'a> Follower<'a> {
                     continue;
                 }
             }
-            match Tail::open(&path, &self.dir, kind, self.opts) {
+            match Tail::open(&path, &self.dir, kind, &self.opts) {
                 Ok(mut t) => {
                     // A saved position applies to the first file opened at its path, if it
                     // is still the same file (not one rotated or truncated since).
                     if let Some(pos) = self.resume.remove(&t.source) {
-                        if pos.matches(&mut t.file) {
+                        if t.file.as_mut().is_some_and(|f| pos.matches(f)) {
                             self.seqs.entry(t.name.clone()).or_default().skip_below = pos.seq;
                         } else {
                             tracing::info!(
@@ -401,11 +503,13 @@ impl<'a> Follower<'a> {
             return Ok(());
         }
         self.polls += 1;
-        if let Err(e) = self.scan() {
-            // The directory may not exist yet: the build has not started.
-            tracing::debug!("waiting for {}: {e}", self.dir.display());
+        if !self.fed {
+            if let Err(e) = self.scan() {
+                // The directory may not exist yet: the build has not started.
+                tracing::debug!("waiting for {}: {e}", self.dir.display());
+            }
+            self.read_all();
         }
-        self.read_all();
         self.close_aborted();
         if !self.over {
             if let Some(idle) = self.timing.idle_end {
@@ -461,17 +565,7 @@ impl<'a> Follower<'a> {
                 Ok(n) => grew |= n > 0,
                 Err(e) => self.report.errors.push(format!("{}: {e}", t.source)),
             }
-            if is_json(&t.kind) {
-                let slug = t.slug().to_string();
-                for (e, _) in t.pending.drain(..) {
-                    let c = e.logger_correlation_id.clone();
-                    if t.kind == FileKind::JsonBuildSummary {
-                        self.asm.push_summary_json(e, c);
-                    } else {
-                        self.asm.json_feature(&slug, &t.source, &t.name).push(e, c);
-                    }
-                }
-            }
+            self.absorb_json(&p);
         }
         if grew {
             self.last_growth = Instant::now();

@@ -12,6 +12,7 @@
 
 use super::build_failure::{failure_event, SENTINEL};
 use super::clock::{parse_date_time, parse_hms, Clock, MID_SECOND_MS};
+use super::grammar::{ConfigBlock, SummaryFigures, SummaryLine};
 use super::text::{decode, matches_error, matches_warning, strip_ansi};
 use super::FormatParser;
 use crate::event::{Event, EventType, Level, Timestamp};
@@ -19,7 +20,7 @@ use crate::source::Line;
 use jiff::civil::{Date, Time as CivilTime};
 use jiff::tz::TimeZone;
 use regex::Regex;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
@@ -261,15 +262,7 @@ struct Feature {
     errors: u64,
     warnings: u64,
     /// From the `Installation Summary` block.
-    total_duration: Option<u64>,
-    commands_executed: Option<u64>,
-    errors_found: Option<u64>,
-    warnings_found: Option<u64>,
-    /// The summary's `--- First 10 Errors/Warnings ---` lines, `Full error log:`, `End Time:`.
-    first_errors: Vec<String>,
-    error_log: Option<String>,
-    end_time: Option<String>,
-    no_errors: bool,
+    summary: SummaryFigures,
 }
 
 impl Feature {
@@ -281,14 +274,7 @@ impl Feature {
             commands: 0,
             errors: 0,
             warnings: 0,
-            total_duration: None,
-            commands_executed: None,
-            errors_found: None,
-            warnings_found: None,
-            first_errors: Vec::new(),
-            error_log: None,
-            end_time: None,
-            no_errors: false,
+            summary: SummaryFigures::default(),
         }
     }
 }
@@ -308,27 +294,6 @@ struct Cmd {
     warnings: u64,
 }
 
-#[derive(Default)]
-struct Config {
-    title: String,
-    line: u64,
-    fields: Map<String, Value>,
-    paths: Vec<Value>,
-    env: Map<String, Value>,
-    next_steps: Vec<String>,
-    other: Vec<String>,
-    section: Section,
-}
-
-#[derive(Default, Clone, Copy, PartialEq, Eq)]
-enum Section {
-    #[default]
-    None,
-    Paths,
-    Env,
-    Next,
-}
-
 /// The logger's console output for one stream (the plain console, or one BuildKit step).
 #[derive(Default)]
 struct Flow {
@@ -340,7 +305,7 @@ struct Flow {
     /// The feature that was last open, for lines that follow its end (BuildKit's error).
     last_feature: String,
     cmd: Option<Cmd>,
-    config: Option<Config>,
+    config: Option<ConfigBlock>,
     /// The feature of an `=== X installation complete ===` awaiting its `Errors:` line.
     ending: Option<String>,
     last_line: u64,
@@ -440,8 +405,8 @@ impl Flow {
                     // Repeats of lines already seen: kept with the feature_end, not re-emitted.
                     // The logger prints at most ten (`head -10`); more are not its list.
                     match self.feature.as_mut() {
-                        Some(f) if f.first_errors.len() < 10 => {
-                            return f.first_errors.push(clean(text));
+                        Some(f) if f.summary.first_errors.len() < 10 => {
+                            return f.summary.first_errors.push(clean(text));
                         }
                         _ => {
                             self.mode = Mode::Summary;
@@ -470,11 +435,7 @@ impl Flow {
                     return;
                 }
                 if let Some(title) = t.strip_suffix(" Configuration Summary") {
-                    self.config = Some(Config {
-                        title: title.to_string(),
-                        line: cx.line,
-                        ..Config::default()
-                    });
+                    self.config = Some(ConfigBlock::new(title, cx.line));
                     self.mode = Mode::ConfigTitle;
                     return;
                 }
@@ -910,47 +871,7 @@ impl Flow {
             self.mode = Mode::Idle;
             return self.emit_config(cx, false, out);
         }
-        let list = |v: &str| -> Value {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(Value::from)
-                .collect::<Vec<_>>()
-                .into()
-        };
-        if t.is_empty() {
-            if c.section != Section::Next {
-                c.section = Section::None;
-            }
-        } else if let (Some(item), Section::Paths | Section::Env) =
-            (t.strip_prefix("  - "), c.section)
-        {
-            if c.section == Section::Paths {
-                c.paths.push(item.into());
-            } else {
-                let (k, v) = item.split_once('=').unwrap_or((item, ""));
-                c.env.insert(k.to_string(), v.into());
-            }
-        } else if let Some(v) = t.strip_prefix("Version:") {
-            c.fields.insert("version".into(), v.trim().into());
-        } else if let Some(v) = t.strip_prefix("Tools:") {
-            c.fields.insert("tools".into(), list(v));
-        } else if let Some(v) = t.strip_prefix("Commands:") {
-            c.fields.insert("commands".into(), list(v));
-        } else if t == "Paths:" {
-            c.section = Section::Paths;
-        } else if t == "Environment Variables:" {
-            c.section = Section::Env;
-        } else if t == "Next Steps:" {
-            c.section = Section::Next;
-        } else if t.starts_with("Run 'check-build-logs.sh") {
-            c.section = Section::None;
-            c.fields.insert("log_hint".into(), t.into());
-        } else if c.section == Section::Next {
-            c.next_steps.push(t.trim().to_string());
-        } else {
-            c.other.push(t.to_string());
-        }
+        c.line(t);
     }
 
     fn emit_config(&mut self, cx: &Cx, incomplete: bool, out: &mut Vec<Event>) {
@@ -965,19 +886,8 @@ impl Flow {
             feature,
             format!("{} Configuration Summary", c.title),
         );
-        ev.metadata = c.fields;
-        if !c.paths.is_empty() {
-            ev.metadata.insert("paths".into(), c.paths.into());
-        }
-        if !c.env.is_empty() {
-            ev.metadata.insert("env".into(), c.env.into());
-        }
-        if !c.next_steps.is_empty() {
-            ev.metadata.insert("next_steps".into(), c.next_steps.into());
-        }
-        if !c.other.is_empty() {
-            ev.metadata.insert("other".into(), c.other.into());
-        }
+        let line = c.line;
+        ev.metadata = c.into_metadata();
         ev.version = ev
             .metadata
             .get("version")
@@ -985,7 +895,7 @@ impl Flow {
             .map(str::to_string);
         ev.incomplete = incomplete;
         Cx {
-            line: c.line,
+            line,
             original_len: None,
             invalid: false,
             ..*cx
@@ -994,10 +904,6 @@ impl Flow {
     }
 
     fn summary_line(&mut self, t: &str) -> bool {
-        let num = |p: &str| -> Option<u64> {
-            let v = t.strip_prefix(p)?;
-            v.trim().trim_end_matches(" seconds").parse().ok()
-        };
         if t == BANNER {
             self.mode = Mode::Idle;
             return true;
@@ -1005,29 +911,16 @@ impl Flow {
         if t.is_empty() {
             return true;
         }
-        if t == "--- First 10 Errors/Warnings ---" {
-            self.mode = Mode::SummaryList;
-            return true;
-        }
         let Some(f) = self.feature.as_mut() else {
-            return false;
+            return t.starts_with("--- First 10 Errors/Warnings ---") && {
+                self.mode = Mode::SummaryList;
+                true
+            };
         };
-        if t == "No errors or warnings detected!" {
-            f.no_errors = true;
-        } else if let Some(v) = t.strip_prefix("End Time: ") {
-            f.end_time = Some(v.to_string());
-        } else if let Some(v) = t.strip_prefix("Full error log: ") {
-            f.error_log = Some(v.to_string());
-        } else if let Some(n) = num("Total Duration: ") {
-            f.total_duration = Some(n);
-        } else if let Some(n) = num("Commands Executed: ") {
-            f.commands_executed = Some(n);
-        } else if let Some(n) = num("Errors Found: ") {
-            f.errors_found = Some(n);
-        } else if let Some(n) = num("Warnings Found: ") {
-            f.warnings_found = Some(n);
-        } else {
-            return false;
+        match f.summary.line(t) {
+            SummaryLine::FirstErrors => self.mode = Mode::SummaryList,
+            SummaryLine::Figure | SummaryLine::EndTime => {}
+            SummaryLine::Other => return false,
         }
         true
     }
@@ -1048,12 +941,13 @@ impl Flow {
         let Some(f) = self.feature.take() else { return };
         let complete = ending.is_some();
         let (errors, warnings) = counts
-            .or(f.errors_found.zip(f.warnings_found))
+            .or(f.summary.errors.zip(f.summary.warnings))
             .unwrap_or((f.errors, f.warnings));
         let duration = f
+            .summary
             .total_duration
             .unwrap_or_else(|| ((cx.time.ms - f.start.ms).max(0) / 1000) as u64);
-        let commands = f.commands_executed.unwrap_or(f.commands);
+        let commands = f.summary.commands.unwrap_or(f.commands);
         let status = if errors > 0 || !complete {
             "failed"
         } else {
@@ -1080,18 +974,7 @@ impl Flow {
         ev.command_count = Some(commands);
         ev.error_count = Some(errors);
         ev.warning_count = Some(warnings);
-        if !f.first_errors.is_empty() {
-            ev = ev.with_detail("first_errors", f.first_errors);
-        }
-        if let Some(p) = f.error_log {
-            ev = ev.with_detail("error_log", p);
-        }
-        if let Some(t) = f.end_time {
-            ev = ev.with_detail("end_time", t);
-        }
-        if f.no_errors {
-            ev = ev.with_detail("no_errors_detected", true);
-        }
+        f.summary.add_details(&mut ev);
         if !complete {
             ev.incomplete = true;
             ev = ev.with_detail("aborted", true);

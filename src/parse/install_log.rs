@@ -14,11 +14,12 @@
 //! `Executing:` line, and every later command is counted over the whole file.
 
 use super::clock::{parse_date_time, parse_hms, Clock};
+use super::grammar::{ConfigBlock, SummaryFigures, SummaryLine};
 use super::text::{classify, decode, strip_ansi};
 use super::FormatParser;
 use crate::event::{Event, EventType, Level, Timestamp};
 use crate::source::Line;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 const EQ_RULE: &[u8] =
     b"================================================================================";
@@ -66,28 +67,12 @@ struct Command {
     output_lines: u64,
 }
 
+/// The installation-summary block being read.
 #[derive(Default)]
 struct SummaryBlock {
     line: u64,
-    total_duration: Option<u64>,
-    commands: Option<u64>,
-    errors: Option<u64>,
-    warnings: Option<u64>,
-    first_errors: Vec<String>,
+    figures: SummaryFigures,
     in_first_errors: bool,
-    error_log: Option<String>,
-    end_time: Option<String>,
-    no_errors: bool,
-}
-
-#[derive(Default)]
-struct ConfigBlock {
-    line: u64,
-    title: String,
-    fields: Map<String, Value>,
-    section: Option<String>,
-    next_steps: Vec<String>,
-    extra: Vec<String>,
 }
 
 pub struct InstallLogParser {
@@ -336,10 +321,12 @@ impl InstallLogParser {
     }
 
     fn emit_feature_end(&mut self, s: SummaryBlock, out: &mut Vec<Event>) {
-        let errors = s.errors.unwrap_or(self.errors);
-        let warnings = s.warnings.unwrap_or(self.warnings);
-        let commands = s.commands.unwrap_or(self.commands_executed);
-        let duration = s.total_duration.unwrap_or(0);
+        let f = s.figures;
+        let errors = f.errors.unwrap_or(self.errors);
+        let warnings = f.warnings.unwrap_or(self.warnings);
+        let commands = f.commands.unwrap_or(self.commands_executed);
+        let duration = f.total_duration.unwrap_or(0);
+        let incomplete = f.total_duration.is_none() || f.errors.is_none();
         let status = if errors == 0 { "success" } else { "failed" };
         let mut e = self
             .event(
@@ -362,19 +349,7 @@ impl InstallLogParser {
         e.error_count = Some(errors);
         e.warning_count = Some(warnings);
         e.version = self.version.clone();
-        if !s.first_errors.is_empty() {
-            e.details
-                .insert("first_errors".into(), s.first_errors.into());
-        }
-        if let Some(p) = s.error_log {
-            e.details.insert("error_log".into(), p.into());
-        }
-        if let Some(t) = s.end_time {
-            e.details.insert("end_time".into(), t.into());
-        }
-        if s.no_errors {
-            e.details.insert("no_errors_detected".into(), true.into());
-        }
+        f.add_details(&mut e);
         // Where the summary and the text disagree, say so: the summary is the logger's word.
         if errors != self.errors || warnings != self.warnings || commands != self.commands_executed
         {
@@ -383,7 +358,7 @@ impl InstallLogParser {
                 serde_json::json!({"errors": self.errors, "warnings": self.warnings, "commands": self.commands_executed}),
             );
         }
-        if s.total_duration.is_none() || s.errors.is_none() {
+        if incomplete {
             e.incomplete = true;
         }
         out.push(e);
@@ -543,96 +518,24 @@ impl InstallLogParser {
             if text.is_empty() {
                 s.in_first_errors = false;
             } else {
-                s.first_errors.push(text.to_string());
+                s.figures.first_errors.push(text.to_string());
             }
             return;
         }
-        let num = |v: &str| {
-            v.split_whitespace()
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-        };
-        if let Some(v) = text.strip_prefix("Total Duration: ") {
-            s.total_duration = num(v);
-        } else if let Some(v) = text.strip_prefix("Commands Executed: ") {
-            s.commands = num(v);
-        } else if let Some(v) = text.strip_prefix("Errors Found: ") {
-            s.errors = num(v);
-        } else if let Some(v) = text.strip_prefix("Warnings Found: ") {
-            s.warnings = num(v);
-        } else if text.starts_with("--- First 10 Errors/Warnings ---") {
-            s.in_first_errors = true;
-        } else if let Some(v) = text.strip_prefix("Full error log: ") {
-            s.error_log = Some(v.to_string());
-        } else if text.starts_with("No errors or warnings detected") {
-            s.no_errors = true;
-        } else if let Some(v) = text.strip_prefix("End Time: ") {
-            s.end_time = Some(v.to_string());
-            if let Some((d, t)) = parse_date_time(v) {
-                self.clock.set_datetime(d, t);
+        match s.figures.line(text) {
+            SummaryLine::FirstErrors => s.in_first_errors = true,
+            SummaryLine::EndTime => {
+                if let Some((d, t)) = s.figures.end_time.as_deref().and_then(parse_date_time) {
+                    self.clock.set_datetime(d, t);
+                }
             }
+            SummaryLine::Figure | SummaryLine::Other => {}
         }
     }
 
     fn config_line(&mut self, text: &str) {
-        let Some(c) = self.config.as_mut() else {
-            return;
-        };
-        if text.is_empty() {
-            if c.section.as_deref() != Some("next_steps") {
-                c.section = None;
-            }
-            return;
-        }
-        if let Some(item) = text.strip_prefix("  - ") {
-            match c.section.as_deref() {
-                Some("env") => {
-                    let (k, v) = item.split_once('=').unwrap_or((item, ""));
-                    let env = c
-                        .fields
-                        .entry("env")
-                        .or_insert_with(|| Value::Object(Map::new()));
-                    if let Value::Object(m) = env {
-                        m.insert(k.to_string(), v.into());
-                    }
-                }
-                Some(sec) => {
-                    let list = c.fields.entry(sec).or_insert_with(|| Value::Array(vec![]));
-                    if let Value::Array(a) = list {
-                        a.push(item.into());
-                    }
-                }
-                None => c.extra.push(text.to_string()),
-            }
-            return;
-        }
-        let split_list = |v: &str| -> Value {
-            v.split(',')
-                .map(|s| s.trim())
-                .filter(|s| !s.is_empty())
-                .map(Value::from)
-                .collect::<Vec<_>>()
-                .into()
-        };
-        if let Some(v) = text.strip_prefix("Version:") {
-            c.fields.insert("version".into(), v.trim().into());
-        } else if let Some(v) = text.strip_prefix("Tools:") {
-            c.fields.insert("tools".into(), split_list(v));
-        } else if let Some(v) = text.strip_prefix("Commands:") {
-            c.fields.insert("commands".into(), split_list(v));
-        } else if text == "Paths:" {
-            c.section = Some("paths".into());
-        } else if text == "Environment Variables:" {
-            c.section = Some("env".into());
-        } else if text == "Next Steps:" {
-            c.section = Some("next_steps".into());
-        } else if text.starts_with("Run 'check-build-logs.sh") {
-            c.section = None;
-            c.fields.insert("log_hint".into(), text.into());
-        } else if c.section.as_deref() == Some("next_steps") {
-            c.next_steps.push(text.trim().to_string());
-        } else {
-            c.extra.push(text.to_string());
+        if let Some(c) = self.config.as_mut() {
+            c.line(text);
         }
     }
 
@@ -644,13 +547,7 @@ impl InstallLogParser {
             c.title.clone(),
             c.line,
         );
-        e.metadata = c.fields;
-        if !c.next_steps.is_empty() {
-            e.metadata.insert("next_steps".into(), c.next_steps.into());
-        }
-        if !c.extra.is_empty() {
-            e.metadata.insert("other".into(), c.extra.into());
-        }
+        e.metadata = c.into_metadata();
         e.version = e
             .metadata
             .get("version")
@@ -704,11 +601,7 @@ impl FormatParser for InstallLogParser {
                 return;
             }
             if text.ends_with(" Configuration Summary") {
-                self.config = Some(ConfigBlock {
-                    line: line.number,
-                    title: text.to_string(),
-                    ..Default::default()
-                });
+                self.config = Some(ConfigBlock::new(text, line.number));
                 self.state = State::Config(false);
                 return;
             }

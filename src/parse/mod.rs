@@ -9,6 +9,7 @@ pub mod build_failure;
 pub mod clock;
 pub mod console;
 pub mod detect;
+pub mod grammar;
 pub mod install_log;
 pub mod json_logger;
 pub mod master_summary;

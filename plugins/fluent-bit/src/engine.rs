@@ -1,15 +1,14 @@
-//! The plugin's work, off Fluent Bit's coroutine stack: decode a chunk, feed each record's
-//! line to the parser state of its source file, enrich, deliver; keep the events of a chunk
+//! The plugin's work, off Fluent Bit's coroutine stack: decode a chunk, hand each record's
+//! line to the follower of its build directory (the same `Follower` as `buildlog convert
+//! --follow`, fed lines instead of reading files, so the plugin gives the same events),
+//! deliver what it hands on; keep the events of a chunk
 //! whose delivery failed so that Fluent Bit's retry of that chunk re-sends them without
 //! feeding its lines to the parsers a second time.
 
 use crate::records;
-use buildlog::build::assemble::Assembler;
-use buildlog::build::kind::FileKind;
-use buildlog::build::FileParser;
+use buildlog::build::follow::{FollowTiming, Follower};
 use buildlog::event::Event;
-use buildlog::parse::install_log::InstallLogParser;
-use buildlog::parse::{FormatParser, ParseOptions};
+use buildlog::parse::ParseOptions;
 use buildlog::sink::Sink;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -108,15 +107,7 @@ pub struct Settings {
     pub path_key: String,
     pub log_key: String,
     pub opts: ParseOptions,
-}
-
-struct FileState {
-    lines: FileParser,
-    parser: InstallLogParser,
-    dir: PathBuf,
-    name: String,
-    /// The feature slug of its file name (`python-install.log`: `python`).
-    slug: String,
+    pub timing: FollowTiming,
 }
 
 /// Counters, reported on stderr at exit.
@@ -135,9 +126,8 @@ const MAX_PENDING: usize = 256;
 
 pub struct Engine {
     settings: Settings,
-    files: HashMap<String, FileState>,
-    /// Per build directory: the same assembly of events as `buildlog convert`.
-    builds: HashMap<PathBuf, Assembler>,
+    /// Per build directory, in the order they were first seen.
+    builds: Vec<(PathBuf, Follower)>,
     pending: HashMap<u64, Vec<Arc<Event>>>,
     pending_order: VecDeque<u64>,
     delivery: Box<dyn Delivery>,
@@ -148,8 +138,7 @@ impl Engine {
     pub fn new(settings: Settings, delivery: Box<dyn Delivery>) -> Self {
         Engine {
             settings,
-            files: HashMap::new(),
-            builds: HashMap::new(),
+            builds: Vec::new(),
             pending: HashMap::new(),
             pending_order: VecDeque::new(),
             delivery,
@@ -179,6 +168,24 @@ impl Engine {
                 self.stats.retried_flushes += 1;
                 self.remember(key, events);
                 FLB_RETRY
+            }
+        }
+    }
+
+    /// Fluent Bit is stopping: the builds' remaining events are delivered (once; what fails
+    /// goes the way of any failed delivery).
+    pub fn finish(&mut self) {
+        let events = self.hand_on(true);
+        if events.is_empty() {
+            return;
+        }
+        match self.delivery.deliver(&events) {
+            Outcome::Delivered => self.stats.delivered += events.len() as u64,
+            Outcome::Retry(reason) => {
+                eprintln!(
+                    "[buildlog] at exit, {} events could not be delivered: {reason}",
+                    events.len()
+                )
             }
         }
     }
@@ -213,53 +220,52 @@ impl Engine {
             }
             eprintln!("[buildlog] bad record skipped: {b}");
         }
-        let mut out = Vec::new();
-        let mut parsed = Vec::new();
         for rec in decoded.records {
-            let opts = &self.settings.opts;
-            let st = self.files.entry(rec.path.clone()).or_insert_with(|| {
-                let p = Path::new(&rec.path);
-                let name = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| rec.path.clone());
-                let slug = match FileKind::of(&name, false) {
-                    Some(FileKind::Install(s)) => s,
-                    _ => String::new(),
-                };
-                FileState {
-                    lines: FileParser::new(opts.max_line_bytes),
-                    parser: InstallLogParser::new(opts.timezone.clone()),
-                    dir: p.parent().map(Path::to_path_buf).unwrap_or_default(),
-                    name,
-                    slug,
+            let path = Path::new(&rec.path);
+            let dir = build_dir(path);
+            let i = match self.builds.iter().position(|(d, _)| *d == dir) {
+                Some(i) => i,
+                None => {
+                    let f =
+                        Follower::fed(&dir, &self.settings.opts).with_timing(self.settings.timing);
+                    self.builds.push((dir, f));
+                    self.builds.len() - 1
                 }
-            });
+            };
             // Fluent Bit's tail hands over lines without their newline.
             let mut line = rec.line;
             line.push(b'\n');
-            st.lines.feed(&mut st.parser, &line, &mut parsed);
-            if parsed.is_empty() {
-                continue;
-            }
-            let asm = self.builds.entry(st.dir.clone()).or_insert_with(|| {
-                let mut asm = Assembler::new(
-                    opts.scrub,
-                    opts.timezone_given,
-                    opts.timezone.iana_name().unwrap_or("UTC"),
-                );
-                asm.set_correlation_id(buildlog::build::batch::correlation_id_of_dir(
-                    &st.dir, opts,
-                ));
-                asm
-            });
-            for e in parsed.drain(..) {
-                let e = asm.text_event(&st.slug, e, &rec.path, &st.name);
+            self.builds[i].1.feed(path, &line);
+        }
+        self.hand_on(false)
+    }
+
+    /// What the builds' followers hand on; with `end`, every build is over (Fluent Bit is
+    /// stopping): open features are closed and everything held goes out.
+    fn hand_on(&mut self, end: bool) -> Vec<Arc<Event>> {
+        let mut out = Vec::new();
+        for (_, f) in &mut self.builds {
+            let mut emit = |e: Event| -> std::io::Result<()> {
                 out.push(Arc::new(e));
-            }
+                Ok(())
+            };
+            let _ = if end {
+                f.end(&mut emit)
+            } else {
+                f.pump(&mut emit)
+            };
         }
         self.stats.events += out.len() as u64;
         out
+    }
+}
+
+/// The build directory of a logger file: its directory, or the one above `json/`.
+fn build_dir(path: &Path) -> PathBuf {
+    let parent = path.parent().unwrap_or(Path::new(""));
+    match parent.file_name() {
+        Some(n) if n == "json" => parent.parent().unwrap_or(parent).to_path_buf(),
+        _ => parent.to_path_buf(),
     }
 }
 
@@ -312,6 +318,10 @@ mod tests {
             opts: ParseOptions {
                 correlation_id: Some("build-1763321440-abc123".into()),
                 ..ParseOptions::default()
+            },
+            timing: FollowTiming {
+                twin_wait: std::time::Duration::ZERO,
+                idle_end: None,
             },
         };
         let d = Recording {
@@ -379,5 +389,136 @@ mod tests {
         assert!(events
             .iter()
             .all(|ev| ev.correlation_id == "build-1763321440-abc123"));
+    }
+
+    /// Every corpus build, its files handed to the plugin line by line (the JSON logger's
+    /// first, as a `tail` that found them already written would), gives the events `convert`
+    /// gives for the directory.
+    #[test]
+    fn the_plugin_gives_the_events_convert_gives_for_every_corpus_build() {
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/corpus");
+        let mut builds: Vec<PathBuf> = std::fs::read_dir(&corpus)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir())
+            .collect();
+        builds.sort();
+        assert!(builds.len() >= 13);
+        for build in builds {
+            let dir = build.canonicalize().unwrap();
+            let mut want: Vec<String> = Vec::new();
+            let mut progress = buildlog::source::Progress::new(true);
+            buildlog::build::parse_inputs(
+                &[buildlog::source::Input::from_path(dir.clone())],
+                &ParseOptions::default(),
+                &mut progress,
+                &mut |e| {
+                    want.push(e.to_json());
+                    Ok(())
+                },
+            );
+            let got: Log = Arc::new(Mutex::new(Vec::new()));
+            let settings = Settings {
+                path_key: "path".into(),
+                log_key: "log".into(),
+                opts: ParseOptions::default(),
+                timing: FollowTiming::default(),
+            };
+            let mut engine = Engine::new(
+                settings,
+                Box::new(Recording {
+                    got: got.clone(),
+                    fail: 0,
+                }),
+            );
+            let mut files: Vec<PathBuf> = Vec::new();
+            let json = dir.join("json");
+            if json.is_dir() {
+                let mut j: Vec<PathBuf> = std::fs::read_dir(&json)
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .collect();
+                j.sort();
+                files.extend(j);
+            }
+            let mut logs: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.is_file())
+                .collect();
+            // Install logs in the order the features started (the order they are created),
+            // then the master summary and the sentinel, as they are written.
+            let start = |p: &Path| {
+                std::fs::read_to_string(p)
+                    .unwrap_or_default()
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Start Time: ").map(str::to_string))
+            };
+            logs.sort_by_key(|p| {
+                let n = p.file_name().unwrap().to_string_lossy().to_string();
+                (
+                    !n.ends_with("-install.log"),
+                    n == "build-failure.log",
+                    start(p),
+                    n,
+                )
+            });
+            files.extend(logs);
+            for f in files {
+                let bytes = std::fs::read(&f).unwrap();
+                let mut chunk = Vec::new();
+                for line in bytes.split(|b| *b == b'\n') {
+                    let rec = Value::Array(vec![
+                        Value::from(1u64),
+                        Value::Map(vec![
+                            ("path".into(), f.display().to_string().into()),
+                            ("log".into(), Value::Binary(line.to_vec())),
+                        ]),
+                    ]);
+                    rmpv::encode::write_value(&mut chunk, &rec).unwrap();
+                }
+                if bytes.ends_with(b"\n") {
+                    // `split` gave an empty last piece: not a line.
+                    let cut = chunk.len() - {
+                        let mut last = Vec::new();
+                        rmpv::encode::write_value(
+                            &mut last,
+                            &Value::Array(vec![
+                                Value::from(1u64),
+                                Value::Map(vec![
+                                    ("path".into(), f.display().to_string().into()),
+                                    ("log".into(), Value::Binary(Vec::new())),
+                                ]),
+                            ]),
+                        )
+                        .unwrap();
+                        last.len()
+                    };
+                    chunk.truncate(cut);
+                }
+                assert_eq!(engine.flush("t", &chunk), FLB_OK);
+            }
+            engine.finish();
+            let mut got: Vec<String> = got
+                .lock()
+                .unwrap()
+                .concat()
+                .iter()
+                .map(|e| e.to_json())
+                .collect();
+            got.sort();
+            want.sort();
+            assert_eq!(got.len(), want.len(), "{}", dir.display());
+            if got != want {
+                let (g, w): (std::collections::HashSet<_>, std::collections::HashSet<_>) =
+                    (got.iter().collect(), want.iter().collect());
+                panic!(
+                    "{}: the plugin's events differ from convert's\nmissing {:?}\nextra {:?}",
+                    dir.display(),
+                    w.difference(&g).next(),
+                    g.difference(&w).next()
+                );
+            }
+        }
     }
 }

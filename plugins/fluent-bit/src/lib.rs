@@ -143,6 +143,7 @@ unsafe fn init(plugin: *mut OutputPlugin) -> anyhow::Result<()> {
                     });
                 let _ = job.reply.send(code);
             }
+            engine.finish();
             engine.stats
         })?;
     let handle = Box::new(Handle {

@@ -135,10 +135,28 @@ pub fn settings(prop: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Setting
             .filter(|n| *n > 0)
             .with_context(|| format!("Max_Line_Bytes {m:?}"))?;
     }
+    let mut timing = buildlog::build::follow::FollowTiming::default();
+    if let Some(w) = prop("twin_wait") {
+        let secs: f64 = w
+            .parse()
+            .ok()
+            .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+            .with_context(|| format!("Twin_Wait {w:?} (seconds)"))?;
+        timing.twin_wait = std::time::Duration::from_secs_f64(secs);
+    }
+    if let Some(i) = prop("idle_end") {
+        let secs: f64 = i
+            .parse()
+            .ok()
+            .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+            .with_context(|| format!("Idle_End {i:?} (seconds)"))?;
+        timing.idle_end = (secs > 0.0).then(|| std::time::Duration::from_secs_f64(secs));
+    }
     Ok(Settings {
         path_key: prop("path_key").unwrap_or_else(|| "path".into()),
         log_key: prop("log_key").unwrap_or_else(|| "log".into()),
         opts,
+        timing,
     })
 }
 
