@@ -17,8 +17,10 @@ use crate::parse::install_log::{AbortHint, ErrorsLogParser, InstallLogParser};
 use crate::parse::json_logger::{parse_line, to_record, JsonParser, JsonRecord};
 use crate::parse::master_summary::MasterSummaryParser;
 use crate::parse::{Format, FormatParser, ParseOptions};
-use crate::source::{open_file, read_small, stdin_is_live, Input, Progress};
+use crate::source::{open_file, stdin_is_live, Input, Progress};
+use std::collections::HashSet;
 use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// The longest JSON line read whole (a replayed event or dead-letter record).
@@ -34,6 +36,9 @@ struct Ctx<'a, 'b> {
     progress: &'a mut Progress,
     emit: &'a mut Emit<'b>,
     report: ParseReport,
+    /// Directories read so far, by (device, inode): a link back up (`ln -s . self`) or a
+    /// second name for a build (`latest -> build-2026-01`) is not read again.
+    visited: HashSet<(u64, u64)>,
 }
 
 impl Ctx<'_, '_> {
@@ -59,6 +64,7 @@ pub fn parse_inputs(
         progress,
         emit,
         report: ParseReport::default(),
+        visited: HashSet::new(),
     };
     for input in inputs {
         let r = match input {
@@ -133,22 +139,53 @@ impl BuildDir {
     }
 }
 
+/// The most of `json/build-metadata.json` that is read (it holds a handful of fields).
+pub const METADATA_MAX_BYTES: u64 = 1024 * 1024;
+
 fn scan_dir(ctx: &mut Ctx, dir: &Path) -> io::Result<(BuildDir, Vec<PathBuf>)> {
     let mut b = BuildDir::default();
     let mut subdirs = Vec::new();
     for p in list_dir(dir)? {
         let name = file_name(&p);
-        if p.is_dir() {
+        // Links are followed to what they name; only regular files and directories are read
+        // (a FIFO would block, a device never end).
+        let meta = match std::fs::metadata(&p) {
+            Ok(m) => m,
+            Err(e) if name == "json" => {
+                ctx.error(json_unreadable(&p, &e));
+                continue;
+            }
+            Err(e) => {
+                ctx.error(format!("{}: {e}", p.display()));
+                continue;
+            }
+        };
+        if meta.is_dir() {
             if name == "json" {
-                for j in list_dir(&p)? {
-                    match FileKind::of(&file_name(&j), true) {
-                        Some(k) => b.add(j, k),
-                        None => ctx.report.skipped.push(j.display().to_string()),
+                match list_dir(&p) {
+                    Ok(entries) => {
+                        for j in entries {
+                            if !is_regular(ctx, &j) {
+                                continue;
+                            }
+                            match FileKind::of(&file_name(&j), true) {
+                                Some(k) => b.add(j, k),
+                                None => ctx.report.skipped.push(j.display().to_string()),
+                            }
+                        }
                     }
+                    Err(e) => ctx.error(json_unreadable(&p, &e)),
                 }
             } else {
                 subdirs.push(p);
             }
+            continue;
+        }
+        if !meta.is_file() {
+            ctx.error(format!(
+                "{}: not a regular file (a FIFO, socket or device); skipped",
+                p.display()
+            ));
             continue;
         }
         match FileKind::of(&name, false) {
@@ -159,12 +196,85 @@ fn scan_dir(ctx: &mut Ctx, dir: &Path) -> io::Result<(BuildDir, Vec<PathBuf>)> {
     Ok((b, subdirs))
 }
 
+fn json_unreadable(p: &Path, e: &io::Error) -> String {
+    format!(
+        "{}: {e}; the build is read from its text logs alone, without the JSON logger's times and ids",
+        p.display()
+    )
+}
+
+/// Whether `p` (links followed) is a regular file; an error names it where it is not.
+fn is_regular(ctx: &mut Ctx, p: &Path) -> bool {
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_file() => true,
+        Ok(_) => {
+            ctx.error(format!(
+                "{}: not a regular file (a FIFO, socket or device); skipped",
+                p.display()
+            ));
+            false
+        }
+        Err(e) => {
+            ctx.error(format!("{}: {e}", p.display()));
+            false
+        }
+    }
+}
+
+/// Calls `f` with each line of the file (gzip or not), cut at `max_line` bytes as install
+/// log lines are: no file is read whole.
+fn for_each_line(
+    path: &Path,
+    max_line: usize,
+    f: &mut dyn FnMut(&crate::source::Line<'_>),
+) -> io::Result<u64> {
+    let mut r = open_file(path)?;
+    let mut splitter = crate::source::LineSplitter::new(max_line);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        total += n as u64;
+        let _ = splitter.push::<()>(&buf[..n], &mut |l| {
+            f(&l);
+            Ok(())
+        });
+    }
+    let _ = splitter.finish::<()>(&mut |l| {
+        f(&l);
+        Ok(())
+    });
+    Ok(total)
+}
+
+/// A small file read whole, refused past `max` bytes.
+fn read_capped(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    open_file(path)?.take(max + 1).read_to_end(&mut v)?;
+    if v.len() as u64 > max {
+        return Err(io::Error::other(format!("larger than {max} bytes; not read")));
+    }
+    Ok(v)
+}
+
 /// The feature a `-summary.log` names in its `Installation Summary: X` line.
-fn summary_feature(path: &Path) -> Option<String> {
-    let bytes = read_small(path).ok()?;
-    String::from_utf8_lossy(&bytes)
-        .lines()
-        .find_map(|l| l.strip_prefix("Installation Summary: ").map(str::to_string))
+fn summary_feature(path: &Path, max_line: usize) -> Option<String> {
+    let mut found = None;
+    for_each_line(path, max_line, &mut |l| {
+        if found.is_none() {
+            let text = String::from_utf8_lossy(l.bytes);
+            found = text
+                .strip_prefix("Installation Summary: ")
+                .map(str::to_string);
+        }
+    })
+    .ok()?;
+    found
 }
 
 /// The first `SEED_MAX` bytes of a file and whether that is all of it.
@@ -226,32 +336,30 @@ pub(crate) fn json_line(bytes: &[u8], line: u64) -> Option<JsonLine> {
 }
 
 fn read_json_file(ctx: &mut Ctx, path: &Path) -> Vec<JsonLine> {
-    let bytes = match read_small(path) {
-        Ok(b) => b,
-        Err(e) => {
-            ctx.error(format!("{}: {}", path.display(), e));
-            return Vec::new();
+    let mut out = Vec::new();
+    match for_each_line(path, ctx.opts.max_line_bytes, &mut |l| {
+        if let Some(j) = json_line(l.bytes, l.number) {
+            out.push(j);
         }
-    };
-    ctx.report.files += 1;
-    ctx.report.bytes += bytes.len() as u64;
-    bytes
-        .split(|b| *b == b'\n')
-        .enumerate()
-        .filter_map(|(i, l)| json_line(l, i as u64 + 1))
-        .collect()
+    }) {
+        Ok(n) => {
+            ctx.report.files += 1;
+            ctx.report.bytes += n;
+        }
+        Err(e) => ctx.error(format!("{}: {}", path.display(), e)),
+    }
+    out
 }
 
-/// The failures `build-failure.log` names, with their line numbers.
-fn read_failures(path: &Path) -> Vec<Failure> {
-    read_small(path)
-        .map(|bytes| {
-            String::from_utf8_lossy(&bytes)
-                .lines()
-                .filter_map(parse_sentinel)
-                .collect()
-        })
-        .unwrap_or_default()
+/// The failures `build-failure.log` names.
+fn read_failures(path: &Path, max_line: usize) -> Vec<Failure> {
+    let mut v = Vec::new();
+    let _ = for_each_line(path, max_line, &mut |l| {
+        if let Some(f) = parse_sentinel(&String::from_utf8_lossy(l.bytes)) {
+            v.push(f);
+        }
+    });
+    v
 }
 
 /// Install logs in the order their features started, with their first bytes.
@@ -308,7 +416,13 @@ fn decide_correlation_id(ctx: &mut Ctx, b: &BuildDir, asm: &mut Assembler, dir: 
     let metadata_id = b
         .metadata_json
         .as_ref()
-        .and_then(|p| identity::metadata_id(&read_small(p).ok()?));
+        .and_then(|p| match read_capped(p, METADATA_MAX_BYTES) {
+            Ok(b) => identity::metadata_id(&b),
+            Err(e) => {
+                ctx.error(format!("{}: {e}", p.display()));
+                None
+            }
+        });
 
     let logs = install_logs_in_start_order(b, &tz);
     opts.correlation_id
@@ -330,6 +444,15 @@ fn decide_correlation_id(ctx: &mut Ctx, b: &BuildDir, asm: &mut Assembler, dir: 
 }
 
 fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
+    if let Ok(m) = std::fs::metadata(dir) {
+        if !ctx.visited.insert((m.dev(), m.ino())) {
+            tracing::debug!(
+                "{}: read already (a link to a directory read before); skipped",
+                dir.display()
+            );
+            return Ok(());
+        }
+    }
     let (b, subdirs) = match scan_dir(ctx, dir) {
         Ok(x) => x,
         Err(e) => {
@@ -359,7 +482,11 @@ fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
     let correlation_id = decide_correlation_id(ctx, &b, &mut asm, dir);
     asm.set_correlation_id(correlation_id);
     let logs = install_logs_in_start_order(&b, &tz);
-    let failures = b.failure.as_deref().map(read_failures).unwrap_or_default();
+    let failures = b
+        .failure
+        .as_deref()
+        .map(|p| read_failures(p, opts.max_line_bytes))
+        .unwrap_or_default();
 
     let mut seen_slugs: Vec<String> = Vec::new();
     for (path, s, head, _) in &logs {
@@ -396,7 +523,7 @@ fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
             .summary_logs
             .iter()
             .find(|(_, x)| x == s)
-            .and_then(|(p, _)| summary_feature(p))
+            .and_then(|(p, _)| summary_feature(p, ctx.opts.max_line_bytes))
             .unwrap_or_else(|| s.clone());
         let mut parser = ErrorsLogParser::new(feature);
         let (source, name) = (path.display().to_string(), rel(path));
@@ -459,6 +586,7 @@ pub fn correlation_id_of_dir(dir: &Path, opts: &ParseOptions) -> String {
         progress: &mut progress,
         emit: &mut |_| Err(io::Error::other("only the id is wanted")),
         report: ParseReport::default(),
+        visited: HashSet::new(),
     };
     let Ok((b, _)) = scan_dir(&mut ctx, dir) else {
         return crate::enrich::ids::derived_correlation_id(0, dir.display().to_string().as_bytes());
