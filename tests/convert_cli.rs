@@ -81,16 +81,23 @@ fn every_build_gets_one_id_and_different_builds_different_ids() {
 
 #[test]
 fn a_build_with_one_logger_id_per_feature_keeps_them_as_logger_ids() {
-    // Build 13 has 19 logger ids for 19 features: the build gets one id, each feature keeps its own.
+    // Build 13 has 19 logger ids for 19 features: the build takes its first feature's (the
+    // earliest Start Time, Python), each other feature keeps its own as logger_correlation_id,
+    // so a search by any of the 19 finds its feature.
     let events = convert_dir(&corpus().join("build-13-large"), &[]);
     let build_id = &events[0].correlation_id;
     assert!(events.iter().all(|e| &e.correlation_id == build_id));
+    let first_json = std::fs::read_to_string(corpus().join("build-13-large/json/python.jsonl")).unwrap();
+    assert!(first_json.lines().next().unwrap().contains(build_id.as_str()), "{build_id}");
     let logger_ids: std::collections::BTreeSet<_> = events
         .iter()
         .filter_map(|e| e.logger_correlation_id.clone())
         .collect();
-    assert_eq!(logger_ids.len(), 19);
+    assert_eq!(logger_ids.len(), 18);
     assert!(!logger_ids.contains(build_id));
+    for e in events.iter().filter(|e| e.feature == "Python") {
+        assert_eq!(e.logger_correlation_id, None, "{e:?}");
+    }
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Shared helpers of the integration tests: the corpus in the repo and the built binary.
 #![allow(dead_code)]
 
+pub mod replay;
+
 use buildlog::Event;
 use std::path::{Path, PathBuf};
 use std::process::Command;

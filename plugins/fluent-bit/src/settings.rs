@@ -123,6 +123,7 @@ pub fn settings(prop: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Setting
     let mut opts = ParseOptions::default();
     if let Some(tz) = prop("timezone") {
         opts.timezone = jiff::tz::TimeZone::get(&tz).with_context(|| format!("Timezone {tz:?}"))?;
+        opts.timezone_given = true;
     }
     opts.correlation_id = prop("correlation_id").filter(|s| !s.is_empty());
     if let Some(s) = prop("scrub") {
