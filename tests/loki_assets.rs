@@ -447,3 +447,155 @@ fn rules_load_in_the_real_ruler_and_alerts_fire_for_the_right_builds() {
         );
     }
 }
+
+/// The builds the dashboard and examples are run on: a success (the examples name its
+/// correlation and trace ids) and a failure (sentinel, failed command and feature).
+const DATA_BUILDS: &[&str] = &["build-01-success", "build-02-failure"];
+
+/// LogQL written inline in the docs (`` `{job="container-build"} | ...` `` and aggregations of
+/// it), outside the runbooks' `expression` rows (those are the rules, run by the ruler above).
+fn doc_inline_queries() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    for dir in ["docs", "docs/runbooks", "loki"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "md") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let name = f.strip_prefix(root).unwrap().display().to_string();
+        for line in text.lines() {
+            if line.starts_with("| expression |") {
+                continue;
+            }
+            // Inline code spans: the odd pieces between backticks.
+            for (i, span) in line.split('`').enumerate() {
+                if i % 2 == 1 && span.contains("{job=\"container-build\"") {
+                    out.push((name.clone(), span.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A Loki `query_range` over the last `window` seconds: the number of streams or series
+/// returned, or Loki's refusal.
+fn range_result_count(loki: &str, q: &str, window: i64) -> Result<usize, String> {
+    let end = common::now_ms() as i128 * 1_000_000 + 60_000_000_000;
+    let url = format!(
+        "{loki}/loki/api/v1/query_range?query={}&start={}&end={end}&step=60&limit=1000",
+        peers::urlencode(q),
+        end - window as i128 * 1_000_000_000,
+    );
+    let (code, body) = peers::http_get(&url).ok_or("no answer")?;
+    if code != 200 {
+        return Err(format!("HTTP {code}: {body}"));
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    Ok(v["data"]["result"].as_array().map_or(0, |r| r.len()))
+}
+
+#[test]
+fn dashboard_queries_and_logql_examples_return_data_in_a_real_loki() {
+    let Some(script) = peers::peer_script("dashboard_queries_and_logql_examples_return_data")
+    else {
+        return;
+    };
+    let loki = start_loki_as_configured(&script);
+    let work = tempfile::tempdir().unwrap();
+    let mut shipped = BTreeMap::new();
+    for b in DATA_BUILDS {
+        shipped.insert(*b, ship_now(&loki.url, b, work.path()));
+    }
+
+    // The dashboard's variables set as a user would pick them: the failed build's host, the
+    // feature that failed, level error, that build's correlation id.
+    let failed = &shipped["build-02-failure"];
+    let failure = failed
+        .iter()
+        .find(|e| e.event_type.as_str() == "build_failure")
+        .expect("build-02-failure has a build_failure event");
+    let vars = [
+        ("$host", "build-02-failure".to_string()),
+        ("$feature", failure.feature.clone()),
+        ("$level", "error".to_string()),
+        ("$correlation_id", failure.correlation_id.clone()),
+        ("$__auto", "1m".to_string()),
+        ("$__range", "1h".to_string()),
+    ];
+    let d = dashboard();
+    let mut queries: Vec<(String, String)> = Vec::new();
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let title = format!("dashboard panel {:?}", p["title"].as_str().unwrap_or(""));
+            queries.push((title, t["expr"].as_str().unwrap().to_string()));
+        }
+    }
+    for a in d["annotations"]["list"].as_array().unwrap() {
+        queries.push((
+            "dashboard annotation".into(),
+            a["expr"].as_str().unwrap().into(),
+        ));
+    }
+    // A variable's values come from Loki too (`label_values(NAME)` over job="container-build"):
+    // the picked value must be among them.
+    for v in d["templating"]["list"].as_array().unwrap() {
+        if let Some(label) = v["query"]["label"].as_str() {
+            let url = format!(
+                "{}/loki/api/v1/label/{label}/values?query={}&start={}",
+                loki.url,
+                peers::urlencode(v["query"]["stream"].as_str().unwrap()),
+                (common::now_ms() as i128 - 3_600_000) * 1_000_000
+            );
+            let got = loki_json(&url);
+            let picked = &vars.iter().find(|(k, _)| k[1..] == *label).unwrap().1;
+            assert!(
+                got["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x == picked.as_str()),
+                "variable {label}: {picked} not among {got}"
+            );
+        }
+    }
+    let set = |q: &str| {
+        let mut q = q.to_string();
+        for (k, v) in &vars {
+            q = q.replace(k, v);
+        }
+        assert!(!q.contains('$'), "unset variable in {q}");
+        q
+    };
+    queries = queries.into_iter().map(|(w, q)| (w, set(&q))).collect();
+    queries.extend(
+        example_queries()
+            .into_iter()
+            .map(|q| ("loki/logql-examples.md".to_string(), q)),
+    );
+    queries.extend(doc_inline_queries());
+    assert!(queries.len() >= 20, "{queries:?}");
+
+    let mut empty = Vec::new();
+    for (where_, q) in &queries {
+        match range_result_count(&loki.url, q, 3600) {
+            Ok(0) => empty.push(format!("{where_}: no data: {q}")),
+            Ok(_) => {}
+            Err(e) => empty.push(format!("{where_}: refused: {q}: {e}")),
+        }
+    }
+    assert!(
+        empty.is_empty(),
+        "{} of {} queries fail on {DATA_BUILDS:?}:\n{}",
+        empty.len(),
+        queries.len(),
+        empty.join("\n")
+    );
+}
