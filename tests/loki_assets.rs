@@ -1,6 +1,10 @@
 //! The files of `loki/`: the dashboard is valid and wired to a Loki data source; with the
 //! peers, the config passes `loki -verify-config`, the alert rules pass `lokitool rules check`,
 //! and every LogQL query of the dashboard, the rules and the examples is accepted by a real Loki.
+//! Then in use: a real Loki run from `loki-local.yaml` loads the rule files into its ruler and
+//! each alert fires for the corpus build that should trigger it (moved to the current time) and
+//! not for a quiet one; every dashboard query, with its variables set to a real build's values,
+//! every LogQL example and every LogQL query written in the docs returns data.
 
 mod common;
 mod peers;

@@ -1,7 +1,8 @@
 //! The metrics against a real Prometheus (Debian's `prometheus` package, found on PATH):
 //! promtool's linter, a live scrape of `buildlog serve`, backfilled blocks, remote write,
 //! the alert rules' unit tests, and every alert going active for the build that should trigger
-//! it (and only there), with the dashboard's and docs' queries returning data. Without Prometheus the tests skip, unless `CI` is set.
+//! it (and only there), with the dashboard's and docs' queries returning data. Without
+//! Prometheus the tests skip, unless `CI` is set.
 
 mod common;
 mod metrics_support;
