@@ -577,3 +577,78 @@ fn the_plugins_readme_describes_the_plugins_that_exist() {
     assert!(n >= 1);
     assert!(!readme.contains("planned"), "{readme}");
 }
+
+/// The `buildlog` command lines quoted in the comments of `pipelines/` (``# `buildlog serve
+/// --listen 0.0.0.0:9091 /var/log/container-build` ``, `#   buildlog convert --follow ...`)
+/// are accepted by the command line: each runs with `--help` appended, which clap reaches only
+/// when every argument before it is valid (an unknown flag or an extra argument exits 2).
+#[test]
+fn command_lines_in_pipeline_comments_parse() {
+    let mut files = Vec::new();
+    let mut stack = vec![repo().join("pipelines")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut commands = Vec::new();
+    for f in &files {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        let name = f.strip_prefix(repo()).unwrap().display().to_string();
+        for line in text.lines() {
+            let t = line.trim_start();
+            let Some(comment) = t.strip_prefix('#').or_else(|| t.strip_prefix("//")) else {
+                continue;
+            };
+            let mut found: Vec<&str> = line
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|s| s.starts_with("buildlog "))
+                // A command line, not a mention of a flag (`buildlog ship --loki`): it has a
+                // value or a path after the subcommand.
+                .filter(|s| s.split_whitespace().skip(2).any(|a| !a.starts_with('-')))
+                .collect();
+            if let Some(c) = comment.strip_prefix("   ").map(str::trim_start) {
+                if c.starts_with("buildlog ") {
+                    found.push(c);
+                }
+            }
+            for c in found {
+                // The buildlog part of a pipeline; optional parts in brackets taken as given.
+                let c = c.split(['|', '&', '>']).next().unwrap();
+                let c = c.trim_end_matches('\\').replace(['[', ']'], "");
+                let args: Vec<String> = c
+                    .split_whitespace()
+                    .skip(1)
+                    .map(|a| a.replace("${BUILD_LOG_DIR}", "/var/log/container-build"))
+                    .collect();
+                commands.push((name.clone(), args));
+            }
+        }
+    }
+    assert!(commands.len() >= 8, "{commands:?}");
+    assert!(
+        commands
+            .iter()
+            .any(|(f, a)| f.ends_with("compose/prometheus.yml") && a[0] == "serve"),
+        "{commands:?}"
+    );
+    for (file, args) in &commands {
+        let out = common::bin().args(args).arg("--help").output().unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: buildlog {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
