@@ -1,7 +1,9 @@
 //! Filter mode: `buildlog convert` output read by the real Fluent Bit through the configs of
 //! pipelines/fluent-bit/ (stdin + Lua time filter, exec + JSON parser), in both config
 //! formats. Asserts the exact records Fluent Bit produced: the event's fields, nested
-//! metadata included, and the record time equal to the event's `timestamp`.
+//! metadata included, and the record time equal to the event's `timestamp`. The Loki pipeline
+//! (loki.conf/loki.yaml) ships into a real Loki: lower-case `level` label, ids as structured
+//! metadata, every event once.
 
 mod common;
 mod peers;
@@ -169,6 +171,8 @@ fn every_fluent_bit_config_passes_dry_run() {
             .arg(&path)
             .arg("--dry-run")
             .env("BUILD_LOG_DIR", corpus())
+            .env("LOKI_HOST", "127.0.0.1")
+            .env("LOKI_PORT", "3100")
             .output()
             .unwrap();
         assert!(
@@ -266,5 +270,121 @@ fn follow_feeds_a_live_build_into_the_stdin_pipeline() {
         let recs = &got[&file];
         let events: Vec<Event> = events.into_iter().cloned().collect();
         assert_records(recs, &events, "stdin.conf");
+    }
+}
+
+/// The Loki pipeline of pipelines/fluent-bit (stdin, Lua, Fluent Bit's own loki output) ships
+/// a build into a real Loki: every event once, labelled as `buildlog ship --loki` labels it
+/// (`level` in lower case, so the rules' `level=~"error|fatal"` matches), its ids as structured
+/// metadata, the line the event itself.
+#[test]
+fn loki_pipeline_ships_lower_case_levels_and_ids_as_structured_metadata() {
+    let Some(script) = peers::peer_script("loki_pipeline_ships_lower_case_levels") else {
+        return;
+    };
+    let fb = peers::peer(&script, &["path", "fluent-bit"]);
+    let loki = peers::start_loki(&script);
+    let port = loki.url.rsplit(':').next().unwrap().to_string();
+    for (config, build) in [
+        ("loki.conf", "build-02-failure"),
+        ("loki.yaml", "build-01-success"),
+    ] {
+        let path = corpus().join(build);
+        let events = convert_dir(&path, &[]);
+        let bytes = common::bin()
+            .args(["convert", "--quiet"])
+            .arg(&path)
+            .output()
+            .unwrap()
+            .stdout;
+        let mut child = Command::new(&fb)
+            .arg("-c")
+            .arg(pipelines().join(config))
+            .env("LOKI_HOST", "127.0.0.1")
+            .env("LOKI_PORT", &port)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&bytes).unwrap();
+        let guard = peers::KillOnDrop(child);
+        // At the end of stdin Fluent Bit flushes and stops on its own.
+        let cid = &events[0].correlation_id;
+        let min = events.iter().map(|e| e.timestamp.millis()).min().unwrap() as i128;
+        let max = events.iter().map(|e| e.timestamp.millis()).max().unwrap() as i128;
+        let query = |q: &str| {
+            let url = format!(
+                "{}/loki/api/v1/query_range?query={}&start={}&end={}&limit=100000",
+                loki.url,
+                peers::urlencode(q),
+                (min - 60_000) * 1_000_000,
+                (max + 60_000) * 1_000_000
+            );
+            let (code, body) = peers::http_get(&url).unwrap();
+            assert_eq!(code, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let mut out = Vec::new();
+            for s in v["data"]["result"].as_array().unwrap() {
+                for e in s["values"].as_array().unwrap() {
+                    out.push((s["stream"].clone(), e[1].as_str().unwrap().to_string()));
+                }
+            }
+            out
+        };
+        let all = format!(r#"{{job="container-build"}} | correlation_id="{cid}""#);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let got = loop {
+            let got = query(&all);
+            if got.len() >= events.len() || Instant::now() > deadline {
+                break got;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        drop(guard);
+        assert_eq!(got.len(), events.len(), "{config}: every event once");
+        let by_id: BTreeMap<&str, &Event> =
+            events.iter().map(|e| (e.event_id.as_str(), e)).collect();
+        for (labels, line) in &got {
+            let id = labels["event_id"]
+                .as_str()
+                .expect("event_id as structured metadata");
+            let want = by_id[id];
+            assert_eq!(labels["level"], want.level.as_lower(), "{config}: {labels}");
+            assert_eq!(labels["feature"], want.feature.as_str(), "{config}");
+            assert_eq!(labels["correlation_id"], want.correlation_id.as_str());
+            assert_eq!(
+                labels["trace_id"].as_str(),
+                want.trace_id.as_deref(),
+                "{config}: {labels}"
+            );
+            let body: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(
+                body.as_object()
+                    .unwrap()
+                    .keys()
+                    .all(|k| !k.starts_with("loki_")),
+                "{config}: {line}"
+            );
+            assert_eq!(
+                body["level"],
+                want.level.as_str(),
+                "{config}: the line keeps the event's level"
+            );
+            assert_eq!(body["event_id"], id, "{config}: {line}");
+            // The line is the whole event (less the nulls a Lua table cannot hold).
+            let mut json: serde_json::Value = serde_json::from_str(&want.to_json()).unwrap();
+            without_nulls(&mut json);
+            assert_eq!(body, json, "{config}");
+        }
+        // What the rules and the dashboard select.
+        let errors = events
+            .iter()
+            .filter(|e| matches!(e.level.as_str(), "ERROR" | "FATAL"))
+            .count();
+        assert!(errors > 0, "{build} has error events");
+        let q =
+            format!(r#"{{job="container-build", level=~"error|fatal"}} | correlation_id="{cid}""#);
+        assert_eq!(query(&q).len(), errors, "{config}: {q}");
     }
 }

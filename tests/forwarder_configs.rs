@@ -1,7 +1,8 @@
 //! Structural checks of the configs in pipelines/fluent-bit, pipelines/vector and
 //! pipelines/alloy (the Fluent Bit ones also run in the real Fluent Bit: fluent_bit_filter.rs
 //! and the plugin's tests). Vector and Alloy are not run here: their files are parsed and
-//! their wiring (inputs, forward_to) and the event-time handling are checked.
+//! their wiring (inputs, forward_to), the event-time handling, the lower-case `level` label and
+//! the structured metadata are checked (Vector and Alloy binaries are not available here).
 
 mod common;
 
@@ -45,7 +46,7 @@ fn classic_sections(text: &str) -> Vec<(String, BTreeMap<String, String>)> {
 
 #[test]
 fn fluent_bit_classic_and_yaml_configs_say_the_same() {
-    for name in ["stdin", "exec", "forward", "plugin"] {
+    for name in ["stdin", "exec", "forward", "plugin", "loki"] {
         let conf = classic_sections(&read(&format!("fluent-bit/{name}.conf")));
         let yaml: serde_yaml::Value =
             serde_yaml::from_str(&read(&format!("fluent-bit/{name}.yaml"))).unwrap();
@@ -147,6 +148,23 @@ fn vector_configs_are_wired_and_parse_event_time() {
     assert_eq!(loki["type"].as_str(), Some("loki"));
     let labels: BTreeSet<_> = loki["labels"].as_table().unwrap().keys().cloned().collect();
     assert_eq!(labels, ["feature", "job", "level"].map(String::from).into());
+    // `level` in lower case as the rules and dashboards match it; the helper field stays out
+    // of the line; the ids as structured metadata.
+    assert!(remap.contains(r#".loki_level = downcase(string(.level) ?? "info")"#));
+    assert_eq!(loki["labels"]["level"].as_str(), Some("{{ loki_level }}"));
+    assert_eq!(
+        loki["encoding"]["except_fields"].as_array().unwrap(),
+        &vec![toml::Value::from("loki_level")]
+    );
+    let sm: BTreeMap<_, _> = loki["structured_metadata"]
+        .as_table()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    for id in ["correlation_id", "event_id", "trace_id"] {
+        assert_eq!(sm.get(id), Some(&format!("{{{{ {id} }}}}")), "{id}");
+    }
     let fwd: toml::Table = toml::from_str(&read("vector/forward.toml")).unwrap();
     assert_eq!(fwd["sources"]["buildlog"]["type"].as_str(), Some("fluent"));
 }
@@ -201,5 +219,28 @@ fn alloy_config_is_balanced_and_wired() {
         assert!(top_blocks.contains(component), "{target}");
     }
     assert!(text.contains("stage.timestamp {\n    source = \"ts\"\n    format = \"RFC3339Nano\""));
-    assert!(text.contains("ts      = \"timestamp\""));
+    assert!(text.contains("ts             = \"timestamp\""));
+    // `level` lower-cased before it becomes a label; the ids as structured metadata.
+    let template = text.find("stage.template {").expect("stage.template");
+    let labels = text.find("stage.labels {").unwrap();
+    assert!(
+        template < labels,
+        "the level is lower-cased before the labels stage"
+    );
+    assert!(text.contains("source   = \"level\"\n    template = \"{{ ToLower .Value }}\""));
+    let sm = &text[text
+        .find("stage.structured_metadata {")
+        .expect("structured metadata")..];
+    let sm = &sm[..sm.find("\n  }").unwrap()];
+    for id in ["correlation_id", "event_id", "trace_id"] {
+        assert!(
+            sm.lines()
+                .any(|l| l.split('=').next().unwrap().trim() == id),
+            "{id}: {sm}"
+        );
+        assert!(
+            text.contains(&format!("= \"{id}\",")),
+            "{id} extracted by stage.json"
+        );
+    }
 }

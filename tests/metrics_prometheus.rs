@@ -1,6 +1,8 @@
 //! The metrics against a real Prometheus (Debian's `prometheus` package, found on PATH):
 //! promtool's linter, a live scrape of `buildlog serve`, backfilled blocks, remote write,
-//! and the alert rules' unit tests. Without Prometheus the tests skip, unless `CI` is set.
+//! the alert rules' unit tests, and every alert going active for the build that should trigger
+//! it (and only there), with the dashboard's and docs' queries returning data. Without
+//! Prometheus the tests skip, unless `CI` is set.
 
 mod common;
 mod metrics_support;
@@ -493,4 +495,382 @@ fn alert_rules_pass_their_promtool_unit_tests() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+}
+
+/// Where each alert of `pipelines/prometheus/rules/` must go active, and where it must stay
+/// silent: label values an alert of that name must (resp. must not) carry. `build` is the
+/// scrape target's label below; an alert without an entry here fails the test.
+type Labels = &'static [(&'static str, &'static str)];
+const ALERT_CASES: &[(&str, Labels, Labels)] = &[
+    // A feature that finished with errors; the build's feature that did not, is quiet.
+    (
+        "ContainerBuildFailed",
+        &[("build", "failure"), ("feature", "java_development")],
+        &[("build", "failure"), ("feature", "golang")],
+    ),
+    // The sentinel: build-02 aborted; build-01 did not.
+    (
+        "ContainerBuildAborted",
+        &[("build", "failure"), ("feature", "java_development")],
+        &[("build", "growing")],
+    ),
+    // Rust took 700 s in `slow`; build-13's longest feature took 580 s.
+    (
+        "ContainerBuildSlow",
+        &[("build", "slow"), ("feature", "rust")],
+        &[("build", "large"), ("feature", "rust_development_tools")],
+    ),
+    // build-13's Rust logged 390 warnings; build-02's Golang none.
+    (
+        "ContainerBuildWarnings",
+        &[("build", "large"), ("feature", "rust")],
+        &[("build", "failure")],
+    ),
+    // A feature with an error finished while Prometheus watched; build-02 stood still.
+    (
+        "ContainerBuildErrorTrend",
+        &[("build", "growing")],
+        &[("build", "failure")],
+    ),
+    // The health check command fails on `unhealthy`, succeeds on `failure`.
+    (
+        "ContainerUnhealthy",
+        &[("build", "unhealthy")],
+        &[("build", "failure")],
+    ),
+    // Nothing answers on `down`.
+    (
+        "ContainerMetricsStale",
+        &[("build", "down")],
+        &[("build", "failure")],
+    ),
+    // A second Prometheus whose only container-build target is down (`prometheus=lonely`);
+    // the first one has live targets.
+    (
+        "ContainerMetricsMissing",
+        &[("prometheus", "lonely")],
+        &[("prometheus", "main")],
+    ),
+];
+
+/// The alerting rules of the rule file: name -> `for` in seconds.
+fn prometheus_alert_rules() -> BTreeMap<String, f64> {
+    let text = std::fs::read_to_string(
+        repo().join("pipelines/prometheus/rules/container-build.rules.yml"),
+    )
+    .unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let mut out = BTreeMap::new();
+    for g in doc["groups"].as_sequence().unwrap() {
+        for r in g["rules"].as_sequence().unwrap() {
+            if let Some(name) = r["alert"].as_str() {
+                let hold = r["for"].as_str().map_or(0.0, |s| {
+                    let (n, unit) = s.split_at(s.len() - 1);
+                    n.parse::<f64>().unwrap()
+                        * match unit {
+                            "s" => 1.0,
+                            "m" => 60.0,
+                            "h" => 3600.0,
+                            u => panic!("unit {u} in {s}"),
+                        }
+                });
+                out.insert(name.to_string(), hold);
+            }
+        }
+    }
+    out
+}
+
+/// The active alerts of a Prometheus: (labels, state).
+async fn active_alerts(prom: &Prometheus) -> Vec<(serde_json::Value, String)> {
+    let Ok(r) = reqwest::get(format!("{}/api/v1/alerts", prom.url)).await else {
+        return Vec::new();
+    };
+    let text = r.text().await.unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    v["data"]["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            (
+                a["labels"].clone(),
+                a["state"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn matches(labels: &serde_json::Value, name: &str, want: Labels) -> bool {
+    labels["alertname"] == name && want.iter().all(|(k, v)| labels[*k] == *v)
+}
+
+/// 6. Every alert rule goes active in a real Prometheus scraping `buildlog serve` for a build
+/// that should trigger it, and stays silent for one that should not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_alert_fires_for_a_build_that_should_trigger_it_and_only_there() {
+    let Some(prom_bin) = tool("prometheus") else {
+        return;
+    };
+    let rules = prometheus_alert_rules();
+    assert!(rules.len() >= 8, "{rules:?}");
+    for name in rules.keys() {
+        assert!(
+            ALERT_CASES.iter().any(|(n, _, _)| n == name),
+            "alert {name} has no case in ALERT_CASES: which build should trigger it?"
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let healthy: &[&str] = &["--health-command", "true"];
+
+    // `slow`: build-01 whose Rust took 700 s by its master summary.
+    let slow = tmp.path().join("slow");
+    copy_dir_without(&corpus().join("build-01-success"), &slow, "");
+    let summary = std::fs::read_to_string(slow.join("master-summary.log")).unwrap();
+    let edited = summary.replace(
+        "Rust: 2 errors, 3 warnings (1s)",
+        "Rust: 2 errors, 3 warnings (700s)",
+    );
+    assert_ne!(
+        summary, edited,
+        "build-01's master summary changed: adjust the `slow` build"
+    );
+    std::fs::write(slow.join("master-summary.log"), edited).unwrap();
+
+    // `growing`: build-01 before its last feature; the feature is added once scraped.
+    let src = corpus().join("build-01-success");
+    let growing = tmp.path().join("growing");
+    std::fs::create_dir(&growing).unwrap();
+    let master: Vec<String> = std::fs::read_to_string(src.join("master-summary.log"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().to_string();
+        if e.path().is_file()
+            && !name.starts_with("development-tools")
+            && name != "master-summary.log"
+        {
+            std::fs::copy(e.path(), growing.join(&name)).unwrap();
+        }
+    }
+    std::fs::write(
+        growing.join("master-summary.log"),
+        master[..3].join("\n") + "\n",
+    )
+    .unwrap();
+
+    let mut serves = Vec::new();
+    let mut targets = Vec::new();
+    for (build, dir, extra) in [
+        ("failure", corpus().join("build-02-failure"), healthy),
+        ("large", corpus().join("build-13-large"), healthy),
+        ("slow", slow.clone(), healthy),
+        ("growing", growing.clone(), healthy),
+        (
+            "unhealthy",
+            corpus().join("build-01-success"),
+            &["--health-command", "false"][..],
+        ),
+    ] {
+        let (proc, base) = start_serve(&dir, tmp.path(), extra, &[]).await;
+        serves.push(proc);
+        targets.push((build, base.trim_start_matches("http://").to_string()));
+    }
+    let dead = format!("127.0.0.1:{}", free_port());
+    targets.push(("down", dead.clone()));
+
+    let rules_file = repo().join("pipelines/prometheus/rules/container-build.rules.yml");
+    let config = |name: &str, targets: &[(&str, String)]| {
+        let mut c = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  external_labels:\n    prometheus: {name}\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: container-build\n    static_configs:\n",
+            rules_file.display()
+        );
+        for (build, addr) in targets {
+            c += &format!(
+                "      - targets: ['{addr}']\n        labels:\n          build: {build}\n"
+            );
+        }
+        c
+    };
+    let main_dir = tmp.path().join("main");
+    let lonely_dir = tmp.path().join("lonely");
+    std::fs::create_dir_all(&main_dir).unwrap();
+    std::fs::create_dir_all(&lonely_dir).unwrap();
+    let main = Prometheus::start(&prom_bin, &main_dir, &config("main", &targets), &[]).await;
+    let lonely = Prometheus::start(
+        &prom_bin,
+        &lonely_dir,
+        &config("lonely", &[("down", dead.clone())]),
+        &[],
+    )
+    .await;
+
+    // The growing build's Development Tools finishes (with an error) once Prometheus has
+    // scraped the build without it.
+    eventually(DEADLINE, "growing scraped with 4 errors", || {
+        let main = &main;
+        async move {
+            main.value("container_build_errors_total_all{build=\"growing\"}", None)
+                .await
+                .filter(|v| *v == 4.0)
+        }
+    })
+    .await;
+    for name in [
+        "development-tools-install.log",
+        "development-tools-errors.log",
+        "development-tools-summary.log",
+    ] {
+        std::fs::copy(src.join(name), growing.join(name)).unwrap();
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(growing.join("master-summary.log"))
+        .unwrap();
+    writeln!(f, "{}", master[3]).unwrap();
+    drop(f);
+
+    for (name, hold) in &rules {
+        let (_, fire, quiet) = ALERT_CASES.iter().find(|(n, _, _)| n == name).unwrap();
+        let states: &[&str] = if *hold == 0.0 {
+            &["firing"]
+        } else {
+            &["pending", "firing"]
+        };
+        let alerts = eventually(
+            Duration::from_secs(90),
+            &format!("{name} active for {fire:?}"),
+            || {
+                let servers = [(&main, "main"), (&lonely, "lonely")];
+                async move {
+                    let all = alerts_named(&servers, name).await;
+                    all.iter()
+                        .any(|(l, s)| matches(l, name, fire) && states.contains(&s.as_str()))
+                        .then_some(all)
+                }
+            },
+        )
+        .await;
+        assert!(
+            !alerts.iter().any(|(l, _)| matches(l, name, quiet)),
+            "{name} fired where it should not ({quiet:?}): {alerts:?}"
+        );
+    }
+
+    // Every query of the Grafana dashboard, its `$instance` set to the failed build's target
+    // (a value of its `label_values` query), and every PromQL example of the docs that is not an
+    // alert condition (those are the rules above) returns data.
+    let instance = &targets.iter().find(|(b, _)| *b == "failure").unwrap().1;
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            repo().join("pipelines/prometheus/grafana/container-build-dashboard.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let var = dash["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "instance")
+        .expect("the dashboard's instance variable");
+    let values = var["query"]["query"].as_str().unwrap();
+    let (metric, label) = values
+        .strip_prefix("label_values(")
+        .and_then(|r| r.strip_suffix(')'))
+        .and_then(|r| r.split_once(", "))
+        .unwrap_or_else(|| panic!("variable query {values}"));
+    let offered = main.query(metric, None).await.unwrap();
+    assert!(
+        offered
+            .iter()
+            .any(|(l, _, _)| l[label] == instance.as_str()),
+        "{instance} not offered by {values}: {offered:?}"
+    );
+    let mut queries = Vec::new();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$instance", instance)
+                .replace("$__rate_interval", "1m")
+                .replace("$__range", "1h");
+            assert!(!expr.contains('$'), "unset variable in {expr}");
+            queries.push((format!("dashboard panel {}", p["title"]), expr));
+        }
+    }
+    queries.extend(doc_promql());
+    assert!(queries.len() >= 18, "{queries:?}");
+    let mut empty = Vec::new();
+    for (where_, q) in &queries {
+        match main.query(q, None).await {
+            Ok(r) if r.is_empty() => empty.push(format!("{where_}: no data: {q}")),
+            Ok(_) => {}
+            Err(e) => empty.push(format!("{where_}: refused: {q}: {e}")),
+        }
+    }
+    assert!(empty.is_empty(), "{}", empty.join("\n"));
+    for s in &mut serves {
+        assert!(s.alive(), "serve died:\n{}", s.log_text());
+    }
+}
+
+/// PromQL written inline in `docs/` and its runbooks: code spans that query a `container_`
+/// metric, apart from alert conditions (a comparison, `absent`) and the runbooks' `expression`
+/// rows, which the alert test runs as rules.
+fn doc_promql() -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    for dir in ["docs", "docs/runbooks"] {
+        for e in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "md") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let name = f.strip_prefix(repo()).unwrap().display().to_string();
+        for line in std::fs::read_to_string(&f).unwrap().lines() {
+            if line.starts_with("| expression |") {
+                continue;
+            }
+            for (i, span) in line.split('`').enumerate() {
+                let condition = [" > ", " < ", " == ", "absent("]
+                    .iter()
+                    .any(|c| span.contains(c));
+                if i % 2 == 1
+                    && span.contains("container_")
+                    && (span.contains('(') || span.contains('{'))
+                    && !condition
+                {
+                    out.push((name.clone(), span.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The active alerts called `name` of each server, with the server's name as label
+/// `prometheus` (external labels are added only to alerts sent out, not in the API).
+async fn alerts_named(
+    servers: &[(&Prometheus, &str)],
+    name: &str,
+) -> Vec<(serde_json::Value, String)> {
+    let mut all = Vec::new();
+    for (p, server) in servers {
+        for (mut labels, state) in active_alerts(p).await {
+            labels["prometheus"] = (*server).into();
+            if labels["alertname"] == name {
+                all.push((labels, state));
+            }
+        }
+    }
+    all
 }

@@ -464,3 +464,26 @@ fn remote_write_failures_set_the_exit_code() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The directory is an argument, as for every other command; the old `--log-dir` still works
+/// (the health-check test above uses it), but not both at once.
+#[test]
+fn serve_refuses_a_path_and_log_dir_together() {
+    let out = buildlog()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:1",
+            "logs-a",
+            "--log-dir",
+            "logs-b",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("'[PATH]' cannot be used with '--log-dir"),
+        "{err}"
+    );
+}

@@ -18,3 +18,20 @@ function buildlog_time(tag, ts, record)
     + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(se)
   return 1, { sec = secs, nsec = tonumber(ms) * 1000000 }, record
 end
+
+-- For the loki output (loki.conf): the record time as above, and copies of the fields that
+-- become labels and structured metadata, prefixed `loki_`: the loki output takes the fields it
+-- uses out of the line, so the line keeps the whole event only if it uses copies. `loki_level`
+-- is the level in lower case (`ERROR` -> `error`), as buildlog's own Loki sink, the rules and
+-- the dashboards have it.
+function buildlog_loki(tag, ts, record)
+  local code, time, rec = buildlog_time(tag, ts, record)
+  if type(rec["level"]) == "string" then
+    rec["loki_level"] = string.lower(rec["level"])
+  end
+  for _, key in ipairs({ "feature", "correlation_id", "event_id", "trace_id" }) do
+    if rec[key] ~= nil then rec["loki_" .. key] = rec[key] end
+  end
+  if code == 0 then code = 2 end
+  return code, time, rec
+end

@@ -238,7 +238,7 @@ fn backoff(args: &MetricsArgs) -> anyhow::Result<Backoff> {
 #[command(after_help = "\
 Examples:
   buildlog serve                                  # 127.0.0.1:$METRICS_PORT (9090), $BUILD_LOG_DIR
-  buildlog serve --listen 0.0.0.0:9090 --log-dir /var/log/container-build
+  buildlog serve --listen 0.0.0.0:9090 /var/log/container-build
   METRICS_BEARER_TOKEN=s3cret buildlog serve --listen 0.0.0.0:9090
   buildlog serve --health-command 'curl -fsS localhost:8080/ready' --health-timeout 5
 
@@ -250,14 +250,19 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 
-    /// The build log directory to follow.
+    /// The build log directory to follow. Default: $BUILD_LOG_DIR, else
+    /// /var/log/container-build.
+    #[arg(value_name = "PATH")]
+    pub path: Option<PathBuf>,
+
+    /// The old spelling of PATH, kept working.
     #[arg(
-        long,
+        long = "log-dir",
         value_name = "DIR",
-        env = "BUILD_LOG_DIR",
-        default_value = "/var/log/container-build"
+        hide = true,
+        conflicts_with = "path"
     )]
-    pub log_dir: PathBuf,
+    pub log_dir_flag: Option<PathBuf>,
 
     /// Re-read the logs, rerun the health check and measure disk usage at most this often.
     #[arg(
@@ -310,6 +315,20 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The directory to follow: PATH, else `--log-dir`, else $BUILD_LOG_DIR, else
+    /// /var/log/container-build.
+    pub fn log_dir(&self) -> PathBuf {
+        self.path
+            .clone()
+            .or_else(|| self.log_dir_flag.clone())
+            .or_else(|| {
+                std::env::var_os("BUILD_LOG_DIR")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| PathBuf::from("/var/log/container-build"))
+    }
+
     pub fn listen_addr(&self) -> anyhow::Result<std::net::SocketAddr> {
         let s = match &self.listen {
             Some(l) => l.clone(),
@@ -342,13 +361,13 @@ impl ServeArgs {
             vec![
                 PathBuf::from("/cache"),
                 PathBuf::from("/workspace"),
-                self.log_dir.clone(),
+                self.log_dir(),
             ]
         } else {
             self.disk_paths.clone()
         };
         Ok(ServeConfig {
-            log_dir: self.log_dir.clone(),
+            log_dir: self.log_dir(),
             refresh: positive(self.refresh_interval, "METRICS_REFRESH_INTERVAL")?,
             parse: ParseOptions {
                 timezone,

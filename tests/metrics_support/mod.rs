@@ -87,7 +87,6 @@ pub async fn start_serve(
     let port = free_port();
     let mut cmd = buildlog();
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--log-dir")
         .arg(dir)
         .args(extra)
         .env("METRICS_REFRESH_INTERVAL", "1")
