@@ -319,12 +319,18 @@ mod conn {
                 tokio::select! {
                     _ = notified => {}
                     _ = tokio::time::sleep(MIN_AGE_TO_EVICT / 4) => {}
-                    _ = &mut shutdown => return Ok(close_all(&registry)),
+                    _ = &mut shutdown => {
+                        close_all(&registry);
+                        return Ok(());
+                    }
                 }
             }
             let stream = tokio::select! {
                 r = listener.accept() => r,
-                _ = &mut shutdown => return Ok(close_all(&registry)),
+                _ = &mut shutdown => {
+                        close_all(&registry);
+                        return Ok(());
+                    }
             };
             let stream = match stream {
                 Ok((s, _)) => s,
