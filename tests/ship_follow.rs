@@ -779,3 +779,48 @@ fn a_full_buffer_drops_the_oldest_events_with_a_count_and_a_warning() {
     assert!(dropped > 5000, "{err}");
     assert!(spooled(&buffer).1 <= 65536);
 }
+
+#[test]
+fn events_skipped_after_a_restart_show_in_the_live_metric() {
+    let (_tmp, dir, state) = docker_scene();
+    let want = expected(&dir).len();
+    let loki = TestLoki::start();
+    let s = Shipper::start(&dir, &state, &loki, None, &[]);
+    wait_for("every event delivered", Duration::from_secs(30), || {
+        loki.counts().0 as usize >= want
+    });
+    let (code, err) = s.terminate();
+    assert_eq!(code, 0, "{err}");
+
+    // The restart reads the same files: every event was delivered before, so skipped, and
+    // the metric says so while the shipper runs (it said 0 until the exit summary).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let s = Shipper::start(&dir, &state, &loki, None, &["--metrics-listen", &addr]);
+    let mut body = String::new();
+    wait_for(
+        "the skipped events in /metrics",
+        Duration::from_secs(30),
+        || {
+            body = http_get(&addr, "/metrics").unwrap_or_default();
+            sample(&body, "buildlog_follow_events_skipped_total") == Some(want as f64)
+        },
+    );
+    assert_eq!(
+        sample(&body, "buildlog_follow_events_read_total"),
+        Some(0.0)
+    );
+    let (code, err) = s.terminate();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!(
+            "0 events read, {want} skipped as delivered before"
+        )),
+        "{err}"
+    );
+    assert_eq!(loki.counts().1, 0, "nothing sent twice");
+}
