@@ -88,3 +88,92 @@ fn output_onto_an_input_is_refused_before_it_is_opened() {
         .collect();
     assert!(names.is_empty(), "{names:?}");
 }
+
+#[test]
+fn a_gz_with_trailing_garbage_is_reported_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Small (inside the first 64 KiB read for detection) and large.
+    for log in [
+        "build-01-success/python-install.log",
+        "build-13-large/python-install.log",
+    ] {
+        let src = corpus().join(log);
+        let plain = bin().arg("convert").arg(&src).output().unwrap();
+        let want = parse_events(&plain.stdout);
+        let gz = tmp.path().join("python-install.log.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, &std::fs::read(&src).unwrap()).unwrap();
+        let mut bytes = enc.finish().unwrap();
+        bytes.extend_from_slice(b"GARBAGE AFTER THE GZIP MEMBER");
+        std::fs::write(&gz, &bytes).unwrap();
+        let o = bin().arg("convert").arg(&gz).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{stderr}");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.contains(".gz")).collect();
+        assert_eq!(errors.len(), 1, "{log}: {stderr}");
+        // Everything before the garbage was converted.
+        let got = parse_events(&o.stdout);
+        assert_eq!(got.len(), want.len(), "{log}");
+        assert_eq!(got.last().unwrap().message, want.last().unwrap().message);
+    }
+}
+
+#[test]
+fn replaying_the_dead_letter_file_into_itself_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dl = tmp.path().join("buildlog-dead-letter.jsonl");
+    // A record as ship writes it.
+    let event = parse_events(
+        &bin()
+            .arg("convert")
+            .arg(corpus().join("build-01-success/python-install.log"))
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .remove(0);
+    let rec = serde_json::json!({"sink": "loki", "reason": "test", "event": event});
+    std::fs::write(&dl, format!("{rec}\n")).unwrap();
+    let before = std::fs::read(&dl).unwrap();
+    // The default --dead-letter, run where the file is; and the same file named explicitly.
+    for extra in [
+        vec![],
+        vec!["--dead-letter", "./buildlog-dead-letter.jsonl"],
+    ] {
+        let o = bin()
+            .current_dir(tmp.path())
+            .args(["ship", "--loki", "http://127.0.0.1:9"])
+            .args(&extra)
+            .arg("buildlog-dead-letter.jsonl")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("--dead-letter"), "{stderr}");
+        assert_eq!(std::fs::read(&dl).unwrap(), before, "the file was touched");
+    }
+    // Into another file, the replay runs (the sink is down: dead-lettered there, exit 3).
+    let o = bin()
+        .current_dir(tmp.path())
+        .args([
+            "ship",
+            "--loki",
+            "http://127.0.0.1:9",
+            "--loki-max-retries",
+            "0",
+            "--dead-letter",
+            "retry.jsonl",
+            "buildlog-dead-letter.jsonl",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(std::fs::read(&dl).unwrap(), before);
+    let retry = std::fs::read_to_string(tmp.path().join("retry.jsonl")).unwrap();
+    assert_eq!(retry.lines().count(), 1);
+}

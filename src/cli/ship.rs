@@ -130,6 +130,15 @@ pub struct LiveArgs {
 
 pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
     let opts = args.input.parse_options()?;
+    // Replaying the dead-letter file into itself would append to what is being read.
+    if let Some(i) = super::output::output_is_input(&args.dead_letter, &args.input.inputs()) {
+        return Err(UsageError(format!(
+            "the dead-letter file {} is also an input ({}): replaying it would append to the file being read; name another with --dead-letter (e.g. --dead-letter retry.jsonl)",
+            args.dead_letter.display(),
+            i.display()
+        ))
+        .into());
+    }
     let dead_letter = DeadLetter::new(Some(&args.dead_letter));
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if let Some(s) = args.loki.build(&args.transport, dead_letter.clone())? {

@@ -677,6 +677,9 @@ fn parse_stream(
             }
         }
     }
+    // Reported once: after a read error the stream is not read on (a `.gz` with trailing
+    // garbage would say so again).
+    let failed = read_error.is_some();
     if let Some(e) = read_error {
         ctx.error(format!("{source}: {e}"));
     }
@@ -685,7 +688,11 @@ fn parse_stream(
         f => f,
     };
     let head_for_id = head[..head.len().min(64 * 1024)].to_vec();
-    let reader: Box<dyn Read + Send> = Box::new(io::Cursor::new(head).chain(reader));
+    let reader: Box<dyn Read + Send> = if failed {
+        Box::new(io::Cursor::new(head))
+    } else {
+        Box::new(io::Cursor::new(head).chain(reader))
+    };
     let tz = ctx.opts.timezone.clone();
     let mut parser: Box<dyn FormatParser> = match format {
         Format::InstallLog | Format::Auto => Box::new(InstallLogParser::new(tz.clone())),
