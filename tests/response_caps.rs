@@ -8,7 +8,7 @@ mod common;
 mod test_es;
 mod test_loki;
 
-use common::{bin, corpus};
+use common::corpus;
 use std::path::Path;
 use test_es::TestEs;
 use test_loki::{Fault, TestLoki};
