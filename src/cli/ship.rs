@@ -162,8 +162,13 @@ pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
         )
         .into());
     }
+    let mut spool_failures = Vec::new();
     let report = if args.live.follow {
-        follow(&args, opts, sinks, dead_letter.clone())?
+        let report = follow(&args, opts, sinks, dead_letter.clone())?;
+        // A disk buffer that could not be written (full disk): the follower stopped there.
+        // What was acknowledged is in the checkpoint; the rest is read again after a restart.
+        spool_failures = crate::spool::take_failures();
+        report
     } else {
         if args.live.state_dir.is_some()
             || args.live.buffer_dir.is_some()
@@ -188,6 +193,15 @@ pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
             dead_letter.count(),
             args.dead_letter.display()
         );
+    }
+    if !spool_failures.is_empty() {
+        for f in &spool_failures {
+            eprintln!("buildlog: error: {f}");
+        }
+        eprintln!(
+            "buildlog: stopped: the disk buffer could not be written; the checkpoint keeps what was delivered, the rest is read again after a restart"
+        );
+        return Ok(exit::FAILURE);
     }
     Ok(
         if !report.sinks.iter().all(|s| s.all_delivered()) || dead_letter.count() > 0 {
