@@ -27,12 +27,15 @@ fn cases(default: u32) -> u32 {
         .unwrap_or(default)
 }
 
-/// Each format's parser with the corpus files it reads.
-fn targets() -> Vec<(
+/// A format: its name, a maker of its parser, the corpus files it reads.
+type Target = (
     &'static str,
     fn() -> Box<dyn FormatParser>,
     Vec<&'static str>,
-)> {
+);
+
+/// Each format's parser with the corpus files it reads.
+fn targets() -> Vec<Target> {
     vec![
         (
             "install log",
