@@ -177,7 +177,7 @@ mod conn {
     use std::collections::BTreeMap;
     use std::io;
     use std::pin::Pin;
-    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
     use std::task::{Context, Poll};
     use std::time::{Duration, Instant};
@@ -188,6 +188,8 @@ mod conn {
 
     /// A connection that has waited this long without a request may be closed to make room.
     pub(super) const MIN_AGE_TO_EVICT: Duration = Duration::from_millis(500);
+    /// A connection that never sent a byte must wait this many times longer to be evicted.
+    const SILENT_FACTOR: u64 = 6;
 
     /// What the watchdog knows of one connection. Times are milliseconds since `epoch`.
     struct Activity {
@@ -198,6 +200,11 @@ mod conn {
         idle_since: AtomicU64,
         /// The first byte read since then, plus one (0: none yet).
         first_byte: AtomicU64,
+        /// The connection's task has read from the socket (or found nothing to read): until
+        /// then a connection is only waiting for a busy server, not stalling it.
+        polled: AtomicBool,
+        /// Requests answered on this connection.
+        requests_done: AtomicU64,
     }
 
     impl Activity {
@@ -208,6 +215,26 @@ mod conn {
         fn waiting_since(&self) -> Option<u64> {
             (self.in_flight.load(Ordering::Acquire) == 0)
                 .then(|| self.idle_since.load(Ordering::Acquire))
+        }
+
+        /// Waiting since when, if it may be closed to make room: no request under way, its
+        /// socket was read, and it has waited `min_age` with half a request or after a
+        /// finished one, or `SILENT_FACTOR` times that without sending anything (a silent
+        /// connection may also be a request a busy server has not read yet).
+        fn evictable_since(&self, min_age: u64) -> Option<u64> {
+            if !self.polled.load(Ordering::Acquire) {
+                return None;
+            }
+            let since = self.waiting_since()?;
+            let age = self.now().saturating_sub(since);
+            let spoke = self.first_byte.load(Ordering::Acquire) > 0
+                || self.requests_done.load(Ordering::Acquire) > 0;
+            let needed = if spoke {
+                min_age
+            } else {
+                min_age.saturating_mul(SILENT_FACTOR)
+            };
+            (age >= needed).then_some(since)
         }
     }
 
@@ -225,6 +252,7 @@ mod conn {
         ) -> Poll<io::Result<()>> {
             let before = buf.filled().len();
             let r = Pin::new(&mut self.io).poll_read(cx, buf);
+            self.activity.polled.store(true, Ordering::Release);
             if buf.filled().len() > before {
                 let a = &self.activity;
                 if a.in_flight.load(Ordering::Acquire) == 0
@@ -261,6 +289,7 @@ mod conn {
             let a = &self.0;
             a.first_byte.store(0, Ordering::Release);
             a.idle_since.store(a.now(), Ordering::Release);
+            a.requests_done.fetch_add(1, Ordering::AcqRel);
             a.in_flight.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -279,10 +308,7 @@ mod conn {
             let victim = self
                 .open
                 .iter()
-                .filter_map(|(id, (a, _))| {
-                    let since = a.waiting_since()?;
-                    (a.now().saturating_sub(since) >= min_age).then_some((since, *id))
-                })
+                .filter_map(|(id, (a, _))| Some((a.evictable_since(min_age)?, *id)))
                 .min();
             match victim.and_then(|(_, id)| self.open.remove(&id)) {
                 Some((_, handle)) => {
@@ -354,6 +380,8 @@ mod conn {
                 in_flight: AtomicUsize::new(0),
                 idle_since: AtomicU64::new(epoch.elapsed().as_millis() as u64),
                 first_byte: AtomicU64::new(0),
+                polled: AtomicBool::new(false),
+                requests_done: AtomicU64::new(0),
             });
             let mut r = registry.lock().unwrap_or_else(|e| e.into_inner());
             let id = r.next;
