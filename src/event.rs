@@ -255,6 +255,11 @@ pub struct Event {
     pub invalid_utf8: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     pub incomplete: bool,
+    /// Which of several interleaved streams of its source the line came from (a BuildKit
+    /// step), so that state kept across lines (a private key's body) is kept per stream.
+    /// Not part of the event's JSON.
+    #[serde(skip)]
+    pub stream: Option<u32>,
 }
 
 impl Event {
@@ -292,6 +297,7 @@ impl Event {
             original_length: None,
             invalid_utf8: false,
             incomplete: false,
+            stream: None,
         }
     }
 
@@ -594,7 +600,7 @@ mod tests {
                 warning_count: counts.3, seq, event_id, trace_id, span_id,
                 source: SourceRef { file, line }, logger_correlation_id, details, raw,
                 truncated: flags.0, original_length: counts.4.or(counts.5), invalid_utf8: flags.1,
-                incomplete: flags.2,
+                incomplete: flags.2, stream: None,
             }
         }
     }

@@ -396,6 +396,7 @@ fn follow_paths(
         let stopping = stop.load(Ordering::SeqCst);
         for (key, f) in &mut followers {
             let before = f.report().events;
+            let skipped_before = f.skipped;
             let mut known = lock(&resume.ids).contains_key(key.as_str());
             let step = |f: &mut Follower,
                         emit: &mut dyn FnMut(Event) -> std::io::Result<()>,
@@ -421,6 +422,10 @@ fn follow_paths(
             stats
                 .events_read
                 .fetch_add(f.report().events - before, Ordering::Relaxed);
+            // Counted as it happens, so the live metric shows it, not only the exit summary.
+            stats
+                .events_skipped
+                .fetch_add(f.skipped - skipped_before, Ordering::Relaxed);
             if r.is_err() {
                 break 'outer;
             }
@@ -433,7 +438,6 @@ fn follow_paths(
     }
     let mut report = ParseReport::default();
     for (_, f) in followers {
-        stats.events_skipped.fetch_add(f.skipped, Ordering::Relaxed);
         let r = f.into_report();
         report.files += r.files;
         report.bytes += r.bytes;

@@ -25,6 +25,16 @@ use tokio::sync::mpsc;
 /// A segment is closed (and becomes readable) at this size, or when the feeder asks.
 const SEGMENT_BYTES: u64 = 1 << 20;
 
+/// Write failures of any spool in this process (a full disk, an I/O error), each naming its
+/// file. The follower stops on such a failure; `ship` reports them and exits non-zero, so a
+/// full disk is never a silent success.
+static FAILURES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The write failures recorded since the last call (see [`FAILURES`]).
+pub fn take_failures() -> Vec<String> {
+    std::mem::take(&mut *FAILURES.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WhenFull {
     /// Wait for the sink: the follower stops reading the logs meanwhile.
@@ -68,15 +78,22 @@ impl Spool {
         max_bytes: u64,
         when_full: WhenFull,
     ) -> anyhow::Result<Spool> {
-        std::fs::create_dir_all(dir)?;
+        use anyhow::Context;
+        let what = || format!("the disk buffer {}", dir.display());
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", what()))?;
         let mut found: Vec<(u64, u64)> = Vec::new();
-        for e in std::fs::read_dir(dir)? {
-            let e = e?;
+        for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", what()))? {
+            let e = e.with_context(|| format!("reading {}", what()))?;
             let n = e.file_name().to_string_lossy().to_string();
             if let Some(id) = n.strip_suffix(".jsonl").and_then(|s| s.parse::<u64>().ok()) {
                 found.push((id, e.metadata()?.len()));
             }
         }
+        // Writable? A read-only directory would otherwise fail only when a sink falls behind.
+        let probe = dir.join(".write-test");
+        std::fs::write(&probe, b"")
+            .and_then(|_| std::fs::remove_file(&probe))
+            .with_context(|| format!("writing in {}", what()))?;
         found.sort();
         let bytes = found.iter().map(|s| s.1).sum();
         if !found.is_empty() {
@@ -119,11 +136,28 @@ impl Spool {
 
     fn close_open(&self, st: &mut State) -> std::io::Result<()> {
         if let Some(mut o) = st.open.take() {
-            o.out.flush()?;
+            let id = o.id;
+            o.out.flush().map_err(|e| self.failed(id, e))?;
             st.closed.push_back((o.id, o.bytes));
         }
         st.rotate_requested = false;
         Ok(())
+    }
+
+    /// A write to segment `id` failed: recorded (see [`take_failures`]) and returned with the
+    /// file's name.
+    fn failed(&self, id: u64, e: std::io::Error) -> std::io::Error {
+        let msg = format!(
+            "{}: disk buffer: writing {}: {e}",
+            self.name,
+            self.path(id).display()
+        );
+        tracing::error!("{msg}");
+        FAILURES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(msg.clone());
+        std::io::Error::new(e.kind(), msg)
     }
 
     /// Called by the follower between polls: closes the open segment if the feeder waits for it.
@@ -192,14 +226,18 @@ impl Spool {
         if st.open.is_none() {
             let id = st.next_id;
             st.next_id += 1;
+            let file = File::create(self.path(id)).map_err(|e| self.failed(id, e))?;
             st.open = Some(Open {
                 id,
-                out: BufWriter::new(File::create(self.path(id))?),
+                out: BufWriter::new(file),
                 bytes: 0,
             });
         }
         let o = st.open.as_mut().expect("just opened");
-        o.out.write_all(&line)?;
+        let id = o.id;
+        if let Err(e) = o.out.write_all(&line) {
+            return Err(self.failed(id, e));
+        }
         o.bytes += len;
         self.bytes.fetch_add(len, Ordering::Relaxed);
         Ok(())

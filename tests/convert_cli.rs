@@ -87,8 +87,16 @@ fn a_build_with_one_logger_id_per_feature_keeps_them_as_logger_ids() {
     let events = convert_dir(&corpus().join("build-13-large"), &[]);
     let build_id = &events[0].correlation_id;
     assert!(events.iter().all(|e| &e.correlation_id == build_id));
-    let first_json = std::fs::read_to_string(corpus().join("build-13-large/json/python.jsonl")).unwrap();
-    assert!(first_json.lines().next().unwrap().contains(build_id.as_str()), "{build_id}");
+    let first_json =
+        std::fs::read_to_string(corpus().join("build-13-large/json/python.jsonl")).unwrap();
+    assert!(
+        first_json
+            .lines()
+            .next()
+            .unwrap()
+            .contains(build_id.as_str()),
+        "{build_id}"
+    );
     let logger_ids: std::collections::BTreeSet<_> = events
         .iter()
         .filter_map(|e| e.logger_correlation_id.clone())

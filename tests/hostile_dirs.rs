@@ -39,7 +39,10 @@ fn convert(path: &Path) -> Output {
 }
 
 fn lines(o: &Output) -> usize {
-    o.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count()
+    o.stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count()
 }
 
 #[test]
@@ -54,7 +57,12 @@ fn links_back_up_and_second_names_are_read_once() {
     symlink(".", build.join("self2")).unwrap();
     symlink("build-2026-01", archive.join("latest")).unwrap();
     let out = convert(&archive);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(lines(&out), once, "the build was converted more than once");
 }
 
@@ -62,15 +70,26 @@ fn links_back_up_and_second_names_are_read_once() {
 fn a_fifo_or_a_device_under_a_logger_name_is_refused_not_waited_on() {
     let tmp = tempfile::tempdir().unwrap();
     let build = tmp.path().join("b");
-    copy_dir_without(&corpus().join("build-02-failure"), &build, "build-failure.log");
+    copy_dir_without(
+        &corpus().join("build-02-failure"),
+        &build,
+        "build-failure.log",
+    );
     let fifo = build.join("zz-install.log");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
     symlink("/dev/zero", build.join("build-failure.log")).unwrap();
     let out = convert(&build);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("zz-install.log: not a regular file"), "{err}");
-    assert!(err.contains("build-failure.log: not a regular file"), "{err}");
+    assert!(
+        err.contains("build-failure.log: not a regular file"),
+        "{err}"
+    );
     // The rest of the build is still converted.
     assert!(lines(&out) > 10);
 }
@@ -85,9 +104,15 @@ fn a_huge_sentinel_file_is_read_as_lines_cut_at_the_cap() {
         .append(true)
         .open(build.join("build-failure.log"))
         .unwrap();
-    f.set_len(f.metadata().unwrap().len() + 128 * 1024 * 1024).unwrap();
+    f.set_len(f.metadata().unwrap().len() + 128 * 1024 * 1024)
+        .unwrap();
     let out = convert(&build);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("\"event_type\":\"build_failure\""));
 }
@@ -104,6 +129,9 @@ fn an_unreadable_json_dir_falls_back_to_the_text_logs_and_says_so() {
     let out = convert(&build);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("/json:") && err.contains("text logs alone"), "{err}");
+    assert!(
+        err.contains("/json:") && err.contains("text logs alone"),
+        "{err}"
+    );
     assert_eq!(lines(&out), text_only);
 }

@@ -113,7 +113,8 @@ fn real_loki_stores_each_event_once_with_its_metadata() {
 /// finished directory is stored once: the same lines, the same timestamps.
 #[test]
 fn following_then_reimporting_a_build_stores_each_event_once() {
-    let Some(script) = peers::peer_script("following_then_reimporting_a_build_stores_each_event_once")
+    let Some(script) =
+        peers::peer_script("following_then_reimporting_a_build_stores_each_event_once")
     else {
         return;
     };
@@ -121,8 +122,23 @@ fn following_then_reimporting_a_build_stores_each_event_once() {
     let tmp = tempfile::tempdir().unwrap();
     let live = tmp.path().join("container-build");
     let mut follow = common::bin()
-        .args(["ship", "-q", "--follow", "--loki", &loki.url, "--label", "host=peer-test"])
-        .args(["--poll-interval", "20", "--twin-wait", "5", "--idle-end", "3"])
+        .args([
+            "ship",
+            "-q",
+            "--follow",
+            "--loki",
+            &loki.url,
+            "--label",
+            "host=peer-test",
+        ])
+        .args([
+            "--poll-interval",
+            "20",
+            "--twin-wait",
+            "5",
+            "--idle-end",
+            "3",
+        ])
         .arg("--dead-letter")
         .arg(tmp.path().join("dl"))
         .arg(&live)
@@ -135,13 +151,24 @@ fn following_then_reimporting_a_build_stores_each_event_once() {
         if let Some(s) = follow.try_wait().unwrap() {
             break s;
         }
-        assert!(std::time::Instant::now() < deadline, "ship --follow did not end with the build");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ship --follow did not end with the build"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert!(status.success());
     let events = convert_dir(&live, &[]);
     let cid = events[0].correlation_id.clone();
-    assert_eq!(query(&loki.url, &cid, &events).len(), events.len(), "after following");
+    assert_eq!(
+        query(&loki.url, &cid, &events).len(),
+        events.len(),
+        "after following"
+    );
     ship(&loki.url, &live, &tmp.path().join("dl"));
-    assert_eq!(query(&loki.url, &cid, &events).len(), events.len(), "after re-importing");
+    assert_eq!(
+        query(&loki.url, &cid, &events).len(),
+        events.len(),
+        "after re-importing"
+    );
 }

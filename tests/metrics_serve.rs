@@ -203,6 +203,23 @@ async fn bearer_and_basic_auth_guard_metrics_only() {
             .status(),
         401
     );
+    // The scheme is case-insensitive (RFC 9110 11.1); the token is not.
+    for scheme in ["bearer", "BEARER", "BeArEr"] {
+        let r = c
+            .get(&m)
+            .header("Authorization", format!("{scheme} t0ken"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    let r = c
+        .get(&m)
+        .header("Authorization", "bearer T0KEN")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
     let ok = c.get(&m).bearer_auth("t0ken").send().await.unwrap();
     assert_eq!(ok.status(), 200);
     assert!(ok
@@ -486,4 +503,152 @@ fn serve_refuses_a_path_and_log_dir_together() {
         err.contains("'[PATH]' cannot be used with '--log-dir"),
         "{err}"
     );
+}
+
+/// Connects and sends half a request line, then hangs.
+fn stalled_client(addr: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metr").unwrap();
+    s
+}
+
+/// Reads until the server closes the connection; how long that took.
+fn time_to_close(mut s: TcpStream, limit: Duration) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(start.elapsed())
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_clients_never_stop_scrapes() {
+    // As the issue found it: 64 file descriptors, more stalled clients than that, and
+    // timeouts far longer than the test, so only the connection limit can save the scrape.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = corpus().join("build-01-success");
+    let port = free_port();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_buildlog"))
+        .args(["serve", "--no-health-check", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--log-dir")
+        .arg(&dir)
+        .args(["--header-read-timeout", "300", "--idle-timeout", "300"])
+        .env("METRICS_REFRESH_INTERVAL", "60")
+        .env_remove("METRICS_BEARER_TOKEN")
+        .env_remove("METRICS_BASIC_AUTH_USER");
+    let mut serve = Proc::spawn("buildlog serve", cmd, tmp.path().join("serve.log"));
+    let base = format!("http://127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    eventually(DEADLINE, "serve /healthz", || {
+        let (c, u) = (client.clone(), format!("{base}/healthz"));
+        async move {
+            c.get(u)
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+        }
+    })
+    .await;
+    let stalled: Vec<TcpStream> = (0..100).map(|_| stalled_client(&addr)).collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for round in 0..5 {
+        let started = std::time::Instant::now();
+        let r = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "scrape {round} with 100 stalled clients: {e}\n{}",
+                    serve.log_text()
+                )
+            });
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        assert!(
+            text.contains("container_build_errors_total{feature=\"python\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        // More stallers keep arriving between scrapes.
+        for _ in 0..20 {
+            std::mem::forget(stalled_client(&addr));
+        }
+    }
+    assert!(serve.alive());
+    drop(stalled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_half_sent_connections_are_closed_after_their_timeouts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = corpus().join("build-01-success");
+    let (mut serve, base) = start_serve(
+        &dir,
+        tmp.path(),
+        &[
+            "--no-health-check",
+            "--header-read-timeout",
+            "1",
+            "--idle-timeout",
+            "2",
+        ],
+        &[],
+    )
+    .await;
+    let addr = base.trim_start_matches("http://").to_string();
+    let limit = Duration::from_secs(10);
+
+    // Connected, nothing sent: closed after the idle timeout, not before.
+    let silent = TcpStream::connect(&addr).unwrap();
+    let t = time_to_close(silent, limit).expect("a silent connection stays open");
+    assert!(
+        t >= Duration::from_millis(1800) && t < Duration::from_secs(5),
+        "{t:?}"
+    );
+
+    // Half a request: closed after the header read timeout.
+    let t = time_to_close(stalled_client(&addr), limit).expect("a half request stays open");
+    assert!(
+        t >= Duration::from_millis(800) && t < Duration::from_secs(4),
+        "{t:?}"
+    );
+
+    // A finished request on a keep-alive connection: answered, then closed when idle.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.ends_with("ok\n"), "{head}");
+    let t = time_to_close(s, limit).expect("a finished keep-alive connection stays open");
+    assert!(
+        t >= Duration::from_millis(1800) && t < Duration::from_secs(5),
+        "{t:?}"
+    );
+    assert!(serve.alive());
 }

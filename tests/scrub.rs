@@ -616,6 +616,35 @@ proptest! {
     }
 
     #[test]
+    fn colour_codes_anywhere_never_hide_a_secret(
+        before in "[a-z]{1,8}( [a-z0-9.:/-]{1,12}){0,3}",
+        (secret, value) in secret(),
+        after in "( [a-z0-9.:/-]{1,12}){0,3}",
+        codes in prop::collection::vec((any::<prop::sample::Index>(), prop::sample::select(vec![
+            "\x1b[36m", "\x1b[0m", "\x1b[1;31m", "\x1b[K", "\x1b]0;title\x07",
+        ])), 1..4),
+    ) {
+        let plain = format!("{before} {secret}{after}");
+        let mut raw = plain.clone();
+        for (at, code) in codes {
+            let mut i = at.index(raw.len() + 1);
+            while !raw.is_char_boundary(i) {
+                i -= 1;
+            }
+            // Not inside another code.
+            if raw[..i].rfind('\x1b').is_some_and(|e| !raw[e..i].contains(['m', 'K', '\x07'])) {
+                continue;
+            }
+            raw.insert_str(i, code);
+        }
+        let scrubber = Scrubber::global();
+        let out = scrubber.scrub(&raw).into_owned();
+        let text = buildlog::parse::text::strip_ansi(&out).into_owned();
+        prop_assert!(!text.contains(&value), "{:?} -> {:?}", raw, out);
+        prop_assert_eq!(scrubber.scrub(&out).into_owned(), out.clone(), "not idempotent on {:?}", raw);
+    }
+
+    #[test]
     fn pem_tracker_never_panics_and_is_idempotent(lines in prop::collection::vec(near_miss_text(), 0..12)) {
         let scrubber = Scrubber::global();
         let mut first = PemTracker::new();

@@ -779,3 +779,165 @@ fn a_full_buffer_drops_the_oldest_events_with_a_count_and_a_warning() {
     assert!(dropped > 5000, "{err}");
     assert!(spooled(&buffer).1 <= 65536);
 }
+
+#[test]
+fn events_skipped_after_a_restart_show_in_the_live_metric() {
+    let (_tmp, dir, state) = docker_scene();
+    let want = expected(&dir).len();
+    let loki = TestLoki::start();
+    let s = Shipper::start(&dir, &state, &loki, None, &[]);
+    wait_for("every event delivered", Duration::from_secs(30), || {
+        loki.counts().0 as usize >= want
+    });
+    let (code, err) = s.terminate();
+    assert_eq!(code, 0, "{err}");
+
+    // The restart reads the same files: every event was delivered before, so skipped, and
+    // the metric says so while the shipper runs (it said 0 until the exit summary).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let s = Shipper::start(&dir, &state, &loki, None, &["--metrics-listen", &addr]);
+    let mut body = String::new();
+    wait_for(
+        "the skipped events in /metrics",
+        Duration::from_secs(30),
+        || {
+            body = http_get(&addr, "/metrics").unwrap_or_default();
+            sample(&body, "buildlog_follow_events_skipped_total") == Some(want as f64)
+        },
+    );
+    assert_eq!(
+        sample(&body, "buildlog_follow_events_read_total"),
+        Some(0.0)
+    );
+    let (code, err) = s.terminate();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!(
+            "0 events read, {want} skipped as delivered before"
+        )),
+        "{err}"
+    );
+    assert_eq!(loki.counts().1, 0, "nothing sent twice");
+}
+
+/// A tmpfs of `size` mounted at `at` (options `opts`), unmounted on drop. None when this
+/// machine cannot mount one (not root, no permission): the caller skips, or fails with CI set.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, opts: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(at)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            if std::env::var_os("CI").is_some() {
+                panic!("CI is set and a tmpfs cannot be mounted (needs root): the full-disk test cannot run");
+            }
+            eprintln!("SKIPPED: cannot mount a tmpfs (needs root) to fill a disk");
+            return None;
+        }
+        Some(Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_buffer_disk_is_an_error_naming_the_file_and_keeps_what_was_delivered() {
+    let (tmp, dir, state) = docker_scene();
+    let first = expected(&dir);
+    let loki = TestLoki::start();
+    // The first part is delivered and checkpointed.
+    let s = Shipper::start(&dir, &state, &loki, None, &[]);
+    wait_for("the first part", Duration::from_secs(30), || {
+        loki.counts().0 as usize >= first.len()
+    });
+    let (code, err) = s.terminate();
+    assert_eq!(code, 0, "{err}");
+    let delivered = positions(&state);
+
+    // A big feature log arrives while Loki hangs: everything goes to the disk buffer, on a
+    // 64 KiB file system that fills up.
+    let Some(_fs) = Tmpfs::mount(&tmp.path().join("small"), "size=64k") else {
+        return;
+    };
+    let buffer = tmp.path().join("small/buffer");
+    // More events than the sink's queue and its batches in flight hold.
+    let big = [
+        "aws-cli-v2-install.log",
+        "rust-development-tools-install.log",
+        "python-install.log",
+    ];
+    for f in big {
+        std::fs::copy(corpus().join("build-13-large").join(f), dir.join(f)).unwrap();
+    }
+    loki.fail_next(100_000, Fault::Hang);
+    let mut s = Shipper::start(
+        &dir,
+        &state,
+        &loki,
+        None,
+        &[
+            "--buffer-dir",
+            buffer.to_str().unwrap(),
+            "--shutdown-timeout",
+            "1",
+        ],
+    );
+    // It stops by itself, non-zero, naming the file it could not write.
+    let code = wait_exit(&mut s.0, Duration::from_secs(60));
+    let err = std::fs::read_to_string(&s.1).unwrap();
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(
+        err.contains(&format!("{}/loki/", buffer.display())),
+        "the error names the file: {err}"
+    );
+    // The checkpoint still holds what was delivered, and no more.
+    let after = positions(&state);
+    for (k, p) in &delivered.files {
+        assert_eq!(after.files[k].offset, p.offset, "{k}");
+    }
+    for f in big {
+        let k = dir.join(f).display().to_string();
+        assert!(
+            after.files.get(&k).is_none_or(|p| p.offset == 0),
+            "{k}: {after:?}"
+        );
+    }
+}
+
+#[test]
+fn a_read_only_buffer_dir_is_an_error_naming_it() {
+    let (tmp, dir, state) = docker_scene();
+    let Some(_fs) = Tmpfs::mount(&tmp.path().join("ro"), "ro,size=64k") else {
+        return;
+    };
+    let buffer = tmp.path().join("ro/buffer");
+    let loki = TestLoki::start();
+    let mut s = Shipper::start(
+        &dir,
+        &state,
+        &loki,
+        None,
+        &["--buffer-dir", buffer.to_str().unwrap()],
+    );
+    let code = wait_exit(&mut s.0, Duration::from_secs(30));
+    let err = std::fs::read_to_string(&s.1).unwrap();
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains(&buffer.display().to_string()), "{err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+}

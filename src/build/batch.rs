@@ -257,7 +257,9 @@ fn read_capped(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     let mut v = Vec::new();
     open_file(path)?.take(max + 1).read_to_end(&mut v)?;
     if v.len() as u64 > max {
-        return Err(io::Error::other(format!("larger than {max} bytes; not read")));
+        return Err(io::Error::other(format!(
+            "larger than {max} bytes; not read"
+        )));
     }
     Ok(v)
 }
@@ -413,16 +415,16 @@ fn decide_correlation_id(ctx: &mut Ctx, b: &BuildDir, asm: &mut Assembler, dir: 
             }
         }
     }
-    let metadata_id = b
-        .metadata_json
-        .as_ref()
-        .and_then(|p| match read_capped(p, METADATA_MAX_BYTES) {
-            Ok(b) => identity::metadata_id(&b),
-            Err(e) => {
-                ctx.error(format!("{}: {e}", p.display()));
-                None
-            }
-        });
+    let metadata_id =
+        b.metadata_json
+            .as_ref()
+            .and_then(|p| match read_capped(p, METADATA_MAX_BYTES) {
+                Ok(b) => identity::metadata_id(&b),
+                Err(e) => {
+                    ctx.error(format!("{}: {e}", p.display()));
+                    None
+                }
+            });
 
     let logs = install_logs_in_start_order(b, &tz);
     opts.correlation_id
@@ -710,6 +712,9 @@ fn parse_stream(
             }
         }
     }
+    // Reported once: after a read error the stream is not read on (a `.gz` with trailing
+    // garbage would say so again).
+    let failed = read_error.is_some();
     if let Some(e) = read_error {
         ctx.error(format!("{source}: {e}"));
     }
@@ -726,7 +731,11 @@ fn parse_stream(
         .flatten()
         .map(|seed| identity::derived(seed, &tz));
     let head_hash = xxhash_rust::xxh3::xxh3_64(&head[..head.len().min(64 * 1024)]);
-    let reader: Box<dyn Read + Send> = Box::new(io::Cursor::new(head).chain(reader));
+    let reader: Box<dyn Read + Send> = if failed {
+        Box::new(io::Cursor::new(head))
+    } else {
+        Box::new(io::Cursor::new(head).chain(reader))
+    };
     let mut parser: Box<dyn FormatParser> = match format {
         Format::InstallLog | Format::Auto => Box::new(InstallLogParser::new(tz.clone())),
         Format::MasterSummary => Box::new(MasterSummaryParser),

@@ -2,6 +2,7 @@
 
 use super::exit;
 use super::input::InputArgs;
+use super::output::{output_inside_input_dir, output_is_input, AtomicFile};
 use crate::build::parse_inputs;
 use crate::source::{stdin_is_live, Input, Progress};
 use anyhow::Context;
@@ -54,16 +55,32 @@ pub struct ConvertArgs {
 pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
     let opts = args.input.parse_options()?;
     let inputs = args.input.inputs();
+    if let Some(o) = &args.output {
+        if let Some(i) = output_is_input(o, &inputs) {
+            return Err(super::UsageError(format!(
+                "-o {} is the input {}: refusing to overwrite what is being read",
+                o.display(),
+                i.display()
+            ))
+            .into());
+        }
+    }
     if args.follow {
         return follow(args, opts, inputs);
     }
     // Following a pipe: every event goes out as soon as its line is complete.
     let live = inputs.contains(&Input::Stdin) && stdin_is_live();
-    let mut out: Box<dyn Write> = match &args.output {
+    // `-o` is written under a temporary name and renamed when all went well.
+    let mut file = match &args.output {
         Some(p) => {
-            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+            Some(AtomicFile::create(p).with_context(|| format!("creating {}", p.display()))?)
         }
-        None => Box::new(std::io::stdout().lock()),
+        None => None,
+    };
+    let mut stdout = std::io::stdout().lock();
+    let out: &mut dyn Write = match file.as_mut() {
+        Some(f) => f,
+        None => &mut stdout,
     };
     // Events are written straight into one buffer that goes out whole when full (or at
     // once when live): no per-event copy into a second buffer.
@@ -100,11 +117,18 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
     }
     match (write_error, flushed) {
         // A closed pipe (`| head`) is the reader's choice, not a failure.
-        (Some(std::io::ErrorKind::BrokenPipe), _) => return Ok(exit::OK),
+        (Some(std::io::ErrorKind::BrokenPipe), _) if file.is_none() => return Ok(exit::OK),
+        // A failed `-o` leaves what was there (the temporary file is removed on drop).
         (Some(k), _) => anyhow::bail!("writing events: {k}"),
-        (None, Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(exit::OK),
+        (None, Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe && file.is_none() => {
+            return Ok(exit::OK)
+        }
         (None, Err(e)) => return Err(e).context("writing events"),
         _ => {}
+    }
+    if let (Some(f), Some(p)) = (file, &args.output) {
+        f.commit()
+            .with_context(|| format!("writing events to {}", p.display()))?;
     }
     Ok(if report.errors.is_empty() {
         exit::OK
@@ -128,6 +152,17 @@ fn follow(
             .into())
         }
     };
+    if let Some(i) = args
+        .output
+        .as_ref()
+        .and_then(|o| output_inside_input_dir(o, &inputs))
+    {
+        return Err(super::UsageError(format!(
+            "--follow would read its own output: -o is inside the followed directory {}",
+            i.display()
+        ))
+        .into());
+    }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;

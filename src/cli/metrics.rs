@@ -6,7 +6,7 @@ use crate::build::parse_inputs;
 use crate::metrics::backfill::Backfill;
 use crate::metrics::remote_write;
 use crate::metrics::runtime::{RuntimeConfig, START_TIME_FILE};
-use crate::metrics::serve::{serve, MetricsAuth, ServeConfig};
+use crate::metrics::serve::{serve, ConnectionLimits, MetricsAuth, ServeConfig};
 use crate::metrics::{render, ExpositionFormat, MetricsState};
 use crate::parse::ParseOptions;
 use crate::sink::http::{secret_from, Auth, TransportArgs};
@@ -312,6 +312,20 @@ pub struct ServeArgs {
         env = "BUILDLOG_TIMEZONE"
     )]
     pub timezone: String,
+
+    /// Seconds a client has from the first byte of a request to the end of its headers.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub header_read_timeout: f64,
+
+    /// Seconds after which a connection with no request under way (a keep-alive connection
+    /// between scrapes, or one that never sent anything) is closed.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub idle_timeout: f64,
+
+    /// Connections open at once. At the limit, the one that has waited longest without a
+    /// request is closed to make room.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_connections: usize,
 }
 
 impl ServeArgs {
@@ -376,6 +390,15 @@ impl ServeArgs {
                 ..ParseOptions::default()
             },
             auth,
+            limits: ConnectionLimits {
+                header_read_timeout: positive(self.header_read_timeout, "--header-read-timeout")?,
+                idle_timeout: positive(self.idle_timeout, "--idle-timeout")?,
+                max_connections: if self.max_connections == 0 {
+                    return Err(UsageError("--max-connections must be at least 1".into()).into());
+                } else {
+                    self.max_connections
+                },
+            },
             runtime: RuntimeConfig {
                 health_command: if self.no_health_check {
                     None

@@ -5,6 +5,7 @@ pub mod convert;
 pub mod es;
 pub mod input;
 pub mod metrics;
+pub mod output;
 pub mod ship;
 pub mod traceparent;
 

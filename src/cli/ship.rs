@@ -151,6 +151,15 @@ pub struct LiveArgs {
 
 pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
     let opts = args.input.parse_options()?;
+    // Replaying the dead-letter file into itself would append to what is being read.
+    if let Some(i) = super::output::output_is_input(&args.dead_letter, &args.input.inputs()) {
+        return Err(UsageError(format!(
+            "the dead-letter file {} is also an input ({}): replaying it would append to the file being read; name another with --dead-letter (e.g. --dead-letter retry.jsonl)",
+            args.dead_letter.display(),
+            i.display()
+        ))
+        .into());
+    }
     let dead_letter = DeadLetter::new(Some(&args.dead_letter));
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if let Some(s) = args.loki.build(&args.transport, dead_letter.clone())? {
@@ -174,8 +183,13 @@ pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
         )
         .into());
     }
+    let mut spool_failures = Vec::new();
     let report = if args.live.follow {
-        follow(&args, opts, sinks, dead_letter.clone())?
+        let report = follow(&args, opts, sinks, dead_letter.clone())?;
+        // A disk buffer that could not be written (full disk): the follower stopped there.
+        // What was acknowledged is in the checkpoint; the rest is read again after a restart.
+        spool_failures = crate::spool::take_failures();
+        report
     } else {
         if args.live.state_dir.is_some()
             || args.live.buffer_dir.is_some()
@@ -200,6 +214,15 @@ pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
             dead_letter.count(),
             args.dead_letter.display()
         );
+    }
+    if !spool_failures.is_empty() {
+        for f in &spool_failures {
+            eprintln!("buildlog: error: {f}");
+        }
+        eprintln!(
+            "buildlog: stopped: the disk buffer could not be written; the checkpoint keeps what was delivered, the rest is read again after a restart"
+        );
+        return Ok(exit::FAILURE);
     }
     Ok(
         if !report.sinks.iter().all(|s| s.all_delivered()) || dead_letter.count() > 0 {

@@ -100,6 +100,7 @@ impl Enricher {
             }
             scrub_event(s, e);
         }
+        e.stream = None;
         // From the scrubbed content: an id must not be a hash of a secret.
         let position = self.position_on_line(source_name, e.source.line);
         e.event_id = ids::event_id_in(
@@ -172,15 +173,16 @@ impl Enricher {
 /// Scrubs an output line through the stream's PEM tracker (the raw form when there is one,
 /// `message` being that line with its ANSI codes stripped).
 fn scrub_output_line(s: &Scrubber, pem: &mut PemTracker, e: &mut Event) {
+    let stream = e.stream.take();
     match e.raw.as_mut() {
         Some(raw) => {
-            if let Cow::Owned(new) = pem.scrub_line(s, raw) {
+            if let Cow::Owned(new) = pem.scrub_stream_line(s, stream, raw) {
                 e.message = crate::parse::text::strip_ansi(&new).into_owned();
                 *raw = new;
             }
         }
         None => {
-            if let Cow::Owned(new) = pem.scrub_line(s, &e.message) {
+            if let Cow::Owned(new) = pem.scrub_stream_line(s, stream, &e.message) {
                 e.message = new;
             }
         }
@@ -213,6 +215,11 @@ fn scrub_value(s: &Scrubber, v: &mut Value) {
 /// Scrubs every string of an event that can carry log text.
 pub fn scrub_event(s: &Scrubber, e: &mut Event) {
     scrub_string(s, &mut e.message);
+    // Names leave too: as Loki stream labels, OTLP attributes, metric labels.
+    scrub_string(s, &mut e.feature);
+    if let Some(v) = e.version.as_mut() {
+        scrub_string(s, v);
+    }
     if let Some(r) = e.raw.as_mut() {
         scrub_string(s, r);
     }

@@ -183,7 +183,7 @@ fn rule_defs() -> Vec<RuleDef> {
                 "credential",
                 "key",
                 "pwd",
-                "_auth",
+                "auth",
             ],
             pattern: None,
             action: None,
@@ -388,11 +388,40 @@ impl Scrubber {
     }
 
     /// `s` with every secret replaced by its marker; borrowed when nothing was replaced.
+    /// Colour codes do not hide a secret: `\e[36mDB_PASSWORD\e[0m=x` is scrubbed as
+    /// `DB_PASSWORD=x` is, the codes outside the secret kept.
     pub fn scrub<'a>(&self, s: &'a str) -> Cow<'a, str> {
+        if memchr::memchr(0x1b, s.as_bytes()).is_some() {
+            return self.scrub_ansi(s);
+        }
         if self.is_clean_fast(s) {
             return Cow::Borrowed(s);
         }
         self.scrub_rules(s)
+    }
+
+    /// [`scrub`](Self::scrub) of a string holding escape sequences: the rules run on its text
+    /// without the sequences, and what they replace there is replaced in the string at the same
+    /// place (codes outside a secret stay); then on the payload of each OSC sequence (a
+    /// hyperlink's URL), which is not part of the text.
+    fn scrub_ansi<'a>(&self, raw: &'a str) -> Cow<'a, str> {
+        let mut cur = Cow::Borrowed(raw);
+        let (text, map) = strip_ansi_mapped(raw);
+        if !self.is_clean_fast(&text) {
+            let scrubbed = self.scrub_rules(&text);
+            if scrubbed != text {
+                cur = Cow::Owned(if map.len() != text.len() + 1 {
+                    // A sequence cut a character in two: no byte map, the text replaces it.
+                    scrubbed.into_owned()
+                } else {
+                    splice_change(raw, &text, &scrubbed, &map)
+                });
+            }
+        }
+        match scrub_osc_payloads(self, &cur) {
+            Some(s) => Cow::Owned(s),
+            None => cur,
+        }
     }
 
     /// Scrubs the value of a named field, as in a map of environment variables parsed from a
@@ -642,6 +671,10 @@ pub fn is_secret_name(name: &str) -> bool {
     if norm.ends_with("_auth") && name.to_ascii_lowercase().ends_with("_auth") {
         return true;
     }
+    // Docker's `config.json`: `"auth": "<base64 of user:password>"`.
+    if name.eq_ignore_ascii_case("auth") {
+        return true;
+    }
     let words: Vec<&str> = norm.split('_').filter(|w| !w.is_empty()).collect();
     if words.iter().any(|w| WORDS.contains(w)) {
         return true;
@@ -661,20 +694,34 @@ fn ends_unquoted_value(b: u8) -> bool {
         )
 }
 
-/// Replaces the values of `NAME=value` assignments whose NAME is a secret's name
-/// ([`is_secret_name`]): `GITHUB_TOKEN=x`, `password = "x"`, `//registry/:_authToken=x`,
-/// `?access_token=x&`, `\"x\"` inside escaped JSON. Returns `None` when nothing changed.
+/// Replaces the values of `NAME=value` assignments and `NAME: value` pairs whose NAME is a
+/// secret's name ([`is_secret_name`]): `GITHUB_TOKEN=x`, `password = "x"`,
+/// `//registry/:_authToken=x`, `?access_token=x&`, `\"x\"` inside escaped JSON, `password: x`,
+/// `client_secret: "x"`, `{"password":"x"}`, `"SecretAccessKey": "x"`, docker's `"auth":"x"`.
+/// Returns `None` when nothing changed.
 fn scrub_assignments(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = String::new();
     let mut last = 0;
-    for eq in memchr::memchr_iter(b'=', b) {
-        if eq < last || b.get(eq + 1) == Some(&b'=') {
+    for eq in memchr::memchr2_iter(b'=', b':', b) {
+        let colon = b[eq] == b':';
+        if eq < last || (!colon && b.get(eq + 1) == Some(&b'=')) {
             continue; // inside a value already replaced, or `==`
+        }
+        if colon && matches!(b.get(eq + 1), Some(b'/' | b':')) {
+            continue; // `https://`, `::`
         }
         let mut j = eq;
         while j > last && matches!(b[j - 1], b' ' | b'\t') {
             j -= 1;
+        }
+        // A quoted name: `"password":`, `\"token\":` in escaped JSON, `'key':`.
+        let quote = j > last && matches!(b[j - 1], b'"' | b'\'');
+        if quote {
+            j -= 1;
+            if j > last && b[j - 1] == b'\\' {
+                j -= 1;
+            }
         }
         let name_end = j;
         while j > last && is_name_byte(b[j - 1]) {
@@ -683,9 +730,40 @@ fn scrub_assignments(s: &str) -> Option<String> {
         if j == name_end || !is_secret_name(&s[j..name_end]) {
             continue;
         }
-        let Some((vs, ve)) = value_span(b, eq + 1) else {
+        // `scheme://user:password@host` is the URL rules' (`***CREDENTIALS***`).
+        if colon && s[..j].ends_with("//") {
+            continue;
+        }
+        let Some((vs, mut ve)) = value_span(b, eq + 1) else {
             continue;
         };
+        if colon
+            && ["bearer", "basic", "token", "digest", "negotiate"]
+                .iter()
+                .any(|w| s[vs..ve].eq_ignore_ascii_case(w))
+            && b.get(ve) == Some(&b' ')
+        {
+            continue; // `auth: Bearer x`: a header whose scheme the bearer rule keeps
+        }
+        if colon {
+            // YAML and JSON settings about secrets, not secrets: `persist-credentials: true`,
+            // and GitHub's own mask `token: ***`.
+            let v = s[vs..ve].trim_end_matches([',', '}', ']']);
+            if matches!(
+                v.to_ascii_lowercase().as_str(),
+                "true" | "false" | "null" | "yes" | "no" | "none" | "~"
+            ) || (!v.is_empty() && v.bytes().all(|c| c == b'*'))
+            {
+                continue;
+            }
+            // In JSON and YAML flow style an unquoted value also ends at `,`, `}` and `]`.
+            if let Some(p) = s[vs..ve].find([',', '}', ']']) {
+                ve = vs + p;
+            }
+            if ve == vs {
+                continue;
+            }
+        }
         if is_masked(&s[vs..ve]) {
             continue;
         }
@@ -751,7 +829,9 @@ fn value_span(b: &[u8], start: usize) -> Option<(usize, usize)> {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct PemTracker {
-    block: Option<PemBlock>,
+    /// Open blocks, one per stream (BuildKit step) at most: BuildKit interleaves the lines of
+    /// steps that run at once, so another step's line must not end this step's key.
+    blocks: Vec<(Option<u32>, PemBlock)>,
 }
 
 #[derive(Debug, Clone)]
@@ -767,6 +847,9 @@ struct PemBlock {
 /// A key block longer than this many lines without an `-----END` is not a key (an 8192-bit
 /// RSA key is about 100 lines).
 const MAX_PEM_LINES: u32 = 256;
+
+/// Streams with a key block open at once; beyond, the oldest block is forgotten.
+const MAX_PEM_STREAMS: usize = 64;
 
 enum BodyLine {
     /// Blank, or an armor header (`Proc-Type:`, `DEK-Info:`, `Version:`): kept.
@@ -784,21 +867,33 @@ impl PemTracker {
 
     /// True between a `-----BEGIN ... PRIVATE KEY-----` line and its `-----END` line.
     pub fn in_key(&self) -> bool {
-        self.block.is_some()
+        !self.blocks.is_empty()
     }
 
     /// [`Scrubber::scrub`] for one line of a stream, also redacting key lines inside a block.
     pub fn scrub_line<'a>(&mut self, scrubber: &Scrubber, line: &'a str) -> Cow<'a, str> {
-        if let Some(block) = self.block.as_mut() {
+        self.scrub_stream_line(scrubber, None, line)
+    }
+
+    /// [`scrub_line`](Self::scrub_line) for a line of one of several interleaved streams of a
+    /// source (`stream`: the BuildKit step it belongs to): each stream has its own key block.
+    pub fn scrub_stream_line<'a>(
+        &mut self,
+        scrubber: &Scrubber,
+        stream: Option<u32>,
+        line: &'a str,
+    ) -> Cow<'a, str> {
+        if let Some(i) = self.blocks.iter().position(|(k, _)| *k == stream) {
+            let block = &mut self.blocks[i].1;
             if let Some(end) = scrubber.inner.pem_end.find(line) {
                 let (head, tail) = line.split_at(end.start());
                 let head = match block.classify(head) {
                     BodyLine::Data(s, e) => Cow::Owned(redact_range(head, s, e)),
                     BodyLine::Keep | BodyLine::Other => scrubber.scrub(head),
                 };
-                self.block = None;
+                self.blocks.remove(i);
                 let tail = scrubber.scrub(tail);
-                self.open_block(scrubber, &tail);
+                self.open_block(scrubber, stream, &tail);
                 return match (head, tail) {
                     (Cow::Borrowed(_), Cow::Borrowed(_)) => Cow::Borrowed(line),
                     (h, t) => Cow::Owned(format!("{h}{t}")),
@@ -818,16 +913,16 @@ impl PemTracker {
                     BodyLine::Other => {}
                 }
             }
-            self.block = None;
+            self.blocks.remove(i);
         }
         let out = scrubber.scrub(line);
-        self.open_block(scrubber, &out);
+        self.open_block(scrubber, stream, &out);
         out
     }
 
     /// Starts a block when `scrubbed` (already scrubbed, so that scrubbing a scrubbed stream
     /// takes the same decisions) ends with a BEGIN line whose END is not on it.
-    fn open_block(&mut self, scrubber: &Scrubber, scrubbed: &str) {
+    fn open_block(&mut self, scrubber: &Scrubber, stream: Option<u32>, scrubbed: &str) {
         if !scrubbed.contains("-----BEGIN ") {
             return;
         }
@@ -838,11 +933,17 @@ impl PemTracker {
         // A BEGIN glued to other text (`grep '-----BEGIN ...`) is not a key being printed.
         let starts_word = prefix.is_empty() || prefix.ends_with(|c: char| c.is_ascii_whitespace());
         if starts_word && !scrubber.inner.pem_end.is_match(&scrubbed[begin.end()..]) {
-            self.block = Some(PemBlock {
-                lines: 0,
-                prefix_words: prefix.split_ascii_whitespace().count(),
-                prev_full: false,
-            });
+            if self.blocks.len() >= MAX_PEM_STREAMS {
+                self.blocks.remove(0);
+            }
+            self.blocks.push((
+                stream,
+                PemBlock {
+                    lines: 0,
+                    prefix_words: prefix.split_ascii_whitespace().count(),
+                    prev_full: false,
+                },
+            ));
         }
     }
 }
@@ -887,6 +988,130 @@ impl PemBlock {
         } else {
             BodyLine::Other
         }
+    }
+}
+
+/// `raw` with the one span where `text` (its text without escape sequences, `map` giving each
+/// byte's index in `raw`) and `scrubbed` differ replaced by the scrubbed bytes.
+fn splice_change(raw: &str, text: &str, scrubbed: &str, map: &[usize]) -> String {
+    let (t, n) = (text.as_bytes(), scrubbed.as_bytes());
+    let mut p = t.iter().zip(n).take_while(|(a, b)| a == b).count();
+    while !text.is_char_boundary(p) || !scrubbed.is_char_boundary(p) {
+        p -= 1;
+    }
+    let mut q = t[p..]
+        .iter()
+        .rev()
+        .zip(n[p..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    while !text.is_char_boundary(t.len() - q) || !scrubbed.is_char_boundary(n.len() - q) {
+        q -= 1;
+    }
+    let start = map[p];
+    let mut end = if t.len() - q > p {
+        map[t.len() - q - 1] + 1
+    } else {
+        start
+    };
+    while !raw.is_char_boundary(end) {
+        end += 1;
+    }
+    let mut out = String::with_capacity(raw.len() + 16);
+    out.push_str(&raw[..start]);
+    out.push_str(&scrubbed[p..n.len() - q]);
+    out.push_str(&raw[end..]);
+    out
+}
+
+/// The payloads of OSC sequences (`ESC ] ... BEL` or `ESC ] ... ESC \\`) scrubbed; `None`
+/// when none changed.
+fn scrub_osc_payloads(scrubber: &Scrubber, s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = String::new();
+    let mut last = 0;
+    let mut i = 0;
+    while let Some(off) = memchr::memchr(0x1b, &b[i..]) {
+        let at = i + off;
+        if b.get(at + 1) != Some(&b']') {
+            i = at + 1;
+            continue;
+        }
+        let body = at + 2;
+        let mut j = body;
+        while j < b.len() && b[j] != 0x07 && !(b[j] == 0x1b && b.get(j + 1) == Some(&b'\\')) {
+            j += 1;
+        }
+        let payload = &s[body..j];
+        if !scrubber.is_clean_fast(payload) {
+            if let Cow::Owned(new) = scrubber.scrub_rules(payload) {
+                out.push_str(&s[last..body]);
+                out.push_str(&new);
+                last = j;
+            }
+        }
+        i = j.max(at + 1);
+        if i >= b.len() {
+            break;
+        }
+    }
+    if last == 0 {
+        return None;
+    }
+    out.push_str(&s[last..]);
+    Some(out)
+}
+
+/// `s` without its escape sequences (CSI, OSC, two-byte escapes: those the parsers strip from
+/// `message`), and for each byte of the result the index of the byte it came from.
+fn strip_ansi_mapped(s: &str) -> (String, Vec<usize>) {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut map = Vec::with_capacity(b.len() + 1);
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != 0x1b {
+            out.push(b[i]);
+            map.push(i);
+            i += 1;
+            continue;
+        }
+        match b.get(i + 1) {
+            Some(b'[') => {
+                let mut j = i + 2;
+                while j < b.len() && !(0x40..=0x7e).contains(&b[j]) {
+                    j += 1;
+                }
+                i = (j + 1).min(b.len());
+            }
+            Some(b']') => {
+                let mut j = i + 2;
+                while j < b.len() {
+                    if b[j] == 0x07 {
+                        j += 1;
+                        break;
+                    }
+                    if b[j] == 0x1b && b.get(j + 1) == Some(&b'\\') {
+                        j += 2;
+                        break;
+                    }
+                    j += 1;
+                }
+                i = j;
+            }
+            Some(&c) if (0x40..=0x5f).contains(&c) => i += 2,
+            _ => i += 1,
+        }
+    }
+    map.push(b.len());
+    // Sequences end on ASCII bytes, so what is left is normally whole characters; when a
+    // sequence swallowed part of one, the lossy text has another length and no usable map.
+    match String::from_utf8(out) {
+        Ok(text) => (text, map),
+        Err(e) => (
+            String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            Vec::new(),
+        ),
     }
 }
 

@@ -188,7 +188,9 @@ pub async fn push(
                         .get(reqwest::header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
                         .and_then(parse_retry_after);
-                    let text = resp.text().await.unwrap_or_default();
+                    let text = crate::sink::http::text_capped(resp)
+                        .await
+                        .unwrap_or_default();
                     let why = format!("{url} answered {status}: {}", text.trim());
                     (
                         status.is_server_error() || status.as_u16() == 429,

@@ -19,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -52,17 +51,25 @@ impl MetricsAuth {
         MetricsAuth::Basic(format!("Basic {b64}"))
     }
 
-    /// True when the request may pass. Compared in constant time.
+    /// True when the request may pass. The scheme (`Basic`, `Bearer`) is matched without
+    /// regard to case, as HTTP says; the credentials are compared in constant time.
     fn allows(&self, headers: &HeaderMap) -> bool {
-        let expected = match self {
+        let (scheme, expected) = match self {
             MetricsAuth::None => return true,
-            MetricsAuth::Basic(v) => v.clone(),
-            MetricsAuth::Bearer(t) => format!("Bearer {t}"),
+            MetricsAuth::Basic(v) => ("basic", v.strip_prefix("Basic ").unwrap_or(v).to_string()),
+            MetricsAuth::Bearer(t) => ("bearer", t.clone()),
         };
-        headers
-            .get(header::AUTHORIZATION)
-            .map(|v| bool::from(v.as_bytes().ct_eq(expected.as_bytes())))
-            .unwrap_or(false)
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return false;
+        };
+        let value = value.as_bytes();
+        let Some(space) = value.iter().position(|b| *b == b' ') else {
+            return false;
+        };
+        let (given_scheme, rest) = value.split_at(space);
+        let credentials = rest.trim_ascii_start();
+        given_scheme.eq_ignore_ascii_case(scheme.as_bytes())
+            && bool::from(credentials.ct_eq(expected.as_bytes()))
     }
 
     fn challenge(&self) -> &'static str {
@@ -80,6 +87,32 @@ pub struct ServeConfig {
     pub parse: ParseOptions,
     pub auth: MetricsAuth,
     pub runtime: RuntimeConfig,
+    pub limits: ConnectionLimits,
+}
+
+/// How long a client may take and how many may be connected: a stalled or idle client must
+/// never keep scrapes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// From a request's first byte to the end of its headers.
+    pub header_read_timeout: Duration,
+    /// A connection with no request under way (before the first, or after a response on a
+    /// keep-alive connection) is closed after this long.
+    pub idle_timeout: Duration,
+    /// Connections open at once. At the limit, the connection that has waited longest without
+    /// a request is closed to make room, once it has waited `MIN_AGE_TO_EVICT`; when none has,
+    /// new connections wait in the listen queue.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 256,
+        }
+    }
 }
 
 /// What scrapes read; swapped in by the refresher.
@@ -116,15 +149,11 @@ pub async fn serve(
             }
         }
     });
+    let limits = state.cfg.limits;
     let app = router(state);
-    let result = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let result = conn::accept_loop(listener, app, limits, shutdown).await;
     refresher.abort();
-    Ok(result?)
+    result
 }
 
 fn router(state: Arc<AppState>) -> Router {
@@ -136,6 +165,339 @@ fn router(state: Arc<AppState>) -> Router {
             get(|| async { "buildlog: build metrics at /metrics, liveness at /healthz\n" }),
         )
         .with_state(state)
+}
+
+mod conn {
+    //! The accept loop: one hyper HTTP/1 connection per task, each watched for its header read
+    //! time and its idle time, and a bound on how many are open.
+
+    use super::ConnectionLimits;
+    use axum::Router;
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    use std::collections::BTreeMap;
+    use std::io;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::Notify;
+    use tokio::task::AbortHandle;
+
+    /// A connection that has waited this long without a request may be closed to make room.
+    pub(super) const MIN_AGE_TO_EVICT: Duration = Duration::from_millis(500);
+    /// A connection that never sent a byte must wait this many times longer to be evicted.
+    const SILENT_FACTOR: u64 = 6;
+
+    /// What the watchdog knows of one connection. Times are milliseconds since `epoch`.
+    struct Activity {
+        epoch: Instant,
+        /// Requests whose headers are complete and whose response is not yet written.
+        in_flight: AtomicUsize,
+        /// When the connection last became idle (accepted, or a response was finished).
+        idle_since: AtomicU64,
+        /// The first byte read since then, plus one (0: none yet).
+        first_byte: AtomicU64,
+        /// The connection's task has read from the socket (or found nothing to read): until
+        /// then a connection is only waiting for a busy server, not stalling it.
+        polled: AtomicBool,
+        /// Requests answered on this connection.
+        requests_done: AtomicU64,
+    }
+
+    impl Activity {
+        fn now(&self) -> u64 {
+            self.epoch.elapsed().as_millis() as u64
+        }
+        /// Idle since when, if no request is under way.
+        fn waiting_since(&self) -> Option<u64> {
+            (self.in_flight.load(Ordering::Acquire) == 0)
+                .then(|| self.idle_since.load(Ordering::Acquire))
+        }
+
+        /// Waiting since when, if it may be closed to make room: no request under way, its
+        /// socket was read, and it has waited `min_age` with half a request or after a
+        /// finished one, or `SILENT_FACTOR` times that without sending anything (a silent
+        /// connection may also be a request a busy server has not read yet).
+        fn evictable_since(&self, min_age: u64) -> Option<u64> {
+            if !self.polled.load(Ordering::Acquire) {
+                return None;
+            }
+            let since = self.waiting_since()?;
+            let age = self.now().saturating_sub(since);
+            let spoke = self.first_byte.load(Ordering::Acquire) > 0
+                || self.requests_done.load(Ordering::Acquire) > 0;
+            let needed = if spoke {
+                min_age
+            } else {
+                min_age.saturating_mul(SILENT_FACTOR)
+            };
+            (age >= needed).then_some(since)
+        }
+    }
+
+    /// The socket, noting when request bytes arrive.
+    struct Watched {
+        io: TcpStream,
+        activity: Arc<Activity>,
+    }
+
+    impl AsyncRead for Watched {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let before = buf.filled().len();
+            let r = Pin::new(&mut self.io).poll_read(cx, buf);
+            self.activity.polled.store(true, Ordering::Release);
+            if buf.filled().len() > before {
+                let a = &self.activity;
+                if a.in_flight.load(Ordering::Acquire) == 0
+                    && a.first_byte.load(Ordering::Acquire) == 0
+                {
+                    a.first_byte.store(a.now() + 1, Ordering::Release);
+                }
+            }
+            r
+        }
+    }
+
+    impl AsyncWrite for Watched {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.io).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.io).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.io).poll_shutdown(cx)
+        }
+    }
+
+    /// Counts a request in flight from its service call to its response body's end.
+    struct InFlight(Arc<Activity>);
+
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            let a = &self.0;
+            a.first_byte.store(0, Ordering::Release);
+            a.idle_since.store(a.now(), Ordering::Release);
+            a.requests_done.fetch_add(1, Ordering::AcqRel);
+            a.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    #[derive(Default)]
+    struct Registry {
+        next: u64,
+        open: BTreeMap<u64, (Arc<Activity>, AbortHandle)>,
+    }
+
+    impl Registry {
+        /// Closes the connection that has waited longest without a request, if it has waited
+        /// at least `min_age`. True when one was closed.
+        fn evict_oldest_waiting(&mut self, min_age: Duration) -> bool {
+            let min_age = min_age.as_millis() as u64;
+            let victim = self
+                .open
+                .iter()
+                .filter_map(|(id, (a, _))| Some((a.evictable_since(min_age)?, *id)))
+                .min();
+            match victim.and_then(|(_, id)| self.open.remove(&id)) {
+                Some((_, handle)) => {
+                    handle.abort();
+                    true
+                }
+                None => false,
+            }
+        }
+    }
+
+    pub(super) async fn accept_loop(
+        listener: TcpListener,
+        app: Router,
+        limits: ConnectionLimits,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let epoch = Instant::now();
+        let registry = Arc::new(Mutex::new(Registry::default()));
+        let freed = Arc::new(Notify::new());
+        tokio::pin!(shutdown);
+        loop {
+            // Room for one more, making it by closing a long-waiting connection if need be.
+            loop {
+                let notified = freed.notified();
+                {
+                    let mut r = registry.lock().unwrap_or_else(|e| e.into_inner());
+                    if r.open.len() < limits.max_connections.max(1)
+                        || r.evict_oldest_waiting(MIN_AGE_TO_EVICT)
+                    {
+                        break;
+                    }
+                }
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(MIN_AGE_TO_EVICT / 4) => {}
+                    _ = &mut shutdown => {
+                        close_all(&registry);
+                        return Ok(());
+                    }
+                }
+            }
+            let stream = tokio::select! {
+                r = listener.accept() => r,
+                _ = &mut shutdown => {
+                        close_all(&registry);
+                        return Ok(());
+                    }
+            };
+            let stream = match stream {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of file descriptors (or another passing accept error): make room by
+                    // closing the longest-waiting connection, whatever its age, and retry.
+                    tracing::warn!("accepting a connection failed: {e}");
+                    let evicted = registry
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .evict_oldest_waiting(Duration::ZERO);
+                    if !evicted {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let activity = Arc::new(Activity {
+                epoch,
+                in_flight: AtomicUsize::new(0),
+                idle_since: AtomicU64::new(epoch.elapsed().as_millis() as u64),
+                first_byte: AtomicU64::new(0),
+                polled: AtomicBool::new(false),
+                requests_done: AtomicU64::new(0),
+            });
+            let mut r = registry.lock().unwrap_or_else(|e| e.into_inner());
+            let id = r.next;
+            r.next += 1;
+            let task = tokio::spawn(connection(
+                stream,
+                app.clone(),
+                activity.clone(),
+                limits,
+                registry.clone(),
+                freed.clone(),
+                id,
+            ));
+            r.open.insert(id, (activity, task.abort_handle()));
+        }
+    }
+
+    fn close_all(registry: &Mutex<Registry>) {
+        let mut r = registry.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, (_, handle)) in std::mem::take(&mut r.open) {
+            handle.abort();
+        }
+    }
+
+    async fn connection(
+        stream: TcpStream,
+        app: Router,
+        activity: Arc<Activity>,
+        limits: ConnectionLimits,
+        registry: Arc<Mutex<Registry>>,
+        freed: Arc<Notify>,
+        id: u64,
+    ) {
+        let io = TokioIo::new(Watched {
+            io: stream,
+            activity: activity.clone(),
+        });
+        let svc = {
+            let activity = activity.clone();
+            let inner = TowerToHyperService::new(app);
+            hyper::service::service_fn(move |req| {
+                activity.in_flight.fetch_add(1, Ordering::AcqRel);
+                let guard = InFlight(activity.clone());
+                let call = hyper::service::Service::call(&inner, req);
+                async move {
+                    let resp = call.await?;
+                    // The request counts as under way until its body has been written.
+                    Ok::<_, std::convert::Infallible>(resp.map(|b| GuardedBody {
+                        inner: b,
+                        _guard: guard,
+                    }))
+                }
+            })
+        };
+        let conn = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(io, svc);
+        tokio::pin!(conn);
+        let watchdog = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let now = activity.now();
+                let Some(idle_since) = activity.waiting_since() else {
+                    continue;
+                };
+                let first = activity.first_byte.load(Ordering::Acquire);
+                if first > 0 {
+                    if now + 1 - first >= limits.header_read_timeout.as_millis() as u64 {
+                        tracing::debug!("closing a connection whose request headers are late");
+                        return;
+                    }
+                } else if now.saturating_sub(idle_since) >= limits.idle_timeout.as_millis() as u64 {
+                    tracing::debug!("closing an idle connection");
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!("connection ended: {e}");
+                }
+            }
+            _ = watchdog => {}
+        }
+        registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .open
+            .remove(&id);
+        freed.notify_one();
+    }
+
+    /// A response body that keeps its request counted as under way until it is dropped.
+    struct GuardedBody {
+        inner: axum::body::Body,
+        _guard: InFlight,
+    }
+
+    impl hyper::body::Body for GuardedBody {
+        type Data = bytes::Bytes;
+        type Error = axum::Error;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+            Pin::new(&mut self.inner).poll_frame(cx)
+        }
+        fn is_end_stream(&self) -> bool {
+            self.inner.is_end_stream()
+        }
+        fn size_hint(&self) -> hyper::body::SizeHint {
+            self.inner.size_hint()
+        }
+    }
 }
 
 async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {

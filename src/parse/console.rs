@@ -1441,7 +1441,13 @@ impl ConsoleParser {
             ..*base
         };
         if let Some((_, text)) = log {
-            return step.flow.content(&mut self.failures, &cx, text, out);
+            let from = out.len();
+            step.flow.content(&mut self.failures, &cx, text, out);
+            // Steps interleave: the scrubber keeps a private key's state per step.
+            for e in &mut out[from..] {
+                e.stream = Some(n);
+            }
+            return;
         }
         // BuildKit's own lines about a step: `message` events with its number and status.
         let lifecycle = |status: &str, level: Level, msg: &str| {

@@ -510,9 +510,11 @@ impl InstallLogParser {
         out.push(e);
     }
 
-    fn summary_line(&mut self, text: &str) {
+    /// One line of the installation-summary block. False when it is none of the block's
+    /// lines (something else wrote into the log there): the caller keeps it as output.
+    fn summary_line(&mut self, text: &str) -> bool {
         let Some(s) = self.summary.as_mut() else {
-            return;
+            return false;
         };
         if s.in_first_errors {
             if text.is_empty() {
@@ -520,7 +522,7 @@ impl InstallLogParser {
             } else {
                 s.figures.first_errors.push(text.to_string());
             }
-            return;
+            return true;
         }
         match s.figures.line(text) {
             SummaryLine::FirstErrors => s.in_first_errors = true,
@@ -529,8 +531,36 @@ impl InstallLogParser {
                     self.clock.set_datetime(d, t);
                 }
             }
-            SummaryLine::Figure | SummaryLine::Other => {}
+            SummaryLine::Figure => {}
+            SummaryLine::Other => return text.is_empty(),
         }
+        true
+    }
+
+    /// A line inside a block that is none of the block's own: an `output` event of no
+    /// command, flagged `unparsed`, so that nothing written into the log is lost.
+    fn stray_line(&mut self, line: &Line<'_>, out: &mut Vec<Event>) {
+        let (text, invalid) = decode(line.bytes);
+        let (is_err, is_warn) = classify(line.bytes);
+        let level = if is_err {
+            Level::Error
+        } else if is_warn {
+            Level::Warn
+        } else {
+            Level::Info
+        };
+        let message = strip_ansi(&text);
+        let mut e = self.event(EventType::Output, level, message.as_ref(), line.number);
+        if message.len() != text.len() {
+            e.raw = Some(text.to_string());
+        }
+        e.metadata.insert("unparsed".into(), true.into());
+        e.invalid_utf8 = invalid;
+        if let Some(n) = line.original_len {
+            e.truncated = true;
+            e.original_length = Some(n);
+        }
+        out.push(e);
     }
 
     fn config_line(&mut self, text: &str) {
@@ -745,7 +775,9 @@ impl FormatParser for InstallLogParser {
                     }
                     return;
                 }
-                self.summary_line(text);
+                if !self.summary_line(text) {
+                    self.stray_line(line, out);
+                }
             }
         }
     }

@@ -73,6 +73,25 @@ fn event_type_of(s: &str) -> Option<EventType> {
     EventType::ALL.into_iter().find(|t| t.as_str() == s)
 }
 
+/// The keys of the logger's `build-metadata.json` (`log_build_metadata`).
+const METADATA_KEYS: &[&str] = &[
+    "correlation_id",
+    "timestamp",
+    "base_image",
+    "project_name",
+    "platform",
+    "architecture",
+    "build_args",
+];
+
+/// Whether an object without `event_type` is the logger's build metadata: its
+/// `correlation_id` and nothing but the metadata keys. Any other object is not the logger's,
+/// and its line becomes an `unparsed` event rather than vanish.
+fn is_build_metadata(obj: &Map<String, Value>) -> bool {
+    obj.get("correlation_id").is_some_and(Value::is_string)
+        && obj.keys().all(|k| METADATA_KEYS.contains(&k.as_str()))
+}
+
 /// What a JSON line is.
 pub enum JsonRecord {
     /// A logger event (or one of buildlog's own): with the logger's correlation id.
@@ -85,6 +104,8 @@ pub enum JsonRecord {
 
 /// Converts one parsed JSON value. Events written by buildlog itself (they have `event_id`)
 /// come back exactly as they were, so a dead-letter file or an earlier output can be replayed.
+/// `None` when the value is not the logger's (an array, another program's object): the caller
+/// keeps its line as an `unparsed` event.
 pub fn to_record(v: Value) -> Option<JsonRecord> {
     let obj = v.as_object()?;
     if obj.contains_key("event_id") && obj.contains_key("seq") {
@@ -144,7 +165,7 @@ pub fn to_record(v: Value) -> Option<JsonRecord> {
             e.timestamp = ts.unwrap_or_default();
             return Some(JsonRecord::Summary(e, corr));
         }
-        return Some(JsonRecord::Metadata(corr));
+        return is_build_metadata(obj).then_some(JsonRecord::Metadata(corr));
     };
     let event_type = event_type_of(et).unwrap_or(EventType::Message);
     let feature = obj
@@ -197,12 +218,48 @@ pub fn to_record(v: Value) -> Option<JsonRecord> {
     Some(JsonRecord::Event(e, corr))
 }
 
+/// A pretty-printed object longer than this is not one (`build-metadata.json` is about 1 KiB):
+/// what was collected is given back as `unparsed` lines.
+const MAX_PENDING: usize = 1 << 20;
+
 /// A stream of JSON lines as events (used for `--format json` and stdin).
 #[derive(Default)]
 pub struct JsonParser {
     /// Lines of a pretty-printed object (`build-metadata.json`) being collected.
     pending: Vec<u8>,
     pending_line: u64,
+}
+
+impl JsonParser {
+    /// The collected lines of a pretty-printed object that is not the logger's metadata.
+    fn flush_pending(&mut self, incomplete: bool, out: &mut Vec<Event>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let text = std::mem::take(&mut self.pending);
+        let text = text.strip_suffix(b"\n").unwrap_or(&text);
+        match serde_json::from_slice::<Value>(text).ok().map(to_record) {
+            Some(Some(JsonRecord::Metadata(_))) => {}
+            Some(Some(JsonRecord::Event(mut e, corr) | JsonRecord::Summary(mut e, corr))) => {
+                if e.correlation_id.is_empty() {
+                    e.logger_correlation_id = corr;
+                }
+                if e.event_id.is_empty() {
+                    e.source.line = self.pending_line;
+                }
+                out.push(e);
+            }
+            _ => {
+                let (decoded, invalid) = super::text::decode(text);
+                let mut e = Event::new(EventType::Message, Level::Warn, "", decoded.to_string());
+                e.metadata.insert("unparsed".into(), true.into());
+                e.incomplete = incomplete;
+                e.invalid_utf8 = invalid;
+                e.source.line = self.pending_line;
+                out.push(e);
+            }
+        }
+    }
 }
 
 impl FormatParser for JsonParser {
@@ -214,8 +271,9 @@ impl FormatParser for JsonParser {
             self.pending.extend_from_slice(line.bytes);
             self.pending.push(b'\n');
             if line.bytes == b"}" {
-                // A whole multi-line object: metadata carries no event.
-                self.pending.clear();
+                self.flush_pending(false, out);
+            } else if self.pending.len() > MAX_PENDING {
+                self.flush_pending(true, out);
             }
             return;
         }
@@ -243,17 +301,7 @@ impl FormatParser for JsonParser {
         }
     }
     fn finish(&mut self, out: &mut Vec<Event>) {
-        if !self.pending.is_empty() {
-            let text = String::from_utf8_lossy(&self.pending).to_string();
-            if serde_json::from_str::<Value>(&text).is_err() {
-                let mut e = Event::new(EventType::Message, Level::Warn, "", text);
-                e.metadata.insert("unparsed".into(), true.into());
-                e.incomplete = true;
-                e.source.line = self.pending_line;
-                out.push(e);
-            }
-            self.pending.clear();
-        }
+        self.flush_pending(true, out);
     }
 }
 
@@ -281,6 +329,47 @@ mod tests {
             panic!()
         };
         assert_eq!(e.message, "tflint \x1b[33m2\x1b[0m\ttab\x01soh");
+    }
+
+    #[test]
+    fn objects_that_are_not_the_loggers_are_kept_as_unparsed_lines() {
+        let mut p = JsonParser::default();
+        let mut out = Vec::new();
+        let lines: [&[u8]; 7] = [
+            br#"{"level":"info","msg":"x"}"#,
+            b"[1,2]",
+            br#"{"password":"p"}"#,
+            br#"{"correlation_id":"build-1-abcdef","base_image":"debian"}"#,
+            b"{",
+            br#"  "token": "t""#,
+            b"}",
+        ];
+        for (i, l) in lines.iter().enumerate() {
+            p.line(
+                &Line {
+                    bytes: l,
+                    number: i as u64 + 1,
+                    original_len: None,
+                    unterminated: false,
+                },
+                &mut out,
+            );
+        }
+        p.finish(&mut out);
+        let got: Vec<(&str, u64)> = out
+            .iter()
+            .map(|e| (e.message.as_str(), e.source.line))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (r#"{"level":"info","msg":"x"}"#, 1),
+                ("[1,2]", 2),
+                (r#"{"password":"p"}"#, 3),
+                ("{\n  \"token\": \"t\"\n}", 5),
+            ]
+        );
+        assert!(out.iter().all(|e| e.metadata["unparsed"] == true));
     }
 
     #[test]

@@ -8,6 +8,45 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The most of a response body any sink reads (1 MiB): enough for every error message a
+/// server sends; the rest is not read (the connection is dropped, not reused). A success
+/// answer of Elasticsearch's `_bulk` may be larger: see [`bulk_response_limit`].
+pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
+/// How much of a `_bulk` answer for `docs` documents is read: 1 MiB plus 4 KiB per document
+/// (an item's result is about 200 bytes, with an error about 1 KiB).
+pub fn bulk_response_limit(docs: usize) -> usize {
+    MAX_RESPONSE_BYTES.saturating_add(docs.saturating_mul(4096))
+}
+
+/// At most `limit` bytes of a response's body, and whether there was more.
+pub async fn read_capped(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> reqwest::Result<(Vec<u8>, bool)> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = limit - out.len();
+        if chunk.len() > room {
+            out.extend_from_slice(&chunk[..room]);
+            return Ok((out, true));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok((out, false))
+}
+
+/// The start of a response's body as text (lossy UTF-8), at most [`MAX_RESPONSE_BYTES`],
+/// with `… (cut at 1 MiB)` when there was more.
+pub async fn text_capped(resp: reqwest::Response) -> reqwest::Result<String> {
+    let (bytes, more) = read_capped(resp, MAX_RESPONSE_BYTES).await?;
+    let mut s = String::from_utf8_lossy(&bytes).into_owned();
+    if more {
+        s.push_str("… (cut at 1 MiB)");
+    }
+    Ok(s)
+}
+
 /// TLS and timeout flags, flattened into each sink's own flags with a prefix-free name set.
 #[derive(Debug, Clone, Args, Default)]
 pub struct TransportArgs {

@@ -179,4 +179,3 @@ pub fn replay(src: &Path, dst: &Path) {
         std::fs::copy(src.join("build-failure.log"), dst.join("build-failure.log")).unwrap();
     }
 }
-

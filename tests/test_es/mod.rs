@@ -64,6 +64,9 @@ pub struct State {
     pub item_failures: HashMap<String, VecDeque<u16>>,
     /// Statuses to answer for the next whole bulk requests (front first).
     pub request_failures: VecDeque<u16>,
+    /// The next bulk requests are answered with this status and a JSON body of this many
+    /// bytes (a hostile or broken server), front first.
+    pub huge_answers: VecDeque<(u16, usize)>,
     pub requests: Vec<Recorded>,
     /// The `_id`s of each bulk request, in order.
     pub bulk_ids: Vec<Vec<String>>,
@@ -135,6 +138,15 @@ impl TestEs {
         let mut s = self.state.lock().unwrap();
         let q = s.item_failures.entry(id.to_string()).or_default();
         q.extend(std::iter::repeat_n(status, times));
+    }
+
+    /// The next bulk requests get these statuses with bodies of these sizes, one each.
+    pub fn huge_answers(&self, answers: &[(u16, usize)]) {
+        self.state
+            .lock()
+            .unwrap()
+            .huge_answers
+            .extend(answers.iter().copied());
     }
 
     /// The next bulk requests get these statuses, one each.
@@ -361,6 +373,21 @@ fn bulk(s: &mut State, rec: &Recorded, default_index: Option<String>) -> Respons
             406,
             json!({"error": format!("Content-Type header [{ct}] is not supported"), "status": 406}),
         );
+    }
+    if let Some((status, size)) = s.huge_answers.pop_front() {
+        // A valid JSON object: `{"took":1,"errors":false,"pad":"xxx...","items":[]}`.
+        let head = br#"{"took":1,"errors":false,"pad":""#;
+        let tail = br#"","items":[]}"#;
+        let mut body = Vec::with_capacity(size);
+        body.extend_from_slice(head);
+        body.resize(size.saturating_sub(tail.len()).max(head.len()), b'x');
+        body.extend_from_slice(tail);
+        return (
+            StatusCode::from_u16(status).unwrap(),
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response();
     }
     if let Some(status) = s.request_failures.pop_front() {
         let e = chosen_error(status, "", "");

@@ -80,6 +80,8 @@ pub enum Fault {
     Hang,
     /// Read the request, then close the connection without an answer.
     Close,
+    /// Answer with this status and a text body of this many bytes (a broken proxy's page).
+    Huge(u16, usize),
 }
 
 /// One stored entry.
@@ -304,6 +306,11 @@ async fn handle(
             }
             r
         }
+        Some(Fault::Huge(code, size)) => Response::builder()
+            .status(code)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body(Full::new(Bytes::from(vec![b'x'; size])))
+            .unwrap(),
         Some(Fault::Status(code, _)) => text(
             code,
             "rpc error: code = Unavailable desc = at least 1 live replicas required, could only find 0\n"

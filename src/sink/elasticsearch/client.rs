@@ -50,7 +50,43 @@ struct BulkResponse {
     #[serde(default)]
     errors: bool,
     #[serde(default)]
-    items: Option<Vec<BTreeMap<String, RawItem>>>,
+    items: Option<Items>,
+}
+
+/// The `items` of a bulk answer, read one at a time: each becomes its [`ItemResult`] (status
+/// and error text) as soon as it is parsed, so only one item's error object is held at once.
+struct Items(Vec<ItemResult>);
+
+impl<'de> Deserialize<'de> for Items {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Items;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of bulk items")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Items, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(65_536));
+                while let Some(m) = seq.next_element::<BTreeMap<String, RawItem>>()? {
+                    out.push(match m.into_values().next() {
+                        Some(RawItem { status, error }) => ItemResult {
+                            status,
+                            error: error.as_ref().map(error_text),
+                        },
+                        None => ItemResult {
+                            status: 500,
+                            error: Some("empty item in the bulk response".into()),
+                        },
+                    });
+                }
+                Ok(Items(out))
+            }
+        }
+        d.deserialize_seq(V)
+    }
 }
 
 #[derive(Deserialize)]
@@ -100,8 +136,22 @@ impl BulkClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let bytes = match resp.bytes().await {
-            Ok(b) => b,
+        let limit = if status.is_success() {
+            crate::sink::http::bulk_response_limit(docs)
+        } else {
+            crate::sink::http::MAX_RESPONSE_BYTES
+        };
+        let bytes = match crate::sink::http::read_capped(resp, limit).await {
+            Ok((_, true)) if status.is_success() => {
+                // Not a real answer to this request: its items cannot be read whole.
+                return BulkOutcome::Retry {
+                    reason: format!(
+                        "HTTP {status}: the bulk response is larger than {limit} bytes for {docs} documents"
+                    ),
+                    retry_after,
+                };
+            }
+            Ok((b, _)) => b,
             Err(e) => {
                 return BulkOutcome::Retry {
                     reason: format!(
@@ -126,25 +176,9 @@ pub fn classify(
     if status.is_success() {
         return match serde_json::from_slice::<BulkResponse>(body) {
             Ok(BulkResponse {
-                items: Some(items), ..
-            }) if items.len() == docs => BulkOutcome::Items(
-                items
-                    .into_iter()
-                    .map(|m| {
-                        let item = m.into_values().next();
-                        match item {
-                            Some(RawItem { status, error }) => ItemResult {
-                                status,
-                                error: error.as_ref().map(error_text),
-                            },
-                            None => ItemResult {
-                                status: 500,
-                                error: Some("empty item in the bulk response".into()),
-                            },
-                        }
-                    })
-                    .collect(),
-            ),
+                items: Some(Items(items)),
+                ..
+            }) if items.len() == docs => BulkOutcome::Items(items),
             // A success without a readable item list cannot say which documents were stored;
             // sending again is harmless (`create` answers 409 for what is already there).
             Ok(BulkResponse {
@@ -160,7 +194,7 @@ pub fn classify(
             Ok(r) => BulkOutcome::Retry {
                 reason: format!(
                     "HTTP {status}: the response lists {} items for {docs} documents",
-                    r.items.map_or(0, |i| i.len())
+                    r.items.map_or(0, |i| i.0.len())
                 ),
                 retry_after,
             },

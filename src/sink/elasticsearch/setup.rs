@@ -264,7 +264,8 @@ impl SetupClient {
             .await
             .with_context(|| format!("{method} {path}"))?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await?;
+        let (bytes, _) =
+            crate::sink::http::read_capped(resp, crate::sink::http::MAX_RESPONSE_BYTES).await?;
         let v = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         Ok((status, v))

@@ -90,7 +90,7 @@ impl Client {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let text = match resp.text().await {
+        let text = match crate::sink::http::text_capped(resp).await {
             Ok(t) => t,
             Err(e) if !status.is_success() => format!("(body unreadable: {e})"),
             // A 2xx whose body broke off: Loki answered before the body, so it stored it.

@@ -171,20 +171,21 @@ async fn send_http(
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let body = match resp.bytes().await {
-        Ok(b) => b,
-        Err(e) if status.is_success() => {
-            // Accepted: the answer only matters for a partial success we then cannot read.
-            tracing::warn!("otlp: reading the answer: {}", describe_reqwest_error(&e));
-            return Attempt::Ok(None);
-        }
-        Err(e) => {
-            return Attempt::Retry {
-                reason: describe_reqwest_error(&e),
-                after: None,
+    let body =
+        match crate::sink::http::read_capped(resp, crate::sink::http::MAX_RESPONSE_BYTES).await {
+            Ok((b, _)) => b,
+            Err(e) if status.is_success() => {
+                // Accepted: the answer only matters for a partial success we then cannot read.
+                tracing::warn!("otlp: reading the answer: {}", describe_reqwest_error(&e));
+                return Attempt::Ok(None);
             }
-        }
-    };
+            Err(e) => {
+                return Attempt::Retry {
+                    reason: describe_reqwest_error(&e),
+                    after: None,
+                }
+            }
+        };
     if status.is_success() {
         return Attempt::Ok(encoder::parse_http_response(&body, ct.as_deref()));
     }
