@@ -35,9 +35,10 @@ pub struct ConvertArgs {
     #[arg(long)]
     pub follow: bool,
 
-    /// How often to look for new lines and files when following, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 250)]
-    pub poll_interval: u64,
+    /// How often to look for new lines and files when following (`250ms`; a bare number is
+    /// milliseconds).
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = crate::duration::millis)]
+    pub poll_interval: std::time::Duration,
 }
 
 pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
@@ -108,7 +109,7 @@ fn follow(
     let dir = match inputs.as_slice() {
         [Input::Path(p)] if !p.is_file() => p.clone(),
         _ => {
-            return Err(super::UsageError(
+            return Err(crate::error::UsageError(
                 "--follow takes one build log directory (for one file: tail -F FILE | buildlog convert -)".into(),
             )
             .into())
@@ -128,7 +129,7 @@ fn follow(
     let report = crate::parse::follow::follow_dir(
         &dir,
         &opts,
-        std::time::Duration::from_millis(args.poll_interval.max(10)),
+        args.poll_interval.max(std::time::Duration::from_millis(10)),
         &stop,
         &mut |event| {
             line.clear();

@@ -1,6 +1,7 @@
 //! `buildlog es ...`: Elasticsearch / OpenSearch helpers (issue #5).
 
-use super::{exit, UsageError};
+use super::exit;
+use crate::error::UsageError;
 use crate::sink::elasticsearch::config::parse_server_url;
 use crate::sink::elasticsearch::setup::{plan, SetupClient, SetupOptions};
 use crate::sink::elasticsearch::EsAuthArgs;

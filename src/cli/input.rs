@@ -56,14 +56,18 @@ impl InputArgs {
 
     pub fn parse_options(&self) -> anyhow::Result<ParseOptions> {
         let tz = jiff::tz::TimeZone::get(&self.timezone).map_err(|e| {
-            super::UsageError(format!("unknown time zone {:?}: {e}", self.timezone))
+            crate::error::UsageError(format!("unknown time zone {:?}: {e}", self.timezone))
         })?;
         if self.max_line_bytes < 1024 {
-            return Err(super::UsageError("--max-line-bytes must be at least 1024".into()).into());
+            return Err(
+                crate::error::UsageError("--max-line-bytes must be at least 1024".into()).into(),
+            );
         }
         if let Some(id) = &self.correlation_id {
             if id.trim().is_empty() {
-                return Err(super::UsageError("--correlation-id must not be empty".into()).into());
+                return Err(
+                    crate::error::UsageError("--correlation-id must not be empty".into()).into(),
+                );
             }
         }
         if self.no_scrub {

@@ -1,7 +1,9 @@
 //! `buildlog metrics` and `buildlog serve` (issue #3).
 
+use super::exit;
 use super::input::InputArgs;
-use super::{exit, UsageError};
+use crate::error::UsageError;
+use crate::fsutil::write_atomically;
 use crate::metrics::backfill::Backfill;
 use crate::metrics::remote_write;
 use crate::metrics::runtime::{RuntimeConfig, START_TIME_FILE};
@@ -56,32 +58,54 @@ pub struct MetricsArgs {
 
     /// Push the samples (stamped now) with the Prometheus remote write protocol to URL
     /// (e.g. http://prometheus:9090/api/v1/write) instead of printing them.
-    #[arg(long, value_name = "URL", conflicts_with = "textfile")]
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "textfile",
+        help_heading = "Remote write"
+    )]
     pub remote_write: Option<String>,
 
     /// Extra label on every remote-written series (name=value, repeatable).
-    #[arg(long = "label", value_name = "NAME=VALUE", requires = "remote_write")]
+    #[arg(
+        long = "remote-write-label",
+        alias = "label",
+        value_name = "NAME=VALUE",
+        requires = "remote_write",
+        help_heading = "Remote write"
+    )]
     pub labels: Vec<String>,
 
     /// File holding the remote write password (else $REMOTE_WRITE_PASSWORD).
-    #[arg(long, value_name = "FILE", requires = "remote_write")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "remote_write",
+        help_heading = "Remote write"
+    )]
     pub remote_write_password_file: Option<PathBuf>,
 
     /// File holding a remote write bearer token (else $REMOTE_WRITE_BEARER_TOKEN).
-    #[arg(long, value_name = "FILE", requires = "remote_write")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "remote_write",
+        help_heading = "Remote write"
+    )]
     pub remote_write_bearer_token_file: Option<PathBuf>,
 
-    /// Retries of a remote write request answered 5xx or 429 or not answered.
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub max_retries: u32,
+    /// Retries of a remote write request answered 5xx or 429 or not answered; `infinite`
+    /// to keep trying.
+    #[arg(long, value_name = "N", default_value = "10", value_parser = crate::duration::retry_limit, alias = "max-retries", help_heading = "Remote write")]
+    pub remote_write_retry_max: crate::duration::RetryLimit,
 
-    /// First retry wait, in seconds (doubles up to --retry-max-wait, with jitter).
-    #[arg(long, value_name = "SECS", default_value_t = 0.5)]
-    pub retry_min_wait: f64,
+    /// First retry wait (doubles up to --remote-write-retry-max-wait, with jitter).
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = crate::duration::secs, alias = "retry-min-wait", help_heading = "Remote write")]
+    pub remote_write_retry_initial: Duration,
 
-    /// Longest retry wait, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
-    pub retry_max_wait: f64,
+    /// Longest retry wait.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::duration::secs, alias = "retry-max-wait", help_heading = "Remote write")]
+    pub remote_write_retry_max_wait: Duration,
 
     #[command(flatten)]
     pub transport: TransportArgs,
@@ -165,33 +189,6 @@ pub fn run_metrics(args: MetricsArgs) -> anyhow::Result<i32> {
     Ok(input_code)
 }
 
-/// Writes `data` to a temporary file beside `path`, syncs it, and renames it over `path`,
-/// so that a reader (node_exporter) never sees a half-written file.
-pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("the textfile path names no file"))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 fn remote_write_auth(args: &MetricsArgs) -> anyhow::Result<Auth> {
     if let Some(token) = secret_from(
         "REMOTE_WRITE_BEARER_TOKEN",
@@ -217,55 +214,49 @@ fn remote_write_auth(args: &MetricsArgs) -> anyhow::Result<Auth> {
 }
 
 fn backoff(args: &MetricsArgs) -> anyhow::Result<Backoff> {
-    let secs = |v: f64, what: &str| {
-        if v.is_finite() && v >= 0.0 {
-            Ok(Duration::from_secs_f64(v))
-        } else {
-            Err(UsageError(format!(
-                "{what} must be a number of seconds, not {v}"
-            )))
-        }
-    };
-    Ok(Backoff {
-        min: secs(args.retry_min_wait, "--retry-min-wait")?,
-        max: secs(args.retry_max_wait, "--retry-max-wait")?,
-        max_retries: args.max_retries,
-    })
+    Ok(Backoff::checked(
+        "--remote-write",
+        args.remote_write_retry_initial,
+        args.remote_write_retry_max_wait,
+        args.remote_write_retry_max,
+    )?)
 }
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
   buildlog serve                                  # 127.0.0.1:$METRICS_PORT (9090), $BUILD_LOG_DIR
-  buildlog serve --listen 0.0.0.0:9090 --log-dir /var/log/container-build
+  buildlog serve --listen 0.0.0.0:9090 /var/log/container-build
   METRICS_BEARER_TOKEN=s3cret buildlog serve --listen 0.0.0.0:9090
-  buildlog serve --health-command 'curl -fsS localhost:8080/ready' --health-timeout 5
+  buildlog serve --health-command 'curl -fsS localhost:8080/ready' --health-timeout 5s
 
 Environment: METRICS_PORT, BUILD_LOG_DIR, METRICS_REFRESH_INTERVAL, METRICS_HEALTH_COMMAND,
 METRICS_BASIC_AUTH_USER + METRICS_BASIC_AUTH_PASSWORD, or METRICS_BEARER_TOKEN.")]
+#[command(next_help_heading = "Serve")]
 pub struct ServeArgs {
+    /// The build log directory to follow (default /var/log/container-build).
+    #[arg(value_name = "DIR", env = "BUILD_LOG_DIR")]
+    pub path: Option<PathBuf>,
+
     /// Address to listen on. Default: 127.0.0.1 and $METRICS_PORT (9090); in a container,
     /// `--listen 0.0.0.0:9090` to be scraped from outside.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 
-    /// The build log directory to follow.
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "BUILD_LOG_DIR",
-        default_value = "/var/log/container-build"
-    )]
-    pub log_dir: PathBuf,
+    /// Old spelling of the DIR argument.
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub log_dir: Option<PathBuf>,
 
-    /// Re-read the logs, rerun the health check and measure disk usage at most this often.
+    /// Re-read the logs, rerun the health check and measure disk usage at most this often
+    /// (`15s`; a bare number is seconds).
     #[arg(
         long,
-        value_name = "SECS",
+        value_name = "DURATION",
         env = "METRICS_REFRESH_INTERVAL",
-        default_value_t = 15.0
+        default_value = "15s",
+        value_parser = crate::duration::secs
     )]
-    pub refresh_interval: f64,
+    pub refresh_interval: Duration,
 
     /// Health check command (run with `sh -c`, exit 0 = healthy). Default: `healthcheck --quick`
     /// when `healthcheck` is on PATH, as the bash exporter did.
@@ -276,9 +267,9 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with = "health_command")]
     pub no_health_check: bool,
 
-    /// Seconds after which the health check counts as failed and is killed.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
-    pub health_timeout: f64,
+    /// After this long the health check counts as failed and is killed.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::duration::secs)]
+    pub health_timeout: Duration,
 
     /// Directories whose disk usage is reported when they exist (repeatable).
     /// Default: /cache, /workspace and the log directory.
@@ -324,16 +315,24 @@ impl ServeArgs {
             .map_err(|e| UsageError(format!("cannot listen on {s:?}: {e}")).into())
     }
 
+    /// The build log directory: the DIR argument (or the old `--log-dir`), else
+    /// $BUILD_LOG_DIR, else /var/log/container-build.
+    pub fn log_dir(&self) -> PathBuf {
+        self.log_dir
+            .clone()
+            .or_else(|| self.path.clone())
+            .unwrap_or_else(|| PathBuf::from("/var/log/container-build"))
+    }
+
     pub fn config(&self) -> anyhow::Result<ServeConfig> {
-        let positive = |v: f64, what: &str| {
-            if v.is_finite() && v > 0.0 {
-                Ok(Duration::from_secs_f64(v))
+        let positive = |v: Duration, what: &str| {
+            if v.is_zero() {
+                Err(UsageError(format!("{what} must be more than 0")))
             } else {
-                Err(UsageError(format!(
-                    "{what} must be a positive number of seconds, not {v}"
-                )))
+                Ok(v)
             }
         };
+        let log_dir = self.log_dir();
         let timezone = jiff::tz::TimeZone::get(&self.timezone)
             .map_err(|e| UsageError(format!("unknown time zone {:?}: {e}", self.timezone)))?;
         let auth = self.auth()?;
@@ -341,13 +340,13 @@ impl ServeArgs {
             vec![
                 PathBuf::from("/cache"),
                 PathBuf::from("/workspace"),
-                self.log_dir.clone(),
+                log_dir.clone(),
             ]
         } else {
             self.disk_paths.clone()
         };
         Ok(ServeConfig {
-            log_dir: self.log_dir.clone(),
+            log_dir,
             refresh: positive(self.refresh_interval, "METRICS_REFRESH_INTERVAL")?,
             parse: ParseOptions {
                 timezone,
@@ -438,22 +437,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn textfile_is_replaced_whole_and_leaves_no_temp_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("build.prom");
-        std::fs::write(&p, "old").unwrap();
-        write_atomically(&p, b"new content\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new content\n");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        let err = write_atomically(&dir.path().join("missing/x.prom"), b"x").unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }
 }

@@ -1,7 +1,8 @@
 //! `buildlog ship`: parse as `convert` does and fan the events out to the chosen sinks.
 
+use super::exit;
 use super::input::InputArgs;
-use super::{exit, UsageError};
+use crate::error::UsageError;
 use crate::pipeline;
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::stdout::StdoutSink;
@@ -81,32 +82,19 @@ pub struct LiveArgs {
     )]
     pub state_dir: Option<PathBuf>,
 
-    /// How often to look for new lines and files, in milliseconds.
-    #[arg(
-        long,
-        value_name = "MS",
-        default_value_t = 250,
-        help_heading = "Follow"
-    )]
-    pub poll_interval: u64,
+    /// How often to look for new lines and files (`250ms`; a bare number is milliseconds).
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = crate::duration::millis, help_heading = "Follow")]
+    pub poll_interval: Duration,
 
-    /// How often the checkpoint is written when it moved, in milliseconds.
-    #[arg(
-        long,
-        value_name = "MS",
-        default_value_t = 1000,
-        help_heading = "Follow"
-    )]
-    pub checkpoint_interval: u64,
+    /// How often the checkpoint is written when it moved (`1s`; a bare number is
+    /// milliseconds).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::duration::millis, help_heading = "Follow")]
+    pub checkpoint_interval: Duration,
 
-    /// On SIGTERM/SIGINT, how long the sinks may take to deliver what they hold (seconds).
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = 10.0,
-        help_heading = "Follow"
-    )]
-    pub shutdown_timeout: f64,
+    /// On SIGTERM/SIGINT, how long the sinks may take to deliver what they hold (`10s`; a
+    /// bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::duration::secs, help_heading = "Follow")]
+    pub shutdown_timeout: Duration,
 
     /// Serve the shipper's own metrics (events read, queued, acknowledged, dead-lettered,
     /// backlog, delivery lag, checkpoint age) at http://ADDR/metrics while following.
@@ -210,10 +198,6 @@ fn follow(
             }
         }
     }
-    let t = args.live.shutdown_timeout;
-    if !(t.is_finite() && t >= 0.0) {
-        return Err(UsageError("--shutdown-timeout must be a number of seconds".into()).into());
-    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // The second signal exits at once: registered first, it fires when `stop` is already set.
@@ -223,10 +207,10 @@ fn follow(
     }
     let cfg = crate::live::FollowConfig {
         paths,
-        poll_interval: Duration::from_millis(args.live.poll_interval.max(10)),
+        poll_interval: args.live.poll_interval.max(Duration::from_millis(10)),
         state_dir: args.live.state_dir.clone(),
-        checkpoint_interval: Duration::from_millis(args.live.checkpoint_interval.max(10)),
-        shutdown_timeout: Duration::from_secs_f64(t),
+        checkpoint_interval: args.live.checkpoint_interval.max(Duration::from_millis(10)),
+        shutdown_timeout: args.live.shutdown_timeout,
         stop,
         metrics_listen: args.live.metrics_listen,
         dead_letter: Some(dead_letter),

@@ -138,7 +138,7 @@ pub fn to_write_request(
 /// The request body: protobuf, snappy block format.
 pub fn encode(req: &WriteRequest) -> anyhow::Result<Vec<u8>> {
     let raw = prost::Message::encode_to_vec(req);
-    Ok(snap::raw::Encoder::new().compress_vec(&raw)?)
+    Ok(crate::sink::compression::snappy(&raw)?)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

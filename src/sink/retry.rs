@@ -6,7 +6,7 @@ use std::time::Duration;
 pub struct Backoff {
     pub min: Duration,
     pub max: Duration,
-    /// Retries after the first attempt; `0` sends once.
+    /// Retries after the first attempt; `0` sends once, `u32::MAX` retries forever.
     pub max_retries: u32,
 }
 
@@ -21,6 +21,45 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// A backoff from a sink's `--<sink>-retry-initial`, `--<sink>-retry-max-wait` and
+    /// `--<sink>-retry-max`, refused (exit 2) when it cannot work. `flag` is the sink's flag
+    /// prefix (`--loki`), for the messages.
+    pub fn checked(
+        flag: &str,
+        initial: Duration,
+        max_wait: Duration,
+        max: crate::duration::RetryLimit,
+    ) -> Result<Backoff, crate::error::UsageError> {
+        use crate::error::UsageError;
+        if initial.is_zero() {
+            return Err(UsageError(format!(
+                "{flag}-retry-initial must be more than 0"
+            )));
+        }
+        if max_wait < initial {
+            return Err(UsageError(format!(
+                "{flag}-retry-max-wait ({}) must not be shorter than {flag}-retry-initial ({})",
+                crate::duration::format(max_wait),
+                crate::duration::format(initial)
+            )));
+        }
+        if max_wait > Duration::from_secs(86_400) {
+            return Err(UsageError(format!(
+                "{flag}-retry-max-wait must be at most a day"
+            )));
+        }
+        Ok(Backoff {
+            min: initial,
+            max: max_wait,
+            max_retries: max.as_u32(),
+        })
+    }
+
+    /// True when `max_retries` stands for "retry until delivered".
+    pub fn is_infinite(&self) -> bool {
+        self.max_retries == u32::MAX
+    }
+
     /// The wait before retry number `attempt` (1-based): a random duration in
     /// `[min, min(max, min * 2^(attempt-1))]`, so that many clients do not retry in step.
     pub fn delay(&self, attempt: u32) -> Duration {

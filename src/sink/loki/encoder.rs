@@ -12,7 +12,6 @@ use crate::event::Event;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::sync::Arc;
 
 /// Turns one event into a stream key and an entry. Stateless, so the same event always gives
@@ -418,8 +417,7 @@ pub fn encode(streams: &[&StreamBatch], encoding: LokiEncoding, gzip: bool) -> B
             for s in streams {
                 prost::encoding::message::encode(1, &s.stream, &mut buf);
             }
-            let compressed = snap::raw::Encoder::new()
-                .compress_vec(&buf)
+            let compressed = crate::sink::compression::snappy(&buf)
                 .expect("snappy accepts any input below 4 GiB");
             Body {
                 bytes: compressed.into(),
@@ -430,13 +428,10 @@ pub fn encode(streams: &[&StreamBatch], encoding: LokiEncoding, gzip: bool) -> B
         LokiEncoding::Json => {
             let json = json_body(streams);
             if gzip {
-                let mut gz = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(json.len() / 4),
-                    flate2::Compression::fast(),
-                );
-                gz.write_all(&json).expect("writing to memory");
                 Body {
-                    bytes: gz.finish().expect("writing to memory").into(),
+                    bytes: crate::sink::compression::gzip(&json)
+                        .expect("writing to memory")
+                        .into(),
                     content_type: "application/json",
                     content_encoding: Some("gzip"),
                 }
