@@ -17,7 +17,7 @@ impl UsageError {
 
 /// True when `e` or any error in its chain is a [`UsageError`].
 pub fn is_usage(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.is::<UsageError>())
+    e.downcast_ref::<UsageError>().is_some() || e.chain().any(|c| c.is::<UsageError>())
 }
 
 #[cfg(test)]

@@ -256,7 +256,9 @@ impl ConfigFile {
                                 suggest(&nk, cands.iter().map(String::as_str))
                             )));
                         }
-                        let v = interpolate_value(v, &format!("{file}: [{sec}] {k}"))?;
+                        let what = format!("{file}: [{sec}] {nk}");
+                        let v = interpolate_value(v, &what)?;
+                        validate(root, &keys, sec, &nk, &v, &what)?;
                         entries.insert((sec.to_string(), nk), v);
                     }
                 }
@@ -274,7 +276,9 @@ impl ConfigFile {
                         }
                         return Err(UsageError(format!("{file}: unknown key `{name}`{hint}")));
                     }
-                    let v = interpolate_value(v, &format!("{file}: {name}"))?;
+                    let what = format!("{file}: {norm}");
+                    let v = interpolate_value(v, &what)?;
+                    validate(root, &keys, "", &norm, &v, &what)?;
                     entries.insert((String::new(), norm), v);
                 }
             }
@@ -284,6 +288,28 @@ impl ConfigFile {
             entries,
         })
     }
+}
+
+/// Checks a file's value against the flag it stands for (in the first command that has it).
+fn validate(
+    root: &Command,
+    keys: &[KeyInfo],
+    section: &str,
+    key: &str,
+    v: &toml::Value,
+    what: &str,
+) -> Result<(), UsageError> {
+    let Some(info) = keys.iter().find(|k| k.section == section && k.key == key) else {
+        return Ok(());
+    };
+    let Some(cmd) = root.find_subcommand(&info.command) else {
+        return Ok(());
+    };
+    let Some(arg) = cmd.get_arguments().find(|a| a.get_id().as_str() == info.id) else {
+        return Ok(());
+    };
+    let vals = values(v, what, info.action)?;
+    check_values(arg, &vals, what)
 }
 
 /// Resolves `${VAR}` and `${VAR:-default}` in strings (also inside lists).
@@ -380,6 +406,36 @@ fn truthy(s: &str, what: &str) -> Result<bool, UsageError> {
     }
 }
 
+/// Checks values with the flag's own parser: `[loki] retry-initial = "5x"` is refused
+/// naming the file and key, not as if it had been typed on the command line.
+fn check_values(a: &clap::Arg, vals: &[String], what: &str) -> Result<(), UsageError> {
+    if kind(a) == KeyKind::Switch {
+        for v in vals {
+            truthy(v, what)?;
+        }
+        return Ok(());
+    }
+    for v in vals {
+        let probe = Command::new("buildlog").no_binary_name(true).arg(
+            clap::Arg::new("v")
+                .long("v")
+                .action(ArgAction::Set)
+                .value_parser(a.get_value_parser().clone()),
+        );
+        if let Err(e) = probe.try_get_matches_from([format!("--v={v}")]) {
+            let msg = e.to_string();
+            let first = msg
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ")
+                .replace(" for '--v <v>'", "");
+            return Err(UsageError(format!("{what} = {v:?}: {first}")));
+        }
+    }
+    Ok(())
+}
+
 /// Arguments from the file and the environment for subcommand `sub` (whose matches from
 /// the command line alone are `m`): flags to insert after the subcommand, positionals to
 /// append. Values are checked with the flag's own parser, so an error names its origin.
@@ -446,25 +502,8 @@ pub fn injected_args(
             }
             continue;
         }
+        check_values(a, &vals, &what)?;
         for v in &vals {
-            // The flag's own parser: `[loki] retry-initial = "5x"` is refused here, naming
-            // the file and key, not as if typed on the command line.
-            let probe = Command::new("buildlog").no_binary_name(true).arg(
-                clap::Arg::new("v")
-                    .long("v")
-                    .action(ArgAction::Set)
-                    .value_parser(a.get_value_parser().clone()),
-            );
-            if let Err(e) = probe.try_get_matches_from([format!("--v={v}")]) {
-                let msg = e.to_string();
-                let first = msg
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .trim_start_matches("error: ")
-                    .replace(" for '--v <v>'", "");
-                return Err(UsageError(format!("{what} = {v:?}: {first}")));
-            }
             match a.get_long() {
                 Some(long) => flags.push(OsString::from(format!("--{long}={v}"))),
                 None => positionals.push(OsString::from(v)),

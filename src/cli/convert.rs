@@ -16,7 +16,7 @@ const OUT_BUF: usize = 256 * 1024;
 #[command(after_help = "\
 Examples:
   buildlog convert /var/log/container-build > events.jsonl
-  buildlog convert old-builds/ -o all.jsonl          # a directory of build directories
+  buildlog convert old-builds/ -o all.jsonl   # a directory of builds
   tail -F /var/log/container-build/python-install.log | buildlog convert -
   buildlog convert --timezone America/Chicago python-install.log.gz
 

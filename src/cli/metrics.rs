@@ -31,10 +31,10 @@ pub enum OutputFormat {
 #[command(after_help = "\
 Examples:
   buildlog metrics /var/log/container-build
-  buildlog metrics --textfile /var/lib/node_exporter/textfile/build.prom /var/log/container-build
+  buildlog metrics --textfile /var/lib/node_exporter/build.prom /build/logs
   buildlog metrics --backfill old-builds/*/ > backfill.om
-    && promtool tsdb create-blocks-from openmetrics backfill.om ./data
-  buildlog metrics --remote-write http://prometheus:9090/api/v1/write --label job=ci /var/log/container-build
+  promtool tsdb create-blocks-from openmetrics backfill.om ./data
+  buildlog metrics --remote-write http://prom:9090/api/v1/write /build/logs
 
 Environment: METRICS_FILE (as --textfile), BUILD_LOG_DIR (default input),
 REMOTE_WRITE_USERNAME + REMOTE_WRITE_PASSWORD or REMOTE_WRITE_BEARER_TOKEN (remote write credentials).")]
@@ -225,10 +225,10 @@ fn backoff(args: &MetricsArgs) -> anyhow::Result<Backoff> {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
-  buildlog serve                                  # 127.0.0.1:$METRICS_PORT (9090), $BUILD_LOG_DIR
+  buildlog serve    # on 127.0.0.1:$METRICS_PORT (9090), for $BUILD_LOG_DIR
   buildlog serve --listen 0.0.0.0:9090 /var/log/container-build
   METRICS_BEARER_TOKEN=s3cret buildlog serve --listen 0.0.0.0:9090
-  buildlog serve --health-command 'curl -fsS localhost:8080/ready' --health-timeout 5s
+  buildlog serve --health-command 'curl -fsS localhost:8080/ready'
 
 Environment: METRICS_PORT, BUILD_LOG_DIR, METRICS_REFRESH_INTERVAL, METRICS_HEALTH_COMMAND,
 METRICS_BASIC_AUTH_USER + METRICS_BASIC_AUTH_PASSWORD, or METRICS_BEARER_TOKEN.")]

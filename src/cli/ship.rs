@@ -18,17 +18,16 @@ use std::time::Duration;
 #[command(after_help = "\
 Examples:
   buildlog ship --loki http://127.0.0.1:3100 /var/log/container-build
-  buildlog ship --loki http://127.0.0.1:3100 --stdout old-builds/*.tar.gz
-  buildlog ship --loki http://127.0.0.1:3100 dead-letter.jsonl   # replay a dead-letter file
-  buildlog ship --elasticsearch http://127.0.0.1:9200 /var/log/container-build
-  buildlog ship --elasticsearch https://es.example:9200 --ca-file ca.pem --schema ecs \\
-      --index 'build-logs-%Y.%m.%d' old-builds/
-  buildlog ship --follow /var/log/container-build --state-dir /var/lib/buildlog \
-      --loki http://127.0.0.1:3100 --elasticsearch http://127.0.0.1:9200
+  buildlog ship --loki http://127.0.0.1:3100 --stdout old-builds/*/
+  buildlog ship --loki http://127.0.0.1:3100 buildlog-dead-letter.jsonl
+  buildlog ship --elasticsearch http://127.0.0.1:9200 --schema ecs /build/logs
+  buildlog ship --elasticsearch http://es:9200 --index 'logs-%Y.%m.%d' old/
+  buildlog ship --config /etc/buildlog/buildlog.toml --follow /build/logs
 
-With --follow, SIGTERM or SIGINT stops reading, flushes for at most --shutdown-timeout,
-writes the checkpoint and exits 0; a second signal exits at once (the checkpoint keeps
-what was delivered). See docs/operations.md.")]
+A dead-letter file is replayed by shipping it. With --follow, SIGTERM or SIGINT stops
+reading, flushes for at most --shutdown-timeout, writes the checkpoint and exits 0; a
+second signal exits at once (the checkpoint keeps what was delivered).
+See docs/operations.md and docs/configuration.md.")]
 pub struct ShipArgs {
     #[command(flatten)]
     pub input: InputArgs,
@@ -160,6 +159,11 @@ pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
             "buildlog: {}: {} events, {} delivered ({} already stored), {} retries, {} dead-lettered, {} dropped",
             s.name, s.received, s.delivered, s.already_present, s.retried, s.dead_lettered, s.dropped
         );
+        if s.dead_lettered > 0 {
+            for (reason, n) in dead_letter.reasons(&s.name) {
+                eprintln!("buildlog: {}: {n} dead-lettered: {reason}", s.name);
+            }
+        }
     }
     if dead_letter.count() > 0 {
         eprintln!(

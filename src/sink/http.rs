@@ -10,6 +10,7 @@ use std::time::Duration;
 
 /// TLS and timeout flags, flattened into each sink's own flags with a prefix-free name set.
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "HTTP (every sink)")]
 pub struct TransportArgs {
     /// Extra CA certificate (PEM) to trust, besides the system roots.
     #[arg(long, value_name = "FILE", global = true)]
@@ -107,6 +108,16 @@ impl Auth {
             Auth::ApiKey(k) => req.header(reqwest::header::AUTHORIZATION, format!("ApiKey {k}")),
         }
     }
+}
+
+/// This machine's host name: Loki's default `host` label, ECS `host.name`.
+pub fn hostname() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
 }
 
 /// `e`'s message followed by each of its causes, `: `-separated (reqwest's own message omits

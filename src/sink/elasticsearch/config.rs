@@ -167,6 +167,8 @@ pub struct EsConfig {
     pub flush_interval: Duration,
     pub backoff: Backoff,
     pub auth: Auth,
+    /// ECS `host.name`.
+    pub host_name: Option<String>,
 }
 
 impl ElasticsearchArgs {
@@ -231,6 +233,7 @@ impl ElasticsearchArgs {
             flush_interval: self.es_flush_interval,
             backoff,
             auth: self.auth.resolve()?,
+            host_name: crate::sink::http::hostname(),
         }))
     }
 }
@@ -341,7 +344,7 @@ mod tests {
                 "logs-%Y",
             ],
             &["--elasticsearch", "http://h:9200", "--es-max-docs", "0"],
-            &["--elasticsearch", "http://h:9200", "--es-backoff-min=-1"],
+            &["--elasticsearch", "http://h:9200", "--es-backoff-min=0"],
             &[
                 "--elasticsearch",
                 "http://h:9200",

@@ -39,7 +39,8 @@ impl ElasticsearchSink {
             cfg.action,
             cfg.schema,
             cfg.service_name.clone(),
-        );
+        )
+        .with_host_name(cfg.host_name.clone());
         let ctx = Arc::new(Ctx {
             client: BulkClient {
                 http,

@@ -79,7 +79,7 @@ impl Client {
                     "request failed"
                 };
                 return Outcome::Retry {
-                    reason: format!("{what}: {e}"),
+                    reason: format!("{what}: {}", crate::sink::http::error_chain(&e)),
                     retry_after: None,
                 };
             }

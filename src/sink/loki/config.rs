@@ -239,16 +239,6 @@ pub fn sanitize_label_name(name: &str) -> String {
     out
 }
 
-/// This machine's host name, for the default `host` label.
-fn hostname() -> Option<String> {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-}
-
 fn positive(flag: &str, d: Duration) -> anyhow::Result<Duration> {
     if d.is_zero() || d > Duration::from_secs(86_400) {
         return Err(usage(format!(
@@ -304,7 +294,7 @@ impl LokiArgs {
                      JSON bodies are gzip or none",
             )),
         };
-        let labels = self.label_set(hostname())?;
+        let labels = self.label_set(crate::sink::http::hostname())?;
         if self.loki_batch_bytes < 1024 {
             return Err(usage("--loki-batch-bytes must be at least 1024"));
         }
