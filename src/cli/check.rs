@@ -254,9 +254,24 @@ async fn probe_es(
                 base.path().trim_end_matches('/')
             ));
             match with_auth(http.get(url), &c.auth).send().await {
-                Ok(r) if r.status().is_success() => p
-                    .lines
-                    .push(format!("index template {template}: installed")),
+                Ok(r) if r.status().is_success() => {
+                    let body: serde_json::Value =
+                        serde_json::from_slice(&r.bytes().await.unwrap_or_default())
+                            .unwrap_or_default();
+                    let listed = body["index_templates"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|t| t["name"] == template));
+                    if listed {
+                        p.lines
+                            .push(format!("index template {template}: installed"));
+                    } else {
+                        // VictoriaLogs answers `{}`: it keeps no templates.
+                        p.lines.push(format!(
+                            "index template {template}: not checked (the server lists no \
+                             index templates; not Elasticsearch?)"
+                        ));
+                    }
+                }
                 Ok(r) if r.status() == 404 => {
                     p.ok = false;
                     p.lines.push(format!(
