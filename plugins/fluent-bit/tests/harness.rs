@@ -237,7 +237,7 @@ fn bad_settings_fail_init_cleanly() {
         return;
     };
     for (props, reason) in [
-        (&[][..], "set Loki_URL or Forward"),
+        (&[][..], "set Host (or URL) or Forward"),
         (
             &[("Forward", "127.0.0.1:1"), ("Timezone", "Mars/Olympus")][..],
             "Timezone",

@@ -13,6 +13,17 @@ use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The identifiers sent as structured metadata (or in the line).
+pub const IDENTIFIER_KEYS: &[&str] = &[
+    "correlation_id",
+    "event_type",
+    "command_num",
+    "event_id",
+    "trace_id",
+    "span_id",
+    "logger_correlation_id",
+];
+
 /// Loki's default `max_label_names_per_series`.
 pub const MAX_LABEL_NAMES: usize = 15;
 /// Loki's default `max_label_name_length` and `max_label_value_length`.
@@ -57,8 +68,23 @@ pub struct LokiArgs {
 
     /// Put correlation id, event type, command number, trace and event ids into the line
     /// instead of Loki 3's structured metadata (for Loki 2).
-    #[arg(long, help_heading = "Loki")]
+    #[arg(
+        long,
+        help_heading = "Loki",
+        conflicts_with = "loki_structured_metadata"
+    )]
     pub no_structured_metadata: bool,
+
+    /// Only these identifiers as structured metadata, comma-separated (the others go into a
+    /// raw or logfmt line; a JSON line has them all): correlation_id, event_type,
+    /// command_num, event_id, trace_id, span_id, logger_correlation_id. Default: all.
+    #[arg(
+        long,
+        value_name = "KEYS",
+        value_delimiter = ',',
+        help_heading = "Loki"
+    )]
+    pub loki_structured_metadata: Vec<String>,
 
     /// The log line: the JSON event, the raw log line, or logfmt.
     #[arg(long, value_enum, default_value_t = LineFormat::Json, help_heading = "Loki")]
@@ -206,6 +232,8 @@ pub struct LokiConfig {
     /// Sorted by name (Loki's canonical label order).
     pub labels: Vec<(String, LabelValue)>,
     pub structured_metadata: bool,
+    /// `--loki-structured-metadata`: only these identifiers; `None`: all.
+    pub structured_metadata_keys: Option<Vec<String>>,
     pub line_format: LineFormat,
     pub tenant: Option<String>,
     pub auth: Auth,
@@ -321,6 +349,7 @@ impl LokiArgs {
             gzip,
             labels,
             structured_metadata: !self.no_structured_metadata,
+            structured_metadata_keys: self.structured_metadata_keys()?,
             line_format: self.line_format,
             tenant,
             auth: self.auth()?,
@@ -330,6 +359,27 @@ impl LokiArgs {
             max_line_bytes: self.loki_max_line_bytes,
             backoff,
         }))
+    }
+
+    fn structured_metadata_keys(&self) -> anyhow::Result<Option<Vec<String>>> {
+        if self.loki_structured_metadata.is_empty() {
+            return Ok(None);
+        }
+        let mut keys = Vec::new();
+        for k in &self.loki_structured_metadata {
+            let k = k.trim();
+            if k.is_empty() {
+                continue;
+            }
+            if !IDENTIFIER_KEYS.contains(&k) {
+                return Err(usage(format!(
+                    "--loki-structured-metadata {k:?}: not an identifier; use {}",
+                    IDENTIFIER_KEYS.join(", ")
+                )));
+            }
+            keys.push(k.to_string());
+        }
+        Ok(Some(keys))
     }
 
     fn auth(&self) -> anyhow::Result<Auth> {
@@ -637,6 +687,28 @@ mod tests {
         assert!(bad.config().is_err());
         bad.loki = None;
         assert!(bad.config().unwrap().is_none());
+    }
+
+    #[test]
+    fn structured_metadata_keys_are_checked() {
+        let c = args(&["--loki-structured-metadata", "correlation_id, trace_id"])
+            .config()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            c.structured_metadata_keys,
+            Some(vec!["correlation_id".to_string(), "trace_id".to_string()])
+        );
+        let e = args(&["--loki-structured-metadata", "correlation_id,host"])
+            .config()
+            .unwrap_err();
+        assert!(e.to_string().contains("\"host\": not an identifier"), "{e}");
+        assert!(args(&[])
+            .config()
+            .unwrap()
+            .unwrap()
+            .structured_metadata_keys
+            .is_none());
     }
 
     #[test]
