@@ -347,7 +347,7 @@ impl ServeArgs {
         };
         Ok(ServeConfig {
             log_dir,
-            refresh: positive(self.refresh_interval, "METRICS_REFRESH_INTERVAL")?,
+            refresh: positive(self.refresh_interval, "--refresh-interval")?,
             parse: ParseOptions {
                 timezone,
                 ..ParseOptions::default()

@@ -632,7 +632,7 @@ mod tests {
             "{logfmt}"
         );
         assert!(!logfmt.contains("event_id="), "{logfmt}");
-        assert!(!logfmt.contains("event_type="), "{logfmt}");
+        assert!(logfmt.contains("event_type=output"), "{logfmt}");
     }
 
     #[test]
