@@ -767,3 +767,40 @@ fn man_pages_render_with_man() {
     }
     bin().args(["man", "nosuch"]).assert().code(2);
 }
+
+/// `check` reads the file's [serve] section as `serve` would.
+#[test]
+fn check_validates_the_serve_section_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "s.toml",
+        "[serve]\nlisten = \"nowhere\"\nrefresh-interval = \"30s\"\n",
+    );
+    bin()
+        .args(["check", "--config"])
+        .arg(&bad)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot listen on \"nowhere\""));
+    let zero = write(dir.path(), "z.toml", "[serve]\nrefresh-interval = \"0s\"\n");
+    bin()
+        .args(["check", "--config"])
+        .arg(&zero)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--refresh-interval must be more than 0",
+        ));
+    let good = write(
+        dir.path(),
+        "g.toml",
+        "[serve]\nlisten = \"127.0.0.1:9091\"\nrefresh-interval = \"30s\"\n",
+    );
+    bin()
+        .args(["check", "--config"])
+        .arg(&good)
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("g.toml: valid"));
+}

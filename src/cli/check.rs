@@ -39,7 +39,10 @@ pub fn run(args: CheckArgs, config: Option<&PathBuf>) -> anyhow::Result<i32> {
     let otlp = a.otlp.resolve(&|k| std::env::var(k).ok())?;
     let http = a.transport.client()?;
     match super::config::config_path(config) {
-        Some(p) => eprintln!("buildlog: configuration {}: valid", p.display()),
+        Some(p) => {
+            check_serve(&p)?;
+            eprintln!("buildlog: configuration {}: valid", p.display())
+        }
         None => eprintln!("buildlog: no configuration file; flags and environment are valid"),
     }
     if loki.is_none() && es.is_none() && forward.is_none() && otlp.is_none() {
@@ -75,6 +78,32 @@ pub fn run(args: CheckArgs, config: Option<&PathBuf>) -> anyhow::Result<i32> {
         }
     }
     Ok(if all_ok { exit::OK } else { exit::UNDELIVERED })
+}
+
+/// The file's `[serve]` settings as `buildlog serve --config FILE` would read them.
+fn check_serve(path: &std::path::Path) -> anyhow::Result<()> {
+    use crate::error::UsageError;
+    let argv = vec![
+        "buildlog".into(),
+        "serve".into(),
+        "--config".into(),
+        path.as_os_str().to_os_string(),
+    ];
+    match super::parse(argv) {
+        Ok(super::Cli {
+            command: super::Command::Serve(s),
+            ..
+        }) => {
+            s.listen_addr()?;
+            s.config()?;
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(super::ParseFailure::Usage(e)) => Err(e.into()),
+        Err(super::ParseFailure::Clap(e)) => {
+            Err(UsageError(format!("for serve: {}", e.to_string().trim())).into())
+        }
+    }
 }
 
 fn with_auth(req: reqwest::RequestBuilder, auth: &Auth) -> reqwest::RequestBuilder {

@@ -168,14 +168,14 @@ fn man(command: Option<&str>) -> anyhow::Result<i32> {
     }
 }
 
-enum ParseFailure {
+pub(crate) enum ParseFailure {
     Clap(clap::Error),
     Usage(UsageError),
 }
 
 /// Parses the command line; for the commands that take a configuration, the file's keys and
 /// the `BUILDLOG_<FLAG>` variables are added as arguments first (see `config`).
-fn parse(argv: Vec<OsString>) -> Result<Cli, ParseFailure> {
+pub(crate) fn parse(argv: Vec<OsString>) -> Result<Cli, ParseFailure> {
     let root = Cli::command();
     let m = root
         .clone()
