@@ -804,3 +804,40 @@ fn check_validates_the_serve_section_too() {
         .code(0)
         .stderr(predicate::str::contains("g.toml: valid"));
 }
+
+/// A batch ship to a server that refuses connections does not retry for minutes: its events
+/// are dead-lettered at once with the cause. (Following keeps retrying.)
+#[test]
+fn a_refused_server_at_start_ends_a_batch_ship_in_seconds() {
+    let port = refused_port();
+    let dir = tempfile::tempdir().unwrap();
+    let dl = dir.path().join("dl.jsonl");
+    let build = corpus("build-01-success");
+    let started = std::time::Instant::now();
+    let out = bin()
+        .args([
+            "ship",
+            "--loki",
+            &format!("http://127.0.0.1:{port}"),
+            "--dead-letter",
+        ])
+        .arg(&dl)
+        .arg(&build)
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
+    assert!(
+        err.contains(&format!(
+            "127.0.0.1:{port} refuses connections (Connection refused): not retrying"
+        )),
+        "{err}"
+    );
+    let converted = bin().arg("convert").arg(&build).output().unwrap();
+    let events = String::from_utf8_lossy(&converted.stdout).lines().count();
+    let dead = std::fs::read_to_string(&dl).unwrap();
+    assert_eq!(dead.lines().count(), events);
+    assert!(dead.lines().all(|l| l.contains("Connection refused")));
+}

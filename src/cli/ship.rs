@@ -115,8 +115,11 @@ pub struct LiveArgs {
     pub buffer_when_full: crate::spool::WhenFull,
 }
 
-pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
+pub fn run(mut args: ShipArgs) -> anyhow::Result<i32> {
     let opts = args.input.parse_options()?;
+    if !args.live.follow {
+        refuse_retries_to_refusing_servers(&mut args);
+    }
     let dead_letter = DeadLetter::new(Some(&args.dead_letter));
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if let Some(s) = args.loki.build(&args.transport, dead_letter.clone())? {
@@ -181,6 +184,64 @@ pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
             exit::OK
         },
     )
+}
+
+/// True when nothing listens at `address` (`HOST:PORT`): every address it resolves to
+/// refuses the connection. A timeout or a name that does not resolve is not a refusal.
+fn refuses(address: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    let Ok(addrs) = address.to_socket_addrs() else {
+        return false;
+    };
+    let addrs: Vec<_> = addrs.collect();
+    !addrs.is_empty()
+        && addrs.iter().all(|a| {
+            matches!(
+                std::net::TcpStream::connect_timeout(a, Duration::from_secs(2)),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+            )
+        })
+}
+
+/// `HOST:PORT` of an http(s) URL.
+fn url_address(url: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url).ok()?;
+    Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?))
+}
+
+/// A batch `ship` to a server that refuses connections when it starts would retry each
+/// request for minutes before dead-lettering it: such a sink gets no retries, so its events
+/// go to the dead-letter file at once (with the cause) and the command ends in seconds.
+/// `--follow` keeps retrying: a daemon waits for its servers.
+fn refuse_retries_to_refusing_servers(args: &mut ShipArgs) {
+    use crate::duration::RetryLimit;
+    let check = |name: &str, address: Option<String>, max: &mut RetryLimit| {
+        let Some(address) = address else { return };
+        if *max != RetryLimit::Times(0) && refuses(&address) {
+            eprintln!(
+                "buildlog: {name}: {address} refuses connections (Connection refused): \
+                 not retrying, its events go to the dead-letter file"
+            );
+            *max = RetryLimit::Times(0);
+        }
+    };
+    let loki = args.loki.loki.as_deref().and_then(url_address);
+    check("loki", loki, &mut args.loki.loki_retry_max);
+    let es = args
+        .elasticsearch
+        .elasticsearch
+        .as_deref()
+        .and_then(url_address);
+    check("elasticsearch", es, &mut args.elasticsearch.es_retry_max);
+    let fwd = args.forward.forward.clone();
+    check("forward", fwd, &mut args.forward.forward_retry_max);
+    let otlp = args
+        .otlp
+        .otlp
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .and_then(url_address);
+    check("otlp", otlp, &mut args.otlp.otlp_retry_max);
 }
 
 /// `ship --follow`: runs until SIGTERM/SIGINT.
