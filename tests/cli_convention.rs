@@ -841,3 +841,29 @@ fn a_refused_server_at_start_ends_a_batch_ship_in_seconds() {
     assert_eq!(dead.lines().count(), events);
     assert!(dead.lines().all(|l| l.contains("Connection refused")));
 }
+
+/// BUILDLOG_<FLAG> is read by every command, convert included.
+#[test]
+fn buildlog_flag_variables_for_convert_too() {
+    let log = corpus("build-01-success/python-install.log");
+    let out = bin()
+        .arg("convert")
+        .arg(&log)
+        .env("BUILDLOG_CORRELATION_ID", "build-7-fromenv")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().count() > 10);
+    assert!(text
+        .lines()
+        .all(|l| l.contains("\"correlation_id\":\"build-7-fromenv\"")));
+    // checked as the flag is
+    bin()
+        .arg("convert")
+        .arg(&log)
+        .env("BUILDLOG_MAX_LINE_BYTES", "lots")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("$BUILDLOG_MAX_LINE_BYTES"));
+}

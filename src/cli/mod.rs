@@ -184,13 +184,17 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<Cli, ParseFailure> {
     let Some((sub, sm)) = m.subcommand() else {
         return Cli::from_arg_matches(&m).map_err(ParseFailure::Clap);
     };
-    if !config::COMMANDS.contains(&sub) {
+    if matches!(sub, "completions" | "man" | "es") {
         return Cli::from_arg_matches(&m).map_err(ParseFailure::Clap);
     }
-    let path = config::config_path(m.get_one::<PathBuf>("config"));
-    let file = match &path {
-        Some(p) => Some(config::ConfigFile::load(p, &root).map_err(ParseFailure::Usage)?),
-        None => None,
+    // BUILDLOG_<FLAG> applies to every command, the file to those that take one.
+    let file = if config::COMMANDS.contains(&sub) {
+        match config::config_path(m.get_one::<PathBuf>("config")) {
+            Some(p) => Some(config::ConfigFile::load(&p, &root).map_err(ParseFailure::Usage)?),
+            None => None,
+        }
+    } else {
+        None
     };
     // `check` reads the same flags as `ship`.
     let target = if sub == "check" { "check" } else { sub };
