@@ -118,7 +118,7 @@ impl Store {
     /// A crash at any point leaves either the old positions or the new ones.
     pub fn save(&self, pos: &Positions) -> anyhow::Result<()> {
         let path = self.path();
-        crate::cli::metrics::write_atomically(&path, &serde_json::to_vec_pretty(pos)?)
+        crate::fsutil::write_atomically(&path, &serde_json::to_vec_pretty(pos)?)
             .with_context(|| format!("writing {}", path.display()))?;
         // The rename itself is durable once the directory is synced.
         File::open(&self.dir)?.sync_all()?;

@@ -5,9 +5,13 @@
 
 pub mod build;
 pub mod checkpoint;
+/// The command line; it depends on the library, never the reverse.
 pub mod cli;
+pub mod duration;
 pub mod enrich;
+pub mod error;
 pub mod event;
+pub mod fsutil;
 pub mod live;
 pub mod live_metrics;
 pub mod metrics;

@@ -176,7 +176,7 @@ pub fn run(
         if let Some(addr) = cfg.metrics_listen {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
-                .map_err(|e| crate::cli::UsageError(format!("--metrics-listen {addr}: {e}")))?;
+                .map_err(|e| crate::error::UsageError(format!("--metrics-listen {addr}: {e}")))?;
             tokio::spawn(crate::live_metrics::serve(listener, stats.clone(), cfg.dead_letter.clone()));
         }
         let mut senders = Vec::new();

@@ -262,7 +262,7 @@ fn retries_are_bounded_and_then_dead_lettered() {
     assert_eq!(rec.event.event_id, events[0].event_id);
     assert!(
         rec.reason
-            .starts_with("gave up after 4 retries: 429 es_rejected_execution_exception"),
+            .starts_with("gave up after 5 attempts: 429 es_rejected_execution_exception"),
         "{}",
         rec.reason
     );
@@ -293,7 +293,7 @@ fn an_unreachable_server_is_retried_then_dead_lettered() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text.lines().count(), 3);
     assert!(
-        text.contains("gave up after 2 retries: request failed"),
+        text.contains("gave up after 3 attempts: request failed"),
         "{text}"
     );
 }

@@ -222,9 +222,9 @@ fn undeliverable_events_go_to_the_dead_letter_file() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(recs.len(), events.len());
-    assert!(recs
-        .iter()
-        .all(|r| r.sink == "forward" && r.reason.starts_with("connecting to 127.0.0.1:")));
+    assert!(recs.iter().all(|r| r.sink == "forward"
+        && r.reason.starts_with("gave up after ")
+        && r.reason.contains(" attempts: connecting to 127.0.0.1:")));
     assert_eq!(
         recs.iter()
             .map(|r| r.event.event_id.as_str())

@@ -17,7 +17,7 @@ const OUT_BUF: usize = 256 * 1024;
 #[command(after_help = "\
 Examples:
   buildlog convert /var/log/container-build > events.jsonl
-  buildlog convert old-builds/ -o all.jsonl          # a directory of build directories
+  buildlog convert old-builds/ -o all.jsonl   # a directory of builds
   tail -F /var/log/container-build/python-install.log | buildlog convert -
   buildlog convert --timezone America/Chicago python-install.log.gz
 
@@ -36,20 +36,21 @@ pub struct ConvertArgs {
     #[arg(long)]
     pub follow: bool,
 
-    /// How often to look for new lines and files when following, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 250)]
-    pub poll_interval: u64,
+    /// How often to look for new lines and files when following (`250ms`; a bare number is
+    /// milliseconds).
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = crate::duration::millis)]
+    pub poll_interval: std::time::Duration,
 
     /// When following: how long an event the JSON logger also writes waits for that line
-    /// (its exact time and id) before it goes out without, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
-    pub twin_wait: f64,
+    /// (its exact time and id) before it goes out without (`5s`; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::duration::secs)]
+    pub twin_wait: std::time::Duration,
 
-    /// When following: the build is over once no file grew for this many seconds; open
-    /// features are then closed as aborted and following ends (0: never). A sentinel in
+    /// When following: the build is over once no file grew for this long; open features are
+    /// then closed as aborted and following ends (`0`: never). A sentinel in
     /// `build-failure.log` ends it at once.
-    #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
-    pub idle_end: f64,
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = crate::duration::secs)]
+    pub idle_end: std::time::Duration,
 }
 
 pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
@@ -146,7 +147,7 @@ fn follow(
     let dir = match inputs.as_slice() {
         [Input::Path(p)] if !p.is_file() => p.clone(),
         _ => {
-            return Err(super::UsageError(
+            return Err(crate::error::UsageError(
                 "--follow takes one build log directory (for one file: tail -F FILE | buildlog convert -)".into(),
             )
             .into())
@@ -174,12 +175,12 @@ fn follow(
         None => Box::new(std::io::stdout().lock()),
     };
     let mut line = Vec::with_capacity(1024);
-    let timing = follow_timing(args.twin_wait, args.idle_end)?;
+    let timing = follow_timing(args.twin_wait, args.idle_end);
     let report = crate::build::follow::follow_dir(
         &dir,
         &opts,
         timing,
-        std::time::Duration::from_millis(args.poll_interval.max(10)),
+        args.poll_interval.max(std::time::Duration::from_millis(10)),
         &stop,
         &mut |event| {
             line.clear();
@@ -202,21 +203,11 @@ fn follow(
 
 /// `--twin-wait` and `--idle-end` as the follower's timing.
 pub fn follow_timing(
-    twin_wait: f64,
-    idle_end: f64,
-) -> anyhow::Result<crate::build::follow::FollowTiming> {
-    let secs = |v: f64, what: &str| {
-        if v.is_finite() && v >= 0.0 {
-            Ok(std::time::Duration::from_secs_f64(v))
-        } else {
-            Err(super::UsageError(format!(
-                "{what} must be a number of seconds, not {v}"
-            )))
-        }
-    };
-    let idle = secs(idle_end, "--idle-end")?;
-    Ok(crate::build::follow::FollowTiming {
-        twin_wait: secs(twin_wait, "--twin-wait")?,
-        idle_end: (!idle.is_zero()).then_some(idle),
-    })
+    twin_wait: std::time::Duration,
+    idle_end: std::time::Duration,
+) -> crate::build::follow::FollowTiming {
+    crate::build::follow::FollowTiming {
+        twin_wait,
+        idle_end: (!idle_end.is_zero()).then_some(idle_end),
+    }
 }

@@ -1,6 +1,7 @@
 //! `buildlog es ...`: Elasticsearch / OpenSearch helpers (issue #5).
 
-use super::{exit, UsageError};
+use super::exit;
+use crate::error::UsageError;
 use crate::sink::elasticsearch::config::parse_server_url;
 use crate::sink::elasticsearch::setup::{plan, SetupClient, SetupOptions};
 use crate::sink::elasticsearch::EsAuthArgs;
@@ -15,8 +16,9 @@ pub enum EsCommand {
     #[command(after_help = "\
 Examples:
   buildlog es setup http://127.0.0.1:9200
-  ELASTICSEARCH_USERNAME=elastic ELASTICSEARCH_PASSWORD=... \\
-      buildlog es setup https://es.example:9200 --ca-file ca.pem --delete-after 30d --pipeline")]
+  buildlog es setup https://es.example:9200 --delete-after 30d --pipeline
+
+Credentials: $ELASTICSEARCH_USERNAME with $ELASTICSEARCH_PASSWORD, or an API key or token.")]
     Setup {
         /// Elasticsearch or OpenSearch base URL.
         url: String,

@@ -1,8 +1,10 @@
 //! `buildlog metrics` and `buildlog serve` (issue #3).
 
+use super::exit;
 use super::input::InputArgs;
-use super::{exit, UsageError};
 use crate::build::parse_inputs;
+use crate::error::UsageError;
+use crate::fsutil::write_atomically;
 use crate::metrics::backfill::Backfill;
 use crate::metrics::remote_write;
 use crate::metrics::runtime::{RuntimeConfig, START_TIME_FILE};
@@ -30,10 +32,10 @@ pub enum OutputFormat {
 #[command(after_help = "\
 Examples:
   buildlog metrics /var/log/container-build
-  buildlog metrics --textfile /var/lib/node_exporter/textfile/build.prom /var/log/container-build
+  buildlog metrics --textfile /var/lib/node_exporter/build.prom /build/logs
   buildlog metrics --backfill old-builds/*/ > backfill.om
-    && promtool tsdb create-blocks-from openmetrics backfill.om ./data
-  buildlog metrics --remote-write http://prometheus:9090/api/v1/write --label job=ci /var/log/container-build
+  promtool tsdb create-blocks-from openmetrics backfill.om ./data
+  buildlog metrics --remote-write http://prom:9090/api/v1/write /build/logs
 
 Environment: METRICS_FILE (as --textfile), BUILD_LOG_DIR (default input),
 REMOTE_WRITE_USERNAME + REMOTE_WRITE_PASSWORD or REMOTE_WRITE_BEARER_TOKEN (remote write credentials).")]
@@ -57,32 +59,54 @@ pub struct MetricsArgs {
 
     /// Push the samples (stamped now) with the Prometheus remote write protocol to URL
     /// (e.g. http://prometheus:9090/api/v1/write) instead of printing them.
-    #[arg(long, value_name = "URL", conflicts_with = "textfile")]
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "textfile",
+        help_heading = "Remote write"
+    )]
     pub remote_write: Option<String>,
 
     /// Extra label on every remote-written series (name=value, repeatable).
-    #[arg(long = "label", value_name = "NAME=VALUE", requires = "remote_write")]
+    #[arg(
+        long = "remote-write-label",
+        alias = "label",
+        value_name = "NAME=VALUE",
+        requires = "remote_write",
+        help_heading = "Remote write"
+    )]
     pub labels: Vec<String>,
 
     /// File holding the remote write password (else $REMOTE_WRITE_PASSWORD).
-    #[arg(long, value_name = "FILE", requires = "remote_write")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "remote_write",
+        help_heading = "Remote write"
+    )]
     pub remote_write_password_file: Option<PathBuf>,
 
     /// File holding a remote write bearer token (else $REMOTE_WRITE_BEARER_TOKEN).
-    #[arg(long, value_name = "FILE", requires = "remote_write")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "remote_write",
+        help_heading = "Remote write"
+    )]
     pub remote_write_bearer_token_file: Option<PathBuf>,
 
-    /// Retries of a remote write request answered 5xx or 429 or not answered.
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub max_retries: u32,
+    /// Retries of a remote write request answered 5xx or 429 or not answered; `infinite`
+    /// to keep trying.
+    #[arg(long, value_name = "N", default_value = "10", value_parser = crate::duration::retry_limit, alias = "max-retries", help_heading = "Remote write")]
+    pub remote_write_retry_max: crate::duration::RetryLimit,
 
-    /// First retry wait, in seconds (doubles up to --retry-max-wait, with jitter).
-    #[arg(long, value_name = "SECS", default_value_t = 0.5)]
-    pub retry_min_wait: f64,
+    /// First retry wait (doubles up to --remote-write-retry-max-wait, with jitter).
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = crate::duration::secs, alias = "retry-min-wait", help_heading = "Remote write")]
+    pub remote_write_retry_initial: Duration,
 
-    /// Longest retry wait, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
-    pub retry_max_wait: f64,
+    /// Longest retry wait.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::duration::secs, alias = "retry-max-wait", help_heading = "Remote write")]
+    pub remote_write_retry_max_wait: Duration,
 
     #[command(flatten)]
     pub transport: TransportArgs,
@@ -166,33 +190,6 @@ pub fn run_metrics(args: MetricsArgs) -> anyhow::Result<i32> {
     Ok(input_code)
 }
 
-/// Writes `data` to a temporary file beside `path`, syncs it, and renames it over `path`,
-/// so that a reader (node_exporter) never sees a half-written file.
-pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("the textfile path names no file"))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 fn remote_write_auth(args: &MetricsArgs) -> anyhow::Result<Auth> {
     if let Some(token) = secret_from(
         "REMOTE_WRITE_BEARER_TOKEN",
@@ -218,60 +215,49 @@ fn remote_write_auth(args: &MetricsArgs) -> anyhow::Result<Auth> {
 }
 
 fn backoff(args: &MetricsArgs) -> anyhow::Result<Backoff> {
-    let secs = |v: f64, what: &str| {
-        if v.is_finite() && v >= 0.0 {
-            Ok(Duration::from_secs_f64(v))
-        } else {
-            Err(UsageError(format!(
-                "{what} must be a number of seconds, not {v}"
-            )))
-        }
-    };
-    Ok(Backoff {
-        min: secs(args.retry_min_wait, "--retry-min-wait")?,
-        max: secs(args.retry_max_wait, "--retry-max-wait")?,
-        max_retries: args.max_retries,
-    })
+    Ok(Backoff::checked(
+        "--remote-write",
+        args.remote_write_retry_initial,
+        args.remote_write_retry_max_wait,
+        args.remote_write_retry_max,
+    )?)
 }
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
-  buildlog serve                                  # 127.0.0.1:$METRICS_PORT (9090), $BUILD_LOG_DIR
+  buildlog serve    # on 127.0.0.1:$METRICS_PORT (9090), for $BUILD_LOG_DIR
   buildlog serve --listen 0.0.0.0:9090 /var/log/container-build
   METRICS_BEARER_TOKEN=s3cret buildlog serve --listen 0.0.0.0:9090
-  buildlog serve --health-command 'curl -fsS localhost:8080/ready' --health-timeout 5
+  buildlog serve --health-command 'curl -fsS localhost:8080/ready'
 
 Environment: METRICS_PORT, BUILD_LOG_DIR, METRICS_REFRESH_INTERVAL, METRICS_HEALTH_COMMAND,
 METRICS_BASIC_AUTH_USER + METRICS_BASIC_AUTH_PASSWORD, or METRICS_BEARER_TOKEN.")]
+#[command(next_help_heading = "Serve")]
 pub struct ServeArgs {
+    /// The build log directory to follow (default /var/log/container-build).
+    #[arg(value_name = "DIR", env = "BUILD_LOG_DIR")]
+    pub path: Option<PathBuf>,
+
     /// Address to listen on. Default: 127.0.0.1 and $METRICS_PORT (9090); in a container,
     /// `--listen 0.0.0.0:9090` to be scraped from outside.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 
-    /// The build log directory to follow. Default: $BUILD_LOG_DIR, else
-    /// /var/log/container-build.
-    #[arg(value_name = "PATH")]
-    pub path: Option<PathBuf>,
+    /// Old spelling of the DIR argument.
+    #[arg(long, value_name = "DIR", hide = true, conflicts_with = "path")]
+    pub log_dir: Option<PathBuf>,
 
-    /// The old spelling of PATH, kept working.
-    #[arg(
-        long = "log-dir",
-        value_name = "DIR",
-        hide = true,
-        conflicts_with = "path"
-    )]
-    pub log_dir_flag: Option<PathBuf>,
-
-    /// Re-read the logs, rerun the health check and measure disk usage at most this often.
+    /// Re-read the logs, rerun the health check and measure disk usage at most this often
+    /// (`15s`; a bare number is seconds).
     #[arg(
         long,
-        value_name = "SECS",
+        value_name = "DURATION",
         env = "METRICS_REFRESH_INTERVAL",
-        default_value_t = 15.0
+        default_value = "15s",
+        value_parser = crate::duration::secs
     )]
-    pub refresh_interval: f64,
+    pub refresh_interval: Duration,
 
     /// Health check command (run with `sh -c`, exit 0 = healthy). Default: `healthcheck --quick`
     /// when `healthcheck` is on PATH, as the bash exporter did.
@@ -282,9 +268,9 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with = "health_command")]
     pub no_health_check: bool,
 
-    /// Seconds after which the health check counts as failed and is killed.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
-    pub health_timeout: f64,
+    /// After this long the health check counts as failed and is killed.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::duration::secs)]
+    pub health_timeout: Duration,
 
     /// Directories whose disk usage is reported when they exist (repeatable).
     /// Default: /cache, /workspace and the log directory.
@@ -313,14 +299,15 @@ pub struct ServeArgs {
     )]
     pub timezone: String,
 
-    /// Seconds a client has from the first byte of a request to the end of its headers.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
-    pub header_read_timeout: f64,
+    /// How long a client has from the first byte of a request to the end of its headers
+    /// (`10s`; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::duration::secs)]
+    pub header_read_timeout: Duration,
 
-    /// Seconds after which a connection with no request under way (a keep-alive connection
-    /// between scrapes, or one that never sent anything) is closed.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
-    pub idle_timeout: f64,
+    /// After how long a connection with no request under way (a keep-alive connection
+    /// between scrapes, or one that never sent anything) is closed (`30s`).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::duration::secs)]
+    pub idle_timeout: Duration,
 
     /// Connections open at once. At the limit, the one that has waited longest without a
     /// request is closed to make room.
@@ -329,20 +316,6 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// The directory to follow: PATH, else `--log-dir`, else $BUILD_LOG_DIR, else
-    /// /var/log/container-build.
-    pub fn log_dir(&self) -> PathBuf {
-        self.path
-            .clone()
-            .or_else(|| self.log_dir_flag.clone())
-            .or_else(|| {
-                std::env::var_os("BUILD_LOG_DIR")
-                    .filter(|v| !v.is_empty())
-                    .map(PathBuf::from)
-            })
-            .unwrap_or_else(|| PathBuf::from("/var/log/container-build"))
-    }
-
     pub fn listen_addr(&self) -> anyhow::Result<std::net::SocketAddr> {
         let s = match &self.listen {
             Some(l) => l.clone(),
@@ -358,16 +331,24 @@ impl ServeArgs {
             .map_err(|e| UsageError(format!("cannot listen on {s:?}: {e}")).into())
     }
 
+    /// The build log directory: the DIR argument (or the old `--log-dir`), else
+    /// $BUILD_LOG_DIR, else /var/log/container-build.
+    pub fn log_dir(&self) -> PathBuf {
+        self.log_dir
+            .clone()
+            .or_else(|| self.path.clone())
+            .unwrap_or_else(|| PathBuf::from("/var/log/container-build"))
+    }
+
     pub fn config(&self) -> anyhow::Result<ServeConfig> {
-        let positive = |v: f64, what: &str| {
-            if v.is_finite() && v > 0.0 {
-                Ok(Duration::from_secs_f64(v))
+        let positive = |v: Duration, what: &str| {
+            if v.is_zero() {
+                Err(UsageError(format!("{what} must be more than 0")))
             } else {
-                Err(UsageError(format!(
-                    "{what} must be a positive number of seconds, not {v}"
-                )))
+                Ok(v)
             }
         };
+        let log_dir = self.log_dir();
         let timezone = jiff::tz::TimeZone::get(&self.timezone)
             .map_err(|e| UsageError(format!("unknown time zone {:?}: {e}", self.timezone)))?;
         let auth = self.auth()?;
@@ -375,14 +356,14 @@ impl ServeArgs {
             vec![
                 PathBuf::from("/cache"),
                 PathBuf::from("/workspace"),
-                self.log_dir(),
+                log_dir.clone(),
             ]
         } else {
             self.disk_paths.clone()
         };
         Ok(ServeConfig {
-            log_dir: self.log_dir(),
-            refresh: positive(self.refresh_interval, "METRICS_REFRESH_INTERVAL")?,
+            log_dir,
+            refresh: positive(self.refresh_interval, "--refresh-interval")?,
             parse: ParseOptions {
                 timezone,
                 // UTC is the flag's default: only another zone was chosen on purpose.
@@ -483,22 +464,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn textfile_is_replaced_whole_and_leaves_no_temp_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("build.prom");
-        std::fs::write(&p, "old").unwrap();
-        write_atomically(&p, b"new content\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new content\n");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        let err = write_atomically(&dir.path().join("missing/x.prom"), b"x").unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }
 }

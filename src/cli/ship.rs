@@ -1,7 +1,8 @@
 //! `buildlog ship`: parse as `convert` does and fan the events out to the chosen sinks.
 
+use super::exit;
 use super::input::InputArgs;
-use super::{exit, UsageError};
+use crate::error::UsageError;
 use crate::pipeline;
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::stdout::StdoutSink;
@@ -17,17 +18,16 @@ use std::time::Duration;
 #[command(after_help = "\
 Examples:
   buildlog ship --loki http://127.0.0.1:3100 /var/log/container-build
-  buildlog ship --loki http://127.0.0.1:3100 --stdout old-builds/*.tar.gz
-  buildlog ship --loki http://127.0.0.1:3100 dead-letter.jsonl   # replay a dead-letter file
-  buildlog ship --elasticsearch http://127.0.0.1:9200 /var/log/container-build
-  buildlog ship --elasticsearch https://es.example:9200 --ca-file ca.pem --schema ecs \\
-      --index 'build-logs-%Y.%m.%d' old-builds/
-  buildlog ship --follow /var/log/container-build --state-dir /var/lib/buildlog \
-      --loki http://127.0.0.1:3100 --elasticsearch http://127.0.0.1:9200
+  buildlog ship --loki http://127.0.0.1:3100 --stdout old-builds/*/
+  buildlog ship --loki http://127.0.0.1:3100 buildlog-dead-letter.jsonl
+  buildlog ship --elasticsearch http://127.0.0.1:9200 --schema ecs /build/logs
+  buildlog ship --elasticsearch http://es:9200 --index 'logs-%Y.%m.%d' old/
+  buildlog ship --config /etc/buildlog/buildlog.toml --follow /build/logs
 
-With --follow, SIGTERM or SIGINT stops reading, flushes for at most --shutdown-timeout,
-writes the checkpoint and exits 0; a second signal exits at once (the checkpoint keeps
-what was delivered). See docs/operations.md.")]
+A dead-letter file is replayed by shipping it. With --follow, SIGTERM or SIGINT stops
+reading, flushes for at most --shutdown-timeout, writes the checkpoint and exits 0; a
+second signal exits at once (the checkpoint keeps what was delivered).
+See docs/operations.md and docs/configuration.md.")]
 pub struct ShipArgs {
     #[command(flatten)]
     pub input: InputArgs,
@@ -81,53 +81,30 @@ pub struct LiveArgs {
     )]
     pub state_dir: Option<PathBuf>,
 
-    /// How often to look for new lines and files, in milliseconds.
-    #[arg(
-        long,
-        value_name = "MS",
-        default_value_t = 250,
-        help_heading = "Follow"
-    )]
-    pub poll_interval: u64,
+    /// How often to look for new lines and files (`250ms`; a bare number is milliseconds).
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = crate::duration::millis, help_heading = "Follow")]
+    pub poll_interval: Duration,
 
     /// How long an event the JSON logger also writes waits for that line (its exact time
-    /// and id) before it goes out without, in seconds.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = 5.0,
-        help_heading = "Follow"
-    )]
-    pub twin_wait: f64,
+    /// and id) before it goes out without (`5s`; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::duration::secs, help_heading = "Follow")]
+    pub twin_wait: Duration,
 
-    /// The build is over once no file grew for this many seconds: open features are closed
-    /// as aborted and, once delivered, ship exits (0: never). A sentinel in
+    /// The build is over once no file grew for this long: open features are closed as
+    /// aborted and, once delivered, ship exits (`0`: never). A sentinel in
     /// `build-failure.log` ends the build at once.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = 600.0,
-        help_heading = "Follow"
-    )]
-    pub idle_end: f64,
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = crate::duration::secs, help_heading = "Follow")]
+    pub idle_end: Duration,
 
-    /// How often the checkpoint is written when it moved, in milliseconds.
-    #[arg(
-        long,
-        value_name = "MS",
-        default_value_t = 1000,
-        help_heading = "Follow"
-    )]
-    pub checkpoint_interval: u64,
+    /// How often the checkpoint is written when it moved (`1s`; a bare number is
+    /// milliseconds).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::duration::millis, help_heading = "Follow")]
+    pub checkpoint_interval: Duration,
 
-    /// On SIGTERM/SIGINT, how long the sinks may take to deliver what they hold (seconds).
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = 10.0,
-        help_heading = "Follow"
-    )]
-    pub shutdown_timeout: f64,
+    /// On SIGTERM/SIGINT, how long the sinks may take to deliver what they hold (`10s`; a
+    /// bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::duration::secs, help_heading = "Follow")]
+    pub shutdown_timeout: Duration,
 
     /// Serve the shipper's own metrics (events read, queued, acknowledged, dead-lettered,
     /// backlog, delivery lag, checkpoint age) at http://ADDR/metrics while following.
@@ -149,7 +126,7 @@ pub struct LiveArgs {
     pub buffer_when_full: crate::spool::WhenFull,
 }
 
-pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
+pub fn run(mut args: ShipArgs) -> anyhow::Result<i32> {
     let opts = args.input.parse_options()?;
     // Replaying the dead-letter file into itself would append to what is being read.
     if let Some(i) = super::output::output_is_input(&args.dead_letter, &args.input.inputs()) {
@@ -159,6 +136,9 @@ pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
             i.display()
         ))
         .into());
+    }
+    if !args.live.follow {
+        refuse_retries_to_refusing_servers(&mut args);
     }
     let dead_letter = DeadLetter::new(Some(&args.dead_letter));
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
@@ -207,6 +187,11 @@ pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
             "buildlog: {}: {} events, {} delivered ({} already stored), {} retries, {} dead-lettered, {} dropped",
             s.name, s.received, s.delivered, s.already_present, s.retried, s.dead_lettered, s.dropped
         );
+        if s.dead_lettered > 0 {
+            for (reason, n) in dead_letter.reasons(&s.name) {
+                eprintln!("buildlog: {}: {n} dead-lettered: {reason}", s.name);
+            }
+        }
     }
     if dead_letter.count() > 0 {
         eprintln!(
@@ -235,6 +220,64 @@ pub fn run(args: ShipArgs) -> anyhow::Result<i32> {
     )
 }
 
+/// True when nothing listens at `address` (`HOST:PORT`): every address it resolves to
+/// refuses the connection. A timeout or a name that does not resolve is not a refusal.
+fn refuses(address: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    let Ok(addrs) = address.to_socket_addrs() else {
+        return false;
+    };
+    let addrs: Vec<_> = addrs.collect();
+    !addrs.is_empty()
+        && addrs.iter().all(|a| {
+            matches!(
+                std::net::TcpStream::connect_timeout(a, Duration::from_secs(2)),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+            )
+        })
+}
+
+/// `HOST:PORT` of an http(s) URL.
+fn url_address(url: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url).ok()?;
+    Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?))
+}
+
+/// A batch `ship` to a server that refuses connections when it starts would retry each
+/// request for minutes before dead-lettering it: such a sink gets no retries, so its events
+/// go to the dead-letter file at once (with the cause) and the command ends in seconds.
+/// `--follow` keeps retrying: a daemon waits for its servers.
+fn refuse_retries_to_refusing_servers(args: &mut ShipArgs) {
+    use crate::duration::RetryLimit;
+    let check = |name: &str, address: Option<String>, max: &mut RetryLimit| {
+        let Some(address) = address else { return };
+        if *max != RetryLimit::Times(0) && refuses(&address) {
+            eprintln!(
+                "buildlog: {name}: {address} refuses connections (Connection refused): \
+                 not retrying, its events go to the dead-letter file"
+            );
+            *max = RetryLimit::Times(0);
+        }
+    };
+    let loki = args.loki.loki.as_deref().and_then(url_address);
+    check("loki", loki, &mut args.loki.loki_retry_max);
+    let es = args
+        .elasticsearch
+        .elasticsearch
+        .as_deref()
+        .and_then(url_address);
+    check("elasticsearch", es, &mut args.elasticsearch.es_retry_max);
+    let fwd = args.forward.forward.clone();
+    check("forward", fwd, &mut args.forward.forward_retry_max);
+    let otlp = args
+        .otlp
+        .otlp
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .and_then(url_address);
+    check("otlp", otlp, &mut args.otlp.otlp_retry_max);
+}
+
 /// `ship --follow`: runs until SIGTERM/SIGINT.
 fn follow(
     args: &ShipArgs,
@@ -254,10 +297,6 @@ fn follow(
             }
         }
     }
-    let t = args.live.shutdown_timeout;
-    if !(t.is_finite() && t >= 0.0) {
-        return Err(UsageError("--shutdown-timeout must be a number of seconds".into()).into());
-    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // The second signal exits at once: registered first, it fires when `stop` is already set.
@@ -267,11 +306,11 @@ fn follow(
     }
     let cfg = crate::live::FollowConfig {
         paths,
-        poll_interval: Duration::from_millis(args.live.poll_interval.max(10)),
-        timing: super::convert::follow_timing(args.live.twin_wait, args.live.idle_end)?,
+        poll_interval: args.live.poll_interval.max(Duration::from_millis(10)),
+        timing: super::convert::follow_timing(args.live.twin_wait, args.live.idle_end),
         state_dir: args.live.state_dir.clone(),
-        checkpoint_interval: Duration::from_millis(args.live.checkpoint_interval.max(10)),
-        shutdown_timeout: Duration::from_secs_f64(t),
+        checkpoint_interval: args.live.checkpoint_interval.max(Duration::from_millis(10)),
+        shutdown_timeout: args.live.shutdown_timeout,
         stop,
         metrics_listen: args.live.metrics_listen,
         dead_letter: Some(dead_letter),

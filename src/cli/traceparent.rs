@@ -1,9 +1,10 @@
 //! `buildlog traceparent [PATH]`: the W3C `traceparent` of a build's root span, so that a CI
 //! job can put its own spans under the build (`TRACEPARENT=$(buildlog traceparent) otel-cli ...`).
 
+use super::exit;
 use super::input::InputArgs;
-use super::{exit, UsageError};
 use crate::enrich::ids;
+use crate::error::UsageError;
 use crate::sink::otlp::ParentContext;
 use clap::Args;
 

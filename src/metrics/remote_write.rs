@@ -138,7 +138,7 @@ pub fn to_write_request(
 /// The request body: protobuf, snappy block format.
 pub fn encode(req: &WriteRequest) -> anyhow::Result<Vec<u8>> {
     let raw = prost::Message::encode_to_vec(req);
-    Ok(snap::raw::Encoder::new().compress_vec(&raw)?)
+    Ok(crate::sink::compression::snappy(&raw)?)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -169,8 +169,10 @@ pub async fn push(
             metadata: if first { metadata.clone() } else { vec![] },
         })?;
         first = false;
-        let mut attempt = 0u32;
-        loop {
+        // One attempt, classified as Prometheus' remote write spec says: 2xx stored, 5xx and
+        // 429 retried (with Retry-After), other answers refused; then the shared retry loop.
+        let out = crate::sink::retry::retry(&backoff, "remote write", |_| async {
+            use crate::sink::retry::Attempt;
             let sent = auth
                 .apply(client.post(url))
                 .header("Content-Type", "application/x-protobuf")
@@ -179,11 +181,11 @@ pub async fn push(
                 .body(body.clone())
                 .send()
                 .await;
-            let (retryable, wait, why) = match sent {
-                Ok(resp) if resp.status().is_success() => break,
+            match sent {
+                Ok(resp) if resp.status().is_success() => Attempt::Done(()),
                 Ok(resp) => {
                     let status = resp.status();
-                    let wait = resp
+                    let retry_after = resp
                         .headers()
                         .get(reqwest::header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
@@ -191,35 +193,32 @@ pub async fn push(
                     let text = crate::sink::http::text_capped(resp)
                         .await
                         .unwrap_or_default();
-                    let why = format!("{url} answered {status}: {}", text.trim());
-                    (
-                        status.is_server_error() || status.as_u16() == 429,
-                        wait,
-                        why,
-                    )
+                    let reason = format!("{url} answered {status}: {}", text.trim());
+                    if status.is_server_error() || status.as_u16() == 429 {
+                        Attempt::Retry {
+                            reason,
+                            retry_after,
+                        }
+                    } else {
+                        Attempt::Refused(reason)
+                    }
                 }
-                Err(e) => (
-                    true,
-                    None,
-                    format!("{url}: {}", crate::sink::http::error_chain(&e)),
-                ),
-            };
-            if !retryable {
-                bail!("remote write rejected: {why}");
+                Err(e) => Attempt::Retry {
+                    reason: format!("{url}: {}", crate::sink::http::error_chain(&e)),
+                    retry_after: None,
+                },
             }
-            attempt += 1;
-            if attempt > backoff.max_retries {
-                bail!(
-                    "remote write failed after {} retries: {why}",
-                    backoff.max_retries
-                );
+        })
+        .await;
+        report.retries += u64::from(out.retries());
+        match out {
+            crate::sink::retry::Outcome::Done { .. } => {}
+            crate::sink::retry::Outcome::Refused { reason, .. } => {
+                bail!("remote write rejected: {reason}")
             }
-            report.retries += 1;
-            let delay = wait
-                .map(|w| backoff.server_delay(w))
-                .unwrap_or_else(|| backoff.delay(attempt));
-            tracing::warn!("remote write: {why}; retry {attempt} in {delay:?}");
-            tokio::time::sleep(delay).await;
+            crate::sink::retry::Outcome::GaveUp { reason, .. } => {
+                bail!("remote write failed: {reason}")
+            }
         }
         report.requests += 1;
         report.series += chunk.len() as u64;
@@ -435,7 +434,10 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(format!("{err:#}").contains("after 3 retries"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("gave up after 4 attempts: http://"),
+            "{err:#}"
+        );
     }
 
     #[test]

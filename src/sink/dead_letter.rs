@@ -33,7 +33,12 @@ struct Inner {
     path: Option<PathBuf>,
     writer: Option<BufWriter<File>>,
     count: u64,
+    /// Per sink, its distinct reasons (the first few) with their event counts, in order.
+    reasons: Vec<(String, String, u64)>,
 }
+
+/// How many distinct reasons per sink are kept for the summary.
+const REASONS_KEPT: usize = 3;
 
 impl DeadLetter {
     /// `None`: nothing is written, but every event is still counted (and the exit code says so).
@@ -43,6 +48,7 @@ impl DeadLetter {
                 path: path.map(Path::to_path_buf),
                 writer: None,
                 count: 0,
+                reasons: Vec::new(),
             })),
         }
     }
@@ -55,6 +61,18 @@ impl DeadLetter {
     pub fn write(&self, sink: &str, reason: &str, events: &[Arc<Event>]) -> std::io::Result<()> {
         let mut inner = self.inner.lock().unwrap();
         inner.count += events.len() as u64;
+        let n = events.len() as u64;
+        if let Some(r) = inner
+            .reasons
+            .iter_mut()
+            .find(|(s, r, _)| s == sink && r == reason)
+        {
+            r.2 += n;
+        } else if inner.reasons.iter().filter(|(s, _, _)| s == sink).count() < REASONS_KEPT {
+            inner
+                .reasons
+                .push((sink.to_string(), reason.to_string(), n));
+        }
         if inner.path.is_none() {
             return Ok(());
         }
@@ -84,6 +102,19 @@ impl DeadLetter {
 
     pub fn count(&self) -> u64 {
         self.inner.lock().unwrap().count
+    }
+
+    /// Why `sink`'s events were dead-lettered: its first few distinct reasons with their
+    /// event counts, for the summary on stderr (the file has the reason of every event).
+    pub fn reasons(&self, sink: &str) -> Vec<(String, u64)> {
+        self.inner
+            .lock()
+            .unwrap()
+            .reasons
+            .iter()
+            .filter(|(s, _, _)| s == sink)
+            .map(|(_, r, n)| (r.clone(), *n))
+            .collect()
     }
 }
 

@@ -2,7 +2,7 @@
 //! timeouts and credentials. Credentials come from the environment or from files, never from
 //! a plain flag value, and are never logged: `Auth`'s `Debug` form hides them.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use std::fmt;
 use std::path::PathBuf;
@@ -49,6 +49,7 @@ pub async fn text_capped(resp: reqwest::Response) -> reqwest::Result<String> {
 
 /// TLS and timeout flags, flattened into each sink's own flags with a prefix-free name set.
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "HTTP (every sink)")]
 pub struct TransportArgs {
     /// Extra CA certificate (PEM) to trust, besides the system roots.
     #[arg(long, value_name = "FILE", global = true)]
@@ -62,20 +63,20 @@ pub struct TransportArgs {
     /// Accept any server certificate. Only for tests against self-signed servers.
     #[arg(long, global = true)]
     pub insecure_skip_verify: bool,
-    /// Timeout of one request, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0, global = true)]
-    pub request_timeout: f64,
-    /// Timeout of connecting, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0, global = true)]
-    pub connect_timeout: f64,
+    /// Timeout of one request (`30s`; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::duration::secs, global = true)]
+    pub request_timeout: Duration,
+    /// Timeout of connecting (`10s`; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::duration::secs, global = true)]
+    pub connect_timeout: Duration,
 }
 
 impl TransportArgs {
     pub fn client(&self) -> anyhow::Result<reqwest::Client> {
         let mut b = reqwest::Client::builder()
             .use_rustls_tls()
-            .timeout(secs(self.request_timeout)?)
-            .connect_timeout(secs(self.connect_timeout)?)
+            .timeout(positive(self.request_timeout)?)
+            .connect_timeout(positive(self.connect_timeout)?)
             .user_agent(concat!("buildlog/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &self.ca_file {
             let pem =
@@ -105,11 +106,11 @@ impl TransportArgs {
     }
 }
 
-fn secs(v: f64) -> anyhow::Result<Duration> {
-    if !(v.is_finite() && v > 0.0) {
-        bail!("a timeout must be a positive number of seconds, not {v}");
+fn positive(v: Duration) -> anyhow::Result<Duration> {
+    if v.is_zero() {
+        return Err(crate::error::UsageError::new("a timeout must be more than 0").into());
     }
-    Ok(Duration::from_secs_f64(v))
+    Ok(v)
 }
 
 /// Credentials for a request. Built from environment variables or files only.
@@ -146,6 +147,16 @@ impl Auth {
             Auth::ApiKey(k) => req.header(reqwest::header::AUTHORIZATION, format!("ApiKey {k}")),
         }
     }
+}
+
+/// This machine's host name: Loki's default `host` label, ECS `host.name`.
+pub fn hostname() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
 }
 
 /// `e`'s message followed by each of its causes, `: `-separated (reqwest's own message omits
@@ -210,8 +221,8 @@ mod tests {
     #[test]
     fn rejects_nonsense_timeouts() {
         let t = TransportArgs {
-            request_timeout: -1.0,
-            connect_timeout: 1.0,
+            request_timeout: Duration::ZERO,
+            connect_timeout: Duration::from_secs(1),
             ..Default::default()
         };
         assert!(t.client().is_err());

@@ -3,6 +3,7 @@
 //! (the service that sends, retries and dead-letters).
 
 pub mod ack;
+pub mod compression;
 pub mod dead_letter;
 pub mod elasticsearch;
 pub mod forward;

@@ -19,27 +19,42 @@ impl Sink for StdoutSink {
         Box::pin(async move {
             let mut report = SinkReport::new("stdout");
             let mut buf = Vec::with_capacity(64 * 1024);
+            // A closed stdout (`| head -1`) is the reader's choice, not a failure: the other
+            // sinks still get every event, and stdout takes no more.
+            let mut closed = false;
             while let Some(event) = events.recv().await {
                 report.received += 1;
-                event.write_json_line(&mut buf);
                 report.delivered += 1;
+                if closed {
+                    continue;
+                }
+                event.write_json_line(&mut buf);
                 if self.flush_each || buf.len() >= 60 * 1024 {
-                    write_out(&mut buf)?;
+                    closed = write_out(&mut buf)?;
                 }
             }
-            write_out(&mut buf)?;
+            if !closed {
+                write_out(&mut buf)?;
+            }
             Ok(report)
         })
     }
 }
 
-fn write_out(buf: &mut Vec<u8>) -> anyhow::Result<()> {
+/// Writes and clears `buf`; `Ok(true)` when the reader has closed stdout.
+fn write_out(buf: &mut Vec<u8>) -> anyhow::Result<bool> {
     if buf.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let mut out = std::io::stdout().lock();
-    out.write_all(buf)?;
-    out.flush()?;
+    let r = out.write_all(buf).and_then(|_| out.flush());
     buf.clear();
-    Ok(())
+    match r {
+        Ok(()) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            tracing::debug!("stdout was closed by its reader; the other sinks go on");
+            Ok(true)
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("writing events to stdout")),
+    }
 }

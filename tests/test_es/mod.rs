@@ -638,6 +638,11 @@ fn setup_api(s: &mut State, rec: &Recorded, path: &str) -> Response {
             };
         }
         return match s.installed.get(path) {
+            // `GET _index_template/NAME` answers a list, as Elasticsearch does.
+            Some(v) if kind == "_index_template" => reply(
+                200,
+                json!({"index_templates": [{"name": path.rsplit('/').next().unwrap(), "index_template": v}]}),
+            ),
             Some(v) => reply(200, v.clone()),
             None => reply(
                 404,

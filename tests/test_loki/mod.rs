@@ -228,6 +228,13 @@ impl TestLoki {
 }
 
 async fn serve_connection(mut sock: tokio::net::TcpStream, st: Arc<Mutex<State>>) {
+    // A connection that closes before sending anything (a reachability probe) is no request:
+    // it takes no fault.
+    let mut first = [0u8; 1];
+    match sock.peek(&mut first).await {
+        Ok(0) | Err(_) => return,
+        Ok(_) => {}
+    }
     let close = {
         let mut s = st.lock().unwrap();
         if matches!(s.faults.front(), Some(Fault::Close)) {

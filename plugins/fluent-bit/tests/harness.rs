@@ -237,7 +237,7 @@ fn bad_settings_fail_init_cleanly() {
         return;
     };
     for (props, reason) in [
-        (&[][..], "set Loki_URL or Forward"),
+        (&[][..], "set Host (or URL) or Forward"),
         (
             &[("Forward", "127.0.0.1:1"), ("Timezone", "Mars/Olympus")][..],
             "Timezone",
@@ -380,4 +380,66 @@ fn with_a_dead_letter_file_undeliverable_events_are_kept_there() {
     assert!(recs
         .iter()
         .all(|r| r.sink == "forward" && r.reason.contains("connecting")));
+}
+
+/// The output section as Fluent Bit's own `loki` output spells it.
+#[test]
+fn out_loki_property_names_configure_the_loki_sink() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(harness) = harness(tmp.path()) else {
+        return;
+    };
+    let build = tmp.path().join("container-build");
+    let (_, chunk_files) =
+        interleaved_chunks(tmp.path(), &build, &["python-install.log"], 1000, false);
+    let want: BTreeMap<String, serde_json::Value> = expected(&build)
+        .into_values()
+        .flatten()
+        .map(|e| (e["event_id"].as_str().unwrap().to_string(), e))
+        .collect();
+    let loki = test_loki::TestLoki::start();
+    let port = loki.url.rsplit(':').next().unwrap().trim_end_matches('/');
+    let flushes: Vec<&Path> = chunk_files.iter().map(PathBuf::as_path).collect();
+    let (stdout, stderr) = run(
+        &harness,
+        &[
+            ("Host", "127.0.0.1"),
+            ("Port", port),
+            ("URI", "/loki/api/v1/push"),
+            ("Label_Keys", "$feature, $level, $event_type"),
+            ("Structured_Metadata", "correlation_id, trace_id"),
+            ("Line_Format", "key_value"),
+            ("Retries", "0"),
+        ],
+        &flushes,
+    );
+    assert!(stdout.contains("init 1"), "{stdout}{stderr}");
+    let entries = loki.entries();
+    assert_eq!(entries.len(), want.len(), "{stderr}");
+    for entry in &entries {
+        // logfmt: the identifiers not sent as structured metadata are in the line
+        let id = entry
+            .line
+            .split(' ')
+            .find_map(|kv| kv.strip_prefix("event_id="))
+            .unwrap_or_else(|| panic!("no event_id in {:?}", entry.line));
+        let ev = &want[id];
+        assert!(entry.line.starts_with("ts="), "{}", entry.line);
+        assert_eq!(
+            entry.labels["event_type"],
+            ev["event_type"].as_str().unwrap()
+        );
+        assert_eq!(entry.labels["feature"], ev["feature"].as_str().unwrap());
+        let mut sm: Vec<&str> = entry
+            .structured_metadata
+            .keys()
+            .map(String::as_str)
+            .collect();
+        sm.sort();
+        let mut expect = vec!["correlation_id"];
+        if ev.get("trace_id").is_some() {
+            expect.push("trace_id");
+        }
+        assert_eq!(sm, expect, "{}", entry.line);
+    }
 }

@@ -3,13 +3,11 @@
 
 use crate::sink::http::Auth;
 use crate::sink::retry::parse_retry_after;
-use flate2::write::GzEncoder;
 use reqwest::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::time::Duration;
 
 /// Sends bulk bodies to one endpoint.
@@ -258,15 +256,7 @@ fn excerpt(body: &[u8]) -> String {
     }
 }
 
-pub fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    // Level 1: bulk bodies are repetitive JSON; higher levels cost CPU for little gain.
-    let mut enc = GzEncoder::new(
-        Vec::with_capacity(body.len() / 6 + 64),
-        flate2::Compression::fast(),
-    );
-    enc.write_all(body)?;
-    enc.finish()
-}
+pub use crate::sink::compression::gzip;
 
 /// Which product answered `GET /`, and its version.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! `--schema`) because the Loki sink's flags sit beside them in `buildlog ship`.
 
 use super::encoder::{Action, IndexPattern, Schema, Target};
-use crate::cli::UsageError;
+use crate::error::UsageError;
 use crate::sink::http::{secret_from, Auth};
 use crate::sink::retry::Backoff;
 use clap::Args;
@@ -72,19 +72,15 @@ impl EsAuthArgs {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
-pub enum Compression {
-    #[default]
-    Gzip,
-    None,
-}
+pub use crate::sink::compression::Compression;
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Elasticsearch")]
 pub struct ElasticsearchArgs {
     /// Elasticsearch or OpenSearch base URL; events are sent to URL/_bulk. A URL whose path
     /// ends in `/_bulk` is used as it is, query included (for servers that speak `_bulk`
     /// elsewhere, e.g. VictoriaLogs' `/insert/elasticsearch/_bulk?_msg_field=message`).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "ELASTICSEARCH_URL")]
     pub elasticsearch: Option<String>,
 
     /// Write to this index instead of the data stream. Date fields `%Y %m %d %H` are taken
@@ -130,26 +126,26 @@ pub struct ElasticsearchArgs {
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub es_concurrency: usize,
 
-    /// Request body compression.
-    #[arg(long, value_enum, value_name = "KIND", default_value_t = Compression::Gzip)]
+    /// Request body compression: gzip or none (Elasticsearch takes no snappy).
+    #[arg(long, value_enum, value_name = "ALG", default_value_t = Compression::Gzip)]
     pub es_compression: Compression,
 
-    /// Send what is buffered after this many seconds without a full request (follow mode).
-    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
-    pub es_flush_interval: f64,
+    /// Send what is buffered after this long without a full request (follow mode).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::duration::secs)]
+    pub es_flush_interval: Duration,
 
     /// Retries of a request or of failed items (429, 5xx, connection errors) before they go
-    /// to the dead-letter file.
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub es_max_retries: u32,
+    /// to the dead-letter file; `infinite` for a daemon.
+    #[arg(long, value_name = "N", default_value = "10", value_parser = crate::duration::retry_limit, alias = "es-max-retries")]
+    pub es_retry_max: crate::duration::RetryLimit,
 
-    /// Shortest wait before a retry, in seconds (doubled each retry, with full jitter).
-    #[arg(long, value_name = "SECS", default_value_t = 0.5)]
-    pub es_backoff_min: f64,
+    /// First wait before a retry (doubled each retry, with full jitter).
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = crate::duration::secs, alias = "es-backoff-min")]
+    pub es_retry_initial: Duration,
 
-    /// Longest wait before a retry, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
-    pub es_backoff_max: f64,
+    /// Longest wait before a retry.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::duration::secs, alias = "es-backoff-max")]
+    pub es_retry_max_wait: Duration,
 
     #[command(flatten)]
     pub auth: EsAuthArgs,
@@ -171,6 +167,8 @@ pub struct EsConfig {
     pub flush_interval: Duration,
     pub backoff: Backoff,
     pub auth: Auth,
+    /// ECS `host.name`.
+    pub host_name: Option<String>,
 }
 
 impl ElasticsearchArgs {
@@ -208,22 +206,19 @@ impl ElasticsearchArgs {
                 "--es-max-docs and --es-concurrency must be at least 1".into(),
             ));
         }
-        let secs = |name: &str, v: f64| -> anyhow::Result<Duration> {
-            if v.is_finite() && v > 0.0 {
-                Ok(Duration::from_secs_f64(v))
-            } else {
-                Err(usage(format!(
-                    "{name} must be a positive number of seconds, not {v}"
-                )))
-            }
-        };
-        let backoff = Backoff {
-            min: secs("--es-backoff-min", self.es_backoff_min)?,
-            max: secs("--es-backoff-max", self.es_backoff_max)?,
-            max_retries: self.es_max_retries,
-        };
-        if backoff.max < backoff.min {
-            return Err(usage("--es-backoff-max is below --es-backoff-min".into()));
+        let backoff = Backoff::checked(
+            "--es",
+            self.es_retry_initial,
+            self.es_retry_max_wait,
+            self.es_retry_max,
+        )?;
+        if self.es_flush_interval.is_zero() {
+            return Err(usage("--es-flush-interval must be more than 0".into()));
+        }
+        if self.es_compression == Compression::Snappy {
+            return Err(usage(
+                "--es-compression snappy: Elasticsearch takes gzip or none".into(),
+            ));
         }
         Ok(Some(EsConfig {
             bulk_url,
@@ -235,9 +230,10 @@ impl ElasticsearchArgs {
             max_docs: self.es_max_docs,
             concurrency: self.es_concurrency,
             gzip: self.es_compression == Compression::Gzip,
-            flush_interval: secs("--es-flush-interval", self.es_flush_interval)?,
+            flush_interval: self.es_flush_interval,
             backoff,
             auth: self.auth.resolve()?,
+            host_name: crate::sink::http::hostname(),
         }))
     }
 }
@@ -348,7 +344,7 @@ mod tests {
                 "logs-%Y",
             ],
             &["--elasticsearch", "http://h:9200", "--es-max-docs", "0"],
-            &["--elasticsearch", "http://h:9200", "--es-backoff-min=-1"],
+            &["--elasticsearch", "http://h:9200", "--es-backoff-min=0"],
             &[
                 "--elasticsearch",
                 "http://h:9200",

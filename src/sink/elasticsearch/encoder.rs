@@ -150,9 +150,17 @@ pub struct Encoder {
     service_name: String,
     /// `(type, dataset, namespace)` of a data stream named `type-dataset-namespace`, for ECS.
     data_stream: Option<(String, String, String)>,
+    /// ECS `host.name`: the machine the shipper runs on (the build host when following).
+    host_name: Option<String>,
 }
 
 impl Encoder {
+    /// Sets ECS `host.name`.
+    pub fn with_host_name(mut self, host: Option<String>) -> Self {
+        self.host_name = host.filter(|h| !h.is_empty());
+        self
+    }
+
     pub fn new(target: Target, action: Action, schema: Schema, service_name: String) -> Self {
         let data_stream = match &target {
             Target::DataStream(name) => {
@@ -174,6 +182,7 @@ impl Encoder {
             schema,
             service_name,
             data_stream,
+            host_name: None,
         }
     }
 
@@ -226,7 +235,12 @@ impl Encoder {
                 out[start] = b',';
             }
             Schema::Ecs => {
-                let doc = EcsDoc::new(event, &self.service_name, self.data_stream.as_ref());
+                let doc = EcsDoc::new(
+                    event,
+                    &self.service_name,
+                    self.data_stream.as_ref(),
+                    self.host_name.as_deref(),
+                );
                 serde_json::to_writer(&mut *out, &doc).expect("an ECS document always serialises");
                 out.push(b'\n');
             }
@@ -254,6 +268,10 @@ struct EcsDoc<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     span: Option<EcsId<'a>>,
     service: EcsService<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<EcsHost<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    process: Option<EcsProcess<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     data_stream: Option<EcsDataStream<'a>>,
     labels: EcsLabels<'a>,
@@ -290,11 +308,26 @@ struct EcsEvent<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     duration: Option<u64>,
     sequence: u64,
+    /// The log line as it was written (control bytes kept, secrets scrubbed).
+    original: &'a str,
 }
 
 #[derive(Serialize)]
 struct EcsId<'a> {
     id: &'a str,
+}
+
+#[derive(Serialize)]
+struct EcsHost<'a> {
+    name: &'a str,
+}
+
+/// ECS `process`: the command a `command_start` or `command` event is about.
+#[derive(Serialize)]
+struct EcsProcess<'a> {
+    command_line: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -366,6 +399,7 @@ impl<'a> EcsDoc<'a> {
         e: &'a Event,
         service_name: &'a str,
         data_stream: Option<&'a (String, String, String)>,
+        host_name: Option<&'a str>,
     ) -> Self {
         EcsDoc {
             timestamp: e.timestamp,
@@ -388,7 +422,10 @@ impl<'a> EcsDoc<'a> {
                 outcome: outcome(e),
                 duration: duration_ms(e).map(|ms| ms.saturating_mul(1_000_000)),
                 sequence: e.seq,
+                original: e.raw.as_deref().unwrap_or(&e.message),
             },
+            host: host_name.map(|name| EcsHost { name }),
+            process: process(e),
             trace: e.trace_id.as_deref().map(|id| EcsId { id }),
             span: e.span_id.as_deref().map(|id| EcsId { id }),
             service: EcsService { name: service_name },
@@ -426,6 +463,23 @@ impl<'a> EcsDoc<'a> {
             },
         }
     }
+}
+
+/// The command of a command event: `metadata.command` (`command_start`, as the logger
+/// writes it) or `details.command` (`command`), with the exit code where known.
+fn process(e: &Event) -> Option<EcsProcess<'_>> {
+    if !matches!(e.event_type, EventType::CommandStart | EventType::Command) {
+        return None;
+    }
+    let command_line = e
+        .metadata
+        .get("command")
+        .or_else(|| e.details.get("command"))
+        .and_then(Value::as_str)?;
+    Some(EcsProcess {
+        command_line,
+        exit_code: e.metadata.get("exit_code").and_then(Value::as_i64),
+    })
 }
 
 /// ECS `event.type` (an allowed value) for each event type.
@@ -601,6 +655,9 @@ mod tests {
         assert_eq!(doc["container_build"]["command_num"], 3);
         assert_eq!(doc["container_build"]["metadata"]["exit_code"], 0);
         assert_eq!(doc["container_build"]["source"]["line"], 17);
+        // no host given: no host.name; no command text: no process
+        assert!(doc.get("host").is_none() && doc.get("process").is_none());
+        assert_eq!(doc["event"]["original"], "Installing pip\n\"x\"");
         // Nothing of ours at the top level besides ECS fields.
         let keys: Vec<&str> = doc
             .as_object()
@@ -619,6 +676,8 @@ mod tests {
                     "trace",
                     "span",
                     "service",
+                    "host",
+                    "process",
                     "data_stream",
                     "labels",
                     "container_build"
@@ -627,6 +686,53 @@ mod tests {
                 "{k}"
             );
         }
+    }
+
+    #[test]
+    fn ecs_original_host_and_process() {
+        let enc = Encoder::new(
+            Target::DataStream("logs-container_build-default".into()),
+            Action::Create,
+            Schema::Ecs,
+            "container-build".into(),
+        )
+        .with_host_name(Some("ci-runner-7".into()));
+        let mut e = event().with_meta("exit_code", 2);
+        e.details
+            .insert("command".into(), "pip install -r requirements.txt".into());
+        e.raw = Some("\u{1b}[31mInstalling pip\u{1b}[0m".into());
+        let mut out = Vec::new();
+        enc.encode(&e, &mut out);
+        let doc = &lines(&out)[1];
+        assert_eq!(doc["host"]["name"], "ci-runner-7");
+        assert_eq!(
+            doc["process"]["command_line"],
+            "pip install -r requirements.txt"
+        );
+        assert_eq!(doc["process"]["exit_code"], 2);
+        assert_eq!(
+            doc["event"]["original"],
+            "\u{1b}[31mInstalling pip\u{1b}[0m"
+        );
+        // a command_start carries the command in metadata, and no exit code yet
+        let mut s = Event::new(
+            EventType::CommandStart,
+            Level::Info,
+            "Python",
+            "Installing pip",
+        )
+        .with_meta("command", "bash -c 'pip install x'");
+        s.event_id = "y".into();
+        let mut out = Vec::new();
+        enc.encode(&s, &mut out);
+        let doc = &lines(&out)[1];
+        assert_eq!(doc["process"]["command_line"], "bash -c 'pip install x'");
+        assert!(doc["process"].get("exit_code").is_none());
+        // other events have no process
+        let o = Event::new(EventType::Output, Level::Info, "Python", "Collecting pip");
+        let mut out = Vec::new();
+        enc.encode(&o, &mut out);
+        assert!(lines(&out)[1].get("process").is_none());
     }
 
     #[test]

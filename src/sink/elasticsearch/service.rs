@@ -39,7 +39,8 @@ impl ElasticsearchSink {
             cfg.action,
             cfg.schema,
             cfg.service_name.clone(),
-        );
+        )
+        .with_host_name(cfg.host_name.clone());
         let ctx = Arc::new(Ctx {
             client: BulkClient {
                 http,
@@ -267,26 +268,16 @@ async fn send_batch(ctx: Arc<Ctx>, batch: Batch) -> Tally {
         if again.is_empty() {
             continue;
         }
-        let attempt = attempt + 1;
-        if attempt > ctx.backoff.max_retries {
-            let reason = format!(
-                "gave up after {} retries: {reason}",
-                ctx.backoff.max_retries
-            );
+        // The shared retry policy, carried on with the documents that still need it.
+        let mut retries = crate::sink::retry::Retries::resume(&ctx.backoff, SINK_NAME, attempt);
+        let why = format!("{} documents: {reason}", again.len());
+        if let Err(gave_up) = retries.wait(&why, retry_after).await {
+            let reason = gave_up.replacen(&why, &reason, 1);
             reject(&ctx, &mut tally, &batch, &again, &reason);
             continue;
         }
-        let wait = retry_after
-            .map(|d| ctx.backoff.server_delay(d))
-            .unwrap_or_else(|| ctx.backoff.delay(attempt));
-        tracing::warn!(
-            "elasticsearch: retrying {} documents in {:?} (retry {attempt}): {reason}",
-            again.len(),
-            wait
-        );
         tally.retried += again.len() as u64;
-        tokio::time::sleep(wait).await;
-        work.push((again, attempt));
+        work.push((again, retries.count));
     }
     tally
 }

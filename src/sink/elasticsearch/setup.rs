@@ -114,7 +114,7 @@ fn valid_age(age: &str) -> bool {
 /// The requests for a server, in order: policies, component templates, pipeline, index templates.
 pub fn plan(info: &ServerInfo, opts: &SetupOptions) -> anyhow::Result<Vec<Step>> {
     if !valid_age(&opts.delete_after) {
-        bail!(crate::cli::UsageError(format!(
+        bail!(crate::error::UsageError(format!(
             "--delete-after {:?}: use a number and a unit d, h, m or s (e.g. 90d)",
             opts.delete_after
         )));

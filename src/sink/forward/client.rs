@@ -49,19 +49,16 @@ impl ForwardSink {
         });
         let msg = encode_message(self.config.mode, &self.config.tag, events, chunk.as_deref())
             .map_err(|e| format!("encoding: {e}"))?;
-        let mut attempt = 0;
+        let backoff = self.config.backoff;
+        let mut retries = crate::sink::retry::Retries::new(&backoff, NAME);
         loop {
             match self.send_once(&msg, chunk.as_deref()).await {
                 Ok(()) => return Ok(()),
                 Err(e) => {
+                    // Every failure closes the connection: the next try starts afresh.
                     self.conn = None;
-                    if attempt >= self.config.backoff.max_retries {
-                        return Err(e);
-                    }
-                    attempt += 1;
+                    retries.wait(&e, None).await?;
                     report.retried += 1;
-                    tracing::warn!(target: "buildlog::forward", "{e}; retry {attempt}");
-                    tokio::time::sleep(self.config.backoff.delay(attempt)).await;
                 }
             }
         }

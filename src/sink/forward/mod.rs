@@ -22,6 +22,7 @@ pub enum ForwardMode {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Forward")]
 pub struct ForwardArgs {
     /// Send events with the Fluent forward protocol to HOST:PORT (Fluent Bit or Fluentd `forward` input).
     #[arg(long, value_name = "HOST:PORT")]
@@ -38,15 +39,19 @@ pub struct ForwardArgs {
     /// Events per message.
     #[arg(long, value_name = "N", default_value_t = 500)]
     pub forward_batch: usize,
-    /// Seconds to wait for a connection, a write or an ack.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
-    pub forward_timeout: f64,
-    /// Retries of a message after the first attempt, before it goes to the dead-letter file.
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub forward_retries: u32,
-    /// First retry delay in milliseconds (doubling, with jitter, up to 30 s).
-    #[arg(long, value_name = "MS", default_value_t = 500)]
-    pub forward_retry_min_ms: u64,
+    /// How long to wait for a connection, a write or an ack (a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::duration::secs)]
+    pub forward_timeout: Duration,
+    /// Retries of a message after the first attempt, before it goes to the dead-letter file;
+    /// `infinite` for a daemon.
+    #[arg(long, value_name = "N", default_value = "10", value_parser = crate::duration::retry_limit, alias = "forward-retries")]
+    pub forward_retry_max: crate::duration::RetryLimit,
+    /// First retry delay (`500ms`; a bare number is milliseconds); doubles, with jitter.
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = crate::duration::millis, alias = "forward-retry-min-ms")]
+    pub forward_retry_initial: Duration,
+    /// Longest retry delay.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::duration::secs)]
+    pub forward_retry_max_wait: Duration,
 }
 
 /// The settings of a forward sink.
@@ -62,7 +67,7 @@ pub struct ForwardConfig {
 }
 
 impl ForwardArgs {
-    pub fn config(&self) -> Result<Option<ForwardConfig>, crate::cli::UsageError> {
+    pub fn config(&self) -> Result<Option<ForwardConfig>, crate::error::UsageError> {
         let Some(address) = &self.forward else {
             return Ok(None);
         };
@@ -74,33 +79,33 @@ impl ForwardArgs {
                 .parse::<u16>()
                 .is_err()
         {
-            return Err(crate::cli::UsageError(format!(
+            return Err(crate::error::UsageError(format!(
                 "--forward wants HOST:PORT, got {address:?}"
             )));
         }
         if self.forward_batch == 0 {
-            return Err(crate::cli::UsageError(
+            return Err(crate::error::UsageError(
                 "--forward-batch must be at least 1".into(),
             ));
         }
-        if !(self.forward_timeout.is_finite() && self.forward_timeout > 0.0) {
-            return Err(crate::cli::UsageError(
+        if self.forward_timeout.is_zero() {
+            return Err(crate::error::UsageError(
                 "--forward-timeout must be positive".into(),
             ));
         }
-        let min = Duration::from_millis(self.forward_retry_min_ms.max(1));
         Ok(Some(ForwardConfig {
             address: address.clone(),
             tag: self.forward_tag.clone(),
             mode: self.forward_mode,
             ack: self.forward_ack,
             batch: self.forward_batch,
-            timeout: Duration::from_secs_f64(self.forward_timeout),
-            backoff: Backoff {
-                min,
-                max: Duration::from_secs(30).max(min),
-                max_retries: self.forward_retries,
-            },
+            timeout: self.forward_timeout,
+            backoff: Backoff::checked(
+                "--forward",
+                self.forward_retry_initial,
+                self.forward_retry_max_wait,
+                self.forward_retry_max,
+            )?,
         }))
     }
 

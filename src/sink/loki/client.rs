@@ -3,23 +3,13 @@
 use super::encoder::Body;
 use crate::sink::http::Auth;
 use crate::sink::retry::parse_retry_after;
-use std::time::Duration;
 
 /// Loki's error bodies can be long (one line per rejected stream); we keep this much.
 const MAX_REASON: usize = 2048;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// 2xx: Loki stored the entries.
-    Stored,
-    /// 429, 5xx, timeout, connection error: send the same body again later.
-    Retry {
-        reason: String,
-        retry_after: Option<Duration>,
-    },
-    /// Other 4xx: resending cannot help. Loki's own explanation is kept.
-    Rejected { status: u16, reason: String },
-}
+/// Loki's classification of an answer: 2xx stored; 429, 5xx, 408, a timeout or a
+/// connection error retried; other 4xx refused with Loki's own explanation.
+pub type Outcome = crate::sink::retry::Attempt<()>;
 
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -79,7 +69,7 @@ impl Client {
                     "request failed"
                 };
                 return Outcome::Retry {
-                    reason: format!("{what}: {e}"),
+                    reason: format!("{what}: {}", crate::sink::http::error_chain(&e)),
                     retry_after: None,
                 };
             }
@@ -98,17 +88,14 @@ impl Client {
         };
         let code = status.as_u16();
         if status.is_success() {
-            Outcome::Stored
+            Outcome::Done(())
         } else if code == 429 || status.is_server_error() || code == 408 {
             Outcome::Retry {
                 reason: clip(format!("HTTP {code}: {text}")),
                 retry_after,
             }
         } else {
-            Outcome::Rejected {
-                status: code,
-                reason: clip(text),
-            }
+            Outcome::Refused(format!("Loki answered HTTP {code}: {}", clip(text)))
         }
     }
 }

@@ -5,13 +5,24 @@
 //! travel as structured metadata or in the line instead, and a configuration that would turn
 //! them into labels, or exceed Loki's default limit of 15 label names, is refused up front.
 
-use crate::cli::UsageError;
+use crate::error::UsageError;
 use crate::event::Event;
 use crate::sink::http::{secret_from, Auth};
 use crate::sink::retry::Backoff;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// The identifiers sent as structured metadata (or in the line).
+pub const IDENTIFIER_KEYS: &[&str] = &[
+    "correlation_id",
+    "event_type",
+    "command_num",
+    "event_id",
+    "trace_id",
+    "span_id",
+    "logger_correlation_id",
+];
 
 /// Loki's default `max_label_names_per_series`.
 pub const MAX_LABEL_NAMES: usize = 15;
@@ -24,15 +35,20 @@ pub const DEFAULT_MAX_LINE_BYTES: usize = 256 * 1024;
 #[derive(Debug, Clone, Args)]
 pub struct LokiArgs {
     /// Loki base URL; events are pushed to URL/loki/api/v1/push.
-    #[arg(long, value_name = "URL", help_heading = "Loki")]
+    #[arg(long, value_name = "URL", env = "LOKI_URL", help_heading = "Loki")]
     pub loki: Option<String>,
 
     /// Request body: snappy-compressed protobuf (Loki's native push) or JSON.
     #[arg(long, value_enum, default_value_t = LokiEncoding::Protobuf, help_heading = "Loki")]
     pub loki_encoding: LokiEncoding,
 
-    /// Gzip the JSON body (with --loki-encoding json).
-    #[arg(long, help_heading = "Loki")]
+    /// Body compression: snappy (protobuf, Loki's native push; the default there) or gzip or
+    /// none (JSON; none is the default there).
+    #[arg(long, value_enum, value_name = "ALG", help_heading = "Loki")]
+    pub loki_compression: Option<crate::sink::compression::Compression>,
+
+    /// Old spelling of `--loki-compression gzip`.
+    #[arg(long, hide = true, conflicts_with = "loki_compression")]
     pub loki_gzip: bool,
 
     /// A static label NAME=VALUE (repeatable). Defaults: job=container-build and host=<hostname>;
@@ -52,15 +68,30 @@ pub struct LokiArgs {
 
     /// Put correlation id, event type, command number, trace and event ids into the line
     /// instead of Loki 3's structured metadata (for Loki 2).
-    #[arg(long, help_heading = "Loki")]
+    #[arg(
+        long,
+        help_heading = "Loki",
+        conflicts_with = "loki_structured_metadata"
+    )]
     pub no_structured_metadata: bool,
+
+    /// Only these identifiers as structured metadata, comma-separated (the others go into a
+    /// raw or logfmt line; a JSON line has them all): correlation_id, event_type,
+    /// command_num, event_id, trace_id, span_id, logger_correlation_id. Default: all.
+    #[arg(
+        long,
+        value_name = "KEYS",
+        value_delimiter = ',',
+        help_heading = "Loki"
+    )]
+    pub loki_structured_metadata: Vec<String>,
 
     /// The log line: the JSON event, the raw log line, or logfmt.
     #[arg(long, value_enum, default_value_t = LineFormat::Json, help_heading = "Loki")]
     pub line_format: LineFormat,
 
-    /// Tenant id, sent as X-Scope-OrgID (multi-tenant Loki).
-    #[arg(long, value_name = "ID", env = "LOKI_TENANT_ID", help_heading = "Loki")]
+    /// Tenant id, sent as X-Scope-OrgID (multi-tenant Loki). Also $LOKI_TENANT_ID.
+    #[arg(long, value_name = "ID", env = "LOKI_ORG_ID", help_heading = "Loki")]
     pub loki_tenant: Option<String>,
 
     /// Basic-auth user; the password comes from $LOKI_PASSWORD or --loki-password-file.
@@ -84,14 +115,9 @@ pub struct LokiArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024, help_heading = "Loki")]
     pub loki_batch_bytes: usize,
 
-    /// ... or when its first entry has waited this long (seconds).
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 1.0,
-        help_heading = "Loki"
-    )]
-    pub loki_batch_wait: f64,
+    /// ... or when its first entry has waited this long (`1s`, `500ms`).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::duration::secs, help_heading = "Loki")]
+    pub loki_batch_wait: Duration,
 
     /// Requests in flight at once.
     #[arg(long, value_name = "N", default_value_t = 4, help_heading = "Loki")]
@@ -101,27 +127,18 @@ pub struct LokiArgs {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES, help_heading = "Loki")]
     pub loki_max_line_bytes: usize,
 
-    /// First retry delay (seconds); later ones double, with jitter.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 0.5,
-        help_heading = "Loki"
-    )]
-    pub loki_min_backoff: f64,
+    /// First retry delay (`500ms`, `2s`); later ones double, with jitter.
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = crate::duration::secs, alias = "loki-min-backoff", help_heading = "Loki")]
+    pub loki_retry_initial: Duration,
 
-    /// Longest retry delay (seconds), also the cap on a server's Retry-After.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 30.0,
-        help_heading = "Loki"
-    )]
-    pub loki_max_backoff: f64,
+    /// Longest retry delay, also the cap on a server's Retry-After.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::duration::secs, alias = "loki-max-backoff", help_heading = "Loki")]
+    pub loki_retry_max_wait: Duration,
 
-    /// Retries of a request before its entries go to the dead-letter file.
-    #[arg(long, value_name = "N", default_value_t = 10, help_heading = "Loki")]
-    pub loki_max_retries: u32,
+    /// Retries of a request before its entries go to the dead-letter file; `infinite` for a
+    /// daemon that keeps its events until Loki is back.
+    #[arg(long, value_name = "N", default_value = "10", value_parser = crate::duration::retry_limit, alias = "loki-max-retries", help_heading = "Loki")]
+    pub loki_retry_max: crate::duration::RetryLimit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -215,6 +232,8 @@ pub struct LokiConfig {
     /// Sorted by name (Loki's canonical label order).
     pub labels: Vec<(String, LabelValue)>,
     pub structured_metadata: bool,
+    /// `--loki-structured-metadata`: only these identifiers; `None`: all.
+    pub structured_metadata_keys: Option<Vec<String>>,
     pub line_format: LineFormat,
     pub tenant: Option<String>,
     pub auth: Auth,
@@ -248,23 +267,14 @@ pub fn sanitize_label_name(name: &str) -> String {
     out
 }
 
-/// This machine's host name, for the default `host` label.
-fn hostname() -> Option<String> {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-}
-
-fn positive_secs(flag: &str, v: f64) -> anyhow::Result<Duration> {
-    if !(v.is_finite() && v > 0.0 && v < 86_400.0) {
+fn positive(flag: &str, d: Duration) -> anyhow::Result<Duration> {
+    if d.is_zero() || d > Duration::from_secs(86_400) {
         return Err(usage(format!(
-            "{flag} must be a positive number of seconds, not {v}"
+            "{flag} must be more than 0 and at most a day, not {}",
+            crate::duration::format(d)
         )));
     }
-    Ok(Duration::from_secs_f64(v))
+    Ok(d)
 }
 
 impl LokiArgs {
@@ -291,12 +301,28 @@ impl LokiArgs {
         } else {
             format!("{base}/loki/api/v1/push")
         };
-        if self.loki_gzip && self.loki_encoding != LokiEncoding::Json {
-            return Err(usage(
-                "--loki-gzip applies to --loki-encoding json (protobuf bodies are snappy-compressed)",
-            ));
-        }
-        let labels = self.label_set(hostname())?;
+        use crate::sink::compression::Compression;
+        let compression = if self.loki_gzip {
+            Some(Compression::Gzip)
+        } else {
+            self.loki_compression
+        };
+        let gzip = match (self.loki_encoding, compression) {
+            (LokiEncoding::Protobuf, None | Some(Compression::Snappy)) => false,
+            (LokiEncoding::Protobuf, Some(c)) => {
+                return Err(usage(format!(
+                    "--loki-compression {c}: Loki's protobuf push is always snappy-compressed; \
+                     for gzip or none use --loki-encoding json"
+                )))
+            }
+            (LokiEncoding::Json, Some(Compression::Gzip)) => true,
+            (LokiEncoding::Json, None | Some(Compression::None)) => false,
+            (LokiEncoding::Json, Some(Compression::Snappy)) => return Err(usage(
+                "--loki-compression snappy: Loki takes snappy with --loki-encoding protobuf only; \
+                     JSON bodies are gzip or none",
+            )),
+        };
+        let labels = self.label_set(crate::sink::http::hostname())?;
         if self.loki_batch_bytes < 1024 {
             return Err(usage("--loki-batch-bytes must be at least 1024"));
         }
@@ -306,32 +332,54 @@ impl LokiArgs {
         if self.loki_max_line_bytes < 1024 {
             return Err(usage("--loki-max-line-bytes must be at least 1024"));
         }
-        let backoff = Backoff {
-            min: positive_secs("--loki-min-backoff", self.loki_min_backoff)?,
-            max: positive_secs("--loki-max-backoff", self.loki_max_backoff)?,
-            max_retries: self.loki_max_retries,
-        };
-        if backoff.max < backoff.min {
-            return Err(usage(
-                "--loki-max-backoff must not be smaller than --loki-min-backoff",
-            ));
-        }
-        let tenant = self.loki_tenant.clone().filter(|t| !t.is_empty());
+        let backoff = Backoff::checked(
+            "--loki",
+            self.loki_retry_initial,
+            self.loki_retry_max_wait,
+            self.loki_retry_max,
+        )?;
+        let tenant = self
+            .loki_tenant
+            .clone()
+            .or_else(|| std::env::var("LOKI_TENANT_ID").ok())
+            .filter(|t| !t.is_empty());
         Ok(Some(LokiConfig {
             push_url,
             encoding: self.loki_encoding,
-            gzip: self.loki_gzip,
+            gzip,
             labels,
             structured_metadata: !self.no_structured_metadata,
+            structured_metadata_keys: self.structured_metadata_keys()?,
             line_format: self.line_format,
             tenant,
             auth: self.auth()?,
             batch_bytes: self.loki_batch_bytes,
-            batch_wait: positive_secs("--loki-batch-wait", self.loki_batch_wait)?,
+            batch_wait: positive("--loki-batch-wait", self.loki_batch_wait)?,
             concurrency: self.loki_concurrency,
             max_line_bytes: self.loki_max_line_bytes,
             backoff,
         }))
+    }
+
+    fn structured_metadata_keys(&self) -> anyhow::Result<Option<Vec<String>>> {
+        if self.loki_structured_metadata.is_empty() {
+            return Ok(None);
+        }
+        let mut keys = Vec::new();
+        for k in &self.loki_structured_metadata {
+            let k = k.trim();
+            if k.is_empty() {
+                continue;
+            }
+            if !IDENTIFIER_KEYS.contains(&k) {
+                return Err(usage(format!(
+                    "--loki-structured-metadata {k:?}: not an identifier; use {}",
+                    IDENTIFIER_KEYS.join(", ")
+                )));
+            }
+            keys.push(k.to_string());
+        }
+        Ok(Some(keys))
     }
 
     fn auth(&self) -> anyhow::Result<Auth> {
@@ -570,16 +618,67 @@ mod tests {
     #[test]
     fn refuses_bad_settings() {
         assert!(args(&["--loki-gzip"]).config().is_err());
-        assert!(args(&["--loki-encoding", "json", "--loki-gzip"])
-            .config()
-            .is_ok());
+        assert!(args(&["--loki-compression", "gzip"]).config().is_err());
+        assert!(args(&["--loki-compression", "none"]).config().is_err());
+        assert!(
+            !args(&["--loki-compression", "snappy"])
+                .config()
+                .unwrap()
+                .unwrap()
+                .gzip
+        );
+        let json = |c: &str| {
+            args(&["--loki-encoding", "json", "--loki-compression", c])
+                .config()
+                .map(|c| c.unwrap().gzip)
+        };
+        assert!(json("gzip").unwrap());
+        assert!(!json("none").unwrap());
+        assert!(json("snappy").is_err());
+        // the old switch still means gzip
+        assert!(
+            args(&["--loki-encoding", "json", "--loki-gzip"])
+                .config()
+                .unwrap()
+                .unwrap()
+                .gzip
+        );
         assert!(args(&["--loki-concurrency", "0"]).config().is_err());
         assert!(args(&["--loki-batch-wait", "0"]).config().is_err());
         assert!(
-            args(&["--loki-min-backoff", "5", "--loki-max-backoff", "1"])
+            args(&["--loki-retry-initial", "5s", "--loki-retry-max-wait", "1s"])
                 .config()
                 .is_err()
         );
+        // old spellings, bare numbers in their old unit (seconds)
+        let c = args(&[
+            "--loki-min-backoff",
+            "2",
+            "--loki-max-backoff",
+            "60",
+            "--loki-max-retries",
+            "100000",
+            "--loki-batch-wait",
+            "0.25",
+        ])
+        .config()
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.backoff.min, Duration::from_secs(2));
+        assert_eq!(c.backoff.max, Duration::from_secs(60));
+        assert_eq!(c.backoff.max_retries, 100_000);
+        assert_eq!(c.batch_wait, Duration::from_millis(250));
+        let c = args(&[
+            "--loki-retry-initial",
+            "250ms",
+            "--loki-retry-max",
+            "infinite",
+        ])
+        .config()
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.backoff.min, Duration::from_millis(250));
+        assert_eq!(c.backoff.max_retries, u32::MAX);
         let mut bad = args(&[]);
         bad.loki = Some("https://ci:hunter2@loki.example.com".into());
         let e = bad.config().unwrap_err().to_string();
@@ -588,6 +687,28 @@ mod tests {
         assert!(bad.config().is_err());
         bad.loki = None;
         assert!(bad.config().unwrap().is_none());
+    }
+
+    #[test]
+    fn structured_metadata_keys_are_checked() {
+        let c = args(&["--loki-structured-metadata", "correlation_id, trace_id"])
+            .config()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            c.structured_metadata_keys,
+            Some(vec!["correlation_id".to_string(), "trace_id".to_string()])
+        );
+        let e = args(&["--loki-structured-metadata", "correlation_id,host"])
+            .config()
+            .unwrap_err();
+        assert!(e.to_string().contains("\"host\": not an identifier"), "{e}");
+        assert!(args(&[])
+            .config()
+            .unwrap()
+            .unwrap()
+            .structured_metadata_keys
+            .is_none());
     }
 
     #[test]

@@ -12,7 +12,6 @@ use crate::event::Event;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::sync::Arc;
 
 /// Turns one event into a stream key and an entry. Stateless, so the same event always gives
@@ -21,6 +20,9 @@ use std::sync::Arc;
 pub struct Encoder {
     labels: Vec<(String, LabelValue)>,
     structured_metadata: bool,
+    /// Only these identifiers as structured metadata (the others go into the line); `None`:
+    /// all of them.
+    sm_keys: Option<Vec<String>>,
     line_format: LineFormat,
     max_line_bytes: usize,
 }
@@ -172,6 +174,7 @@ impl Encoder {
         Encoder {
             labels: cfg.labels.clone(),
             structured_metadata: cfg.structured_metadata,
+            sm_keys: cfg.structured_metadata_keys.clone(),
             line_format: cfg.line_format,
             max_line_bytes: cfg.max_line_bytes,
         }
@@ -219,14 +222,24 @@ impl Encoder {
             .collect()
     }
 
+    /// True when identifier `k` goes as structured metadata (else into the line).
+    fn in_sm(&self, k: &str) -> bool {
+        self.structured_metadata
+            && self
+                .sm_keys
+                .as_ref()
+                .is_none_or(|keys| keys.iter().any(|x| x == k))
+    }
+
     pub fn line(&self, e: &Event) -> String {
         let mut line = match self.line_format {
             LineFormat::Json => return json_line(e, self.max_line_bytes),
             LineFormat::Raw => {
                 let mut l = e.raw.clone().unwrap_or_else(|| e.message.clone());
-                if !self.structured_metadata {
+                let mut rest = identifiers(e).filter(|(k, _)| !self.in_sm(k)).peekable();
+                if rest.peek().is_some() {
                     l.push('\t');
-                    for (k, v) in identifiers(e) {
+                    for (k, v) in rest {
                         logfmt_pair(&mut l, k, &v);
                     }
                 }
@@ -237,12 +250,11 @@ impl Encoder {
                 logfmt_pair(&mut l, "ts", &e.timestamp.to_rfc3339());
                 logfmt_pair(&mut l, "level", e.level.as_lower());
                 logfmt_pair(&mut l, "feature", &e.feature);
-                if self.structured_metadata {
+                if self.in_sm("event_type") {
                     logfmt_pair(&mut l, "event_type", e.event_type.as_str());
-                } else {
-                    for (k, v) in identifiers(e) {
-                        logfmt_pair(&mut l, k, &v);
-                    }
+                }
+                for (k, v) in identifiers(e).filter(|(k, _)| !self.in_sm(k)) {
+                    logfmt_pair(&mut l, k, &v);
                 }
                 for (k, v) in &e.metadata {
                     match v {
@@ -264,6 +276,7 @@ impl Encoder {
     pub fn entry(&self, e: &Event) -> EntryAdapter {
         let structured_metadata = if self.structured_metadata {
             identifiers(e)
+                .filter(|(k, _)| self.in_sm(k))
                 .map(|(k, v)| LabelPairAdapter {
                     name: k.to_string(),
                     value: v.into_owned(),
@@ -418,8 +431,7 @@ pub fn encode(streams: &[&StreamBatch], encoding: LokiEncoding, gzip: bool) -> B
             for s in streams {
                 prost::encoding::message::encode(1, &s.stream, &mut buf);
             }
-            let compressed = snap::raw::Encoder::new()
-                .compress_vec(&buf)
+            let compressed = crate::sink::compression::snappy(&buf)
                 .expect("snappy accepts any input below 4 GiB");
             Body {
                 bytes: compressed.into(),
@@ -430,13 +442,10 @@ pub fn encode(streams: &[&StreamBatch], encoding: LokiEncoding, gzip: bool) -> B
         LokiEncoding::Json => {
             let json = json_body(streams);
             if gzip {
-                let mut gz = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(json.len() / 4),
-                    flate2::Compression::fast(),
-                );
-                gz.write_all(&json).expect("writing to memory");
                 Body {
-                    bytes: gz.finish().expect("writing to memory").into(),
+                    bytes: crate::sink::compression::gzip(&json)
+                        .expect("writing to memory")
+                        .into(),
                     content_type: "application/json",
                     content_encoding: Some("gzip"),
                 }
@@ -589,6 +598,41 @@ mod tests {
             "Collecting numpy\tcorrelation_id=build-1763321440-abc123 event_type=output command_num=3 \
              event_id=ev7 trace_id=0af7651916cd43dd8448eb211c80319c span_id=b7ad6b7169203331"
         );
+    }
+
+    #[test]
+    fn a_structured_metadata_key_list_keeps_the_rest_in_the_line() {
+        let e = event("Python", Level::Info, "Collecting numpy", 1000, 7);
+        let enc = encoder(&[
+            "--loki-structured-metadata",
+            "correlation_id,trace_id",
+            "--line-format",
+            "raw",
+        ]);
+        let entry = enc.entry(&e);
+        let sm: Vec<&str> = entry
+            .structured_metadata
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(sm, vec!["correlation_id", "trace_id"]);
+        assert_eq!(
+            entry.line,
+            "Collecting numpy\tevent_type=output command_num=3 event_id=ev7 span_id=b7ad6b7169203331"
+        );
+        let logfmt = encoder(&[
+            "--loki-structured-metadata",
+            "event_id",
+            "--line-format",
+            "logfmt",
+        ])
+        .line(&e);
+        assert!(
+            logfmt.contains("correlation_id=build-1763321440-abc123"),
+            "{logfmt}"
+        );
+        assert!(!logfmt.contains("event_id="), "{logfmt}");
+        assert!(logfmt.contains("event_type=output"), "{logfmt}");
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! The Loki sink as a service: batches events by bytes and wait time, keeps several requests
 //! in flight, retries what may succeed later, dead-letters what Loki refuses, and counts it all.
 
-use super::client::{Client, Outcome};
+use super::client::Client;
 use super::config::{LokiConfig, LokiEncoding};
 use super::encoder::{encode, Batch, Body, Encoder, StreamBatch};
 use crate::event::Event;
 use crate::sink::ack::Acks;
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::retry::Backoff;
+use crate::sink::retry::{retry, Outcome};
 use crate::sink::{Sink, SinkFuture, SinkReport};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -251,38 +252,14 @@ fn count(streams: &[&StreamBatch]) -> u64 {
     streams.iter().map(|s| s.events.len() as u64).sum()
 }
 
-/// Sends one request, retrying with backoff while the failure may pass.
+/// Sends one request with the shared retry loop.
 async fn send(shared: &Shared, body: &Body, tally: &mut Tally) -> Final {
-    let mut attempt = 0u32;
-    loop {
-        match shared.client.push(body).await {
-            Outcome::Stored => return Final::Stored,
-            Outcome::Rejected { status, reason } => {
-                return Final::Rejected(format!("Loki answered HTTP {status}: {reason}"));
-            }
-            Outcome::Retry {
-                reason,
-                retry_after,
-            } => {
-                if attempt >= shared.backoff.max_retries {
-                    return Final::GaveUp(format!(
-                        "gave up after {} attempts: {reason}",
-                        attempt + 1
-                    ));
-                }
-                attempt += 1;
-                tally.retried += 1;
-                let wait = retry_after
-                    .map(|d| shared.backoff.server_delay(d))
-                    .unwrap_or_else(|| shared.backoff.delay(attempt));
-                tracing::warn!(
-                    "loki: {reason}; retry {attempt}/{} in {:.1}s",
-                    shared.backoff.max_retries,
-                    wait.as_secs_f64()
-                );
-                tokio::time::sleep(wait).await;
-            }
-        }
+    let out = retry(&shared.backoff, "loki", |_| shared.client.push(body)).await;
+    tally.retried += u64::from(out.retries());
+    match out {
+        Outcome::Done { .. } => Final::Stored,
+        Outcome::Refused { reason, .. } => Final::Rejected(reason),
+        Outcome::GaveUp { reason, .. } => Final::GaveUp(reason),
     }
 }
 

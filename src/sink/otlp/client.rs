@@ -22,15 +22,11 @@ pub enum Outcome {
     Refused(String),
 }
 
-enum Attempt {
-    Ok(Option<ExportTracePartialSuccess>),
-    Retry {
-        reason: String,
-        after: Option<Duration>,
-    },
-    Fatal(String),
-}
+/// OTLP's classification of one answer, for the shared retry loop.
+type Attempt = crate::sink::retry::Attempt<Option<ExportTracePartialSuccess>>;
 
+// Clients are handles (reqwest's and tonic's): a clone per attempt shares the connections.
+#[derive(Clone)]
 enum Transport {
     Http(reqwest::Client),
     Grpc(TraceServiceClient<Channel>),
@@ -97,40 +93,29 @@ impl Exporter {
             }
             Transport::Grpc(_) => None,
         };
-        let mut retries = 0u32;
-        loop {
-            self.requests += 1;
-            let attempt = match (&mut self.transport, &body) {
-                (Transport::Http(client), Some((bytes, ct))) => {
-                    send_http(client, &self.cfg, bytes.clone(), ct).await
-                }
-                (Transport::Grpc(client), _) => send_grpc(client, &self.cfg, req.clone()).await,
-                (Transport::Http(_), None) => unreachable!("HTTP bodies are encoded above"),
-            };
-            match attempt {
-                Attempt::Ok(partial) => return Outcome::Delivered(partial),
-                Attempt::Fatal(reason) => return Outcome::Refused(reason),
-                Attempt::Retry { reason, after } => {
-                    if retries >= self.cfg.backoff.max_retries {
-                        return Outcome::Refused(format!(
-                            "{reason} (gave up after {} attempts)",
-                            retries + 1
-                        ));
+        let (transport, cfg) = (&self.transport, &self.cfg);
+        let out = crate::sink::retry::retry(&cfg.backoff, "otlp", |_| {
+            let (transport, body, req) = (transport.clone(), body.clone(), req.clone());
+            async move {
+                match (transport, body) {
+                    (Transport::Http(client), Some((bytes, ct))) => {
+                        send_http(&client, cfg, bytes, ct).await
                     }
-                    retries += 1;
-                    self.retries += 1;
-                    let wait = match after {
-                        Some(d) => self.cfg.backoff.server_delay(d),
-                        None => self.cfg.backoff.delay(retries),
-                    };
-                    tracing::warn!(
-                        "otlp: {reason}; retry {retries} of {} in {:.1}s",
-                        self.cfg.backoff.max_retries,
-                        wait.as_secs_f64()
-                    );
-                    tokio::time::sleep(wait).await;
+                    (Transport::Grpc(mut client), _) => send_grpc(&mut client, cfg, req).await,
+                    (Transport::Http(_), None) => {
+                        Attempt::Refused("HTTP bodies are encoded above".into())
+                    }
                 }
             }
+        })
+        .await;
+        let retries = u64::from(out.retries());
+        self.retries += retries;
+        self.requests += retries + 1;
+        match out {
+            crate::sink::retry::Outcome::Done { value, .. } => Outcome::Delivered(value),
+            crate::sink::retry::Outcome::Refused { reason, .. }
+            | crate::sink::retry::Outcome::GaveUp { reason, .. } => Outcome::Refused(reason),
         }
     }
 }
@@ -156,7 +141,7 @@ async fn send_http(
         Err(e) => {
             return Attempt::Retry {
                 reason: describe_reqwest_error(&e),
-                after: None,
+                retry_after: None,
             }
         }
     };
@@ -177,17 +162,17 @@ async fn send_http(
             Err(e) if status.is_success() => {
                 // Accepted: the answer only matters for a partial success we then cannot read.
                 tracing::warn!("otlp: reading the answer: {}", describe_reqwest_error(&e));
-                return Attempt::Ok(None);
+                return Attempt::Done(None);
             }
             Err(e) => {
                 return Attempt::Retry {
                     reason: describe_reqwest_error(&e),
-                    after: None,
+                    retry_after: None,
                 }
             }
         };
     if status.is_success() {
-        return Attempt::Ok(encoder::parse_http_response(&body, ct.as_deref()));
+        return Attempt::Done(encoder::parse_http_response(&body, ct.as_deref()));
     }
     let text = String::from_utf8_lossy(&body[..body.len().min(300)])
         .trim()
@@ -196,9 +181,9 @@ async fn send_http(
     match status.as_u16() {
         429 | 502 | 503 | 504 => Attempt::Retry {
             reason,
-            after: retry_after,
+            retry_after,
         },
-        _ => Attempt::Fatal(reason),
+        _ => Attempt::Refused(reason),
     }
 }
 
@@ -231,7 +216,7 @@ async fn send_grpc(
         }
     }
     match client.export(request).await {
-        Ok(resp) => Attempt::Ok(
+        Ok(resp) => Attempt::Done(
             resp.into_inner()
                 .partial_success
                 .filter(|p| p.rejected_spans > 0 || !p.error_message.is_empty()),
@@ -248,9 +233,9 @@ async fn send_grpc(
                 | Code::OutOfRange
                 | Code::DataLoss => Attempt::Retry {
                     reason,
-                    after: None,
+                    retry_after: None,
                 },
-                _ => Attempt::Fatal(reason),
+                _ => Attempt::Refused(reason),
             }
         }
     }

@@ -2,7 +2,7 @@
 //! variables of the OpenTelemetry exporter specification. Flags override the environment;
 //! the signal-specific variables (`OTEL_EXPORTER_OTLP_TRACES_*`) override the generic ones.
 
-use crate::cli::UsageError;
+use crate::error::UsageError;
 use crate::sink::http::TransportArgs;
 use crate::sink::retry::Backoff;
 use clap::{Args, ValueEnum};
@@ -34,14 +34,12 @@ impl Protocol {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Compression {
-    Gzip,
-    None,
-}
+use crate::duration::RetryLimit;
+pub use crate::sink::compression::Compression;
 
 /// `buildlog ship --otlp [URL]` and its companions.
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "OTLP")]
 pub struct OtlpArgs {
     /// Send each build as a trace over OTLP. URL: the collector's base URL (`/v1/traces` is
     /// appended when it has no path) or, with a path, the full traces URL. Without URL:
@@ -62,9 +60,10 @@ pub struct OtlpArgs {
     #[arg(long, value_name = "KEY=VALUE")]
     pub otlp_header: Vec<String>,
 
-    /// Timeout of one export request in milliseconds [env: OTEL_EXPORTER_OTLP_TIMEOUT; default 10000].
-    #[arg(long, value_name = "MS")]
-    pub otlp_timeout: Option<u64>,
+    /// Timeout of one export request (`10s`; a bare number is milliseconds)
+    /// [env: OTEL_EXPORTER_OTLP_TIMEOUT, in milliseconds; default 10s].
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::millis)]
+    pub otlp_timeout: Option<Duration>,
 
     /// service.name of the resource [env: OTEL_SERVICE_NAME; default container-build].
     #[arg(long, value_name = "NAME")]
@@ -78,23 +77,28 @@ pub struct OtlpArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024)]
     pub otlp_batch_bytes: usize,
 
-    /// Retries of a request refused with 429/502/503/504 (or UNAVAILABLE) or that timed out.
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub otlp_retries: u32,
+    /// Retries of a request refused with 429/502/503/504 (or UNAVAILABLE) or that timed out;
+    /// `infinite` for a daemon.
+    #[arg(long, value_name = "N", default_value = "10", value_parser = crate::duration::retry_limit, alias = "otlp-retries")]
+    pub otlp_retry_max: RetryLimit,
 
-    /// Shortest wait between retries, in milliseconds (doubles up to 30 s, with jitter).
-    #[arg(long, value_name = "MS", default_value_t = 500)]
-    pub otlp_backoff_ms: u64,
+    /// First wait before a retry (`500ms`; a bare number is milliseconds); doubles, with jitter.
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = crate::duration::millis, alias = "otlp-backoff-ms")]
+    pub otlp_retry_initial: Duration,
+
+    /// Longest wait before a retry.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::duration::secs)]
+    pub otlp_retry_max_wait: Duration,
 
     /// Most span events (warnings, errors, the failure sentinel) kept per span; the rest are
     /// counted in `build.span_events.dropped`.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub otlp_max_span_events: usize,
 
-    /// A build that gets no new events for this many seconds is considered ended and its
+    /// A build that gets no new events for this long is considered ended and its
     /// feature and build spans are sent (for builds that stop being written).
-    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
-    pub trace_idle_timeout: f64,
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::duration::secs)]
+    pub trace_idle_timeout: Duration,
 }
 
 /// Request headers. `Debug` shows the names only: headers often carry credentials.
@@ -217,6 +221,11 @@ impl OtlpArgs {
         };
 
         let compression = match self.otlp_compression {
+            Some(Compression::Snappy) => {
+                return Err(UsageError(
+                    "--otlp-compression snappy: OTLP takes gzip or none".into(),
+                ))
+            }
             Some(c) => c,
             None => match env("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION")
                 .or_else(|| env("OTEL_EXPORTER_OTLP_COMPRESSION"))
@@ -225,6 +234,11 @@ impl OtlpArgs {
             {
                 None | Some("gzip") => Compression::Gzip,
                 Some("none") => Compression::None,
+                Some("snappy") => {
+                    return Err(UsageError(
+                        "OTEL_EXPORTER_OTLP_COMPRESSION=snappy: OTLP takes gzip or none".into(),
+                    ))
+                }
                 Some(other) => {
                     return Err(UsageError(format!(
                         "OTEL_EXPORTER_OTLP_COMPRESSION={other:?}: expected gzip or none"
@@ -269,7 +283,7 @@ impl OtlpArgs {
         }
 
         let timeout_ms = match self.otlp_timeout {
-            Some(ms) => ms,
+            Some(d) => d.as_millis().min(u64::MAX as u128) as u64,
             None => match env("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
                 .or_else(|| env("OTEL_EXPORTER_OTLP_TIMEOUT"))
             {
@@ -319,7 +333,7 @@ impl OtlpArgs {
                 "--otlp-batch-spans must be positive and --otlp-batch-bytes at least 1024".into(),
             ));
         }
-        if !(self.trace_idle_timeout.is_finite() && self.trace_idle_timeout > 0.0) {
+        if self.trace_idle_timeout.is_zero() {
             return Err(UsageError("--trace-idle-timeout must be positive".into()));
         }
         let ca_file = env("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE")
@@ -336,13 +350,14 @@ impl OtlpArgs {
             parent,
             batch_spans: self.otlp_batch_spans,
             batch_bytes: self.otlp_batch_bytes,
-            backoff: Backoff {
-                min: Duration::from_millis(self.otlp_backoff_ms.max(1)),
-                max: Duration::from_secs(30),
-                max_retries: self.otlp_retries,
-            },
+            backoff: Backoff::checked(
+                "--otlp",
+                self.otlp_retry_initial,
+                self.otlp_retry_max_wait,
+                self.otlp_retry_max,
+            )?,
             max_span_events: self.otlp_max_span_events,
-            idle_timeout: Duration::from_secs_f64(self.trace_idle_timeout),
+            idle_timeout: self.trace_idle_timeout,
             ca_file,
         }))
     }
@@ -353,8 +368,8 @@ impl OtlpConfig {
     pub fn http_client(&self) -> anyhow::Result<reqwest::Client> {
         TransportArgs {
             ca_file: self.ca_file.clone(),
-            request_timeout: self.timeout.as_secs_f64(),
-            connect_timeout: self.timeout.as_secs_f64().min(10.0),
+            request_timeout: self.timeout,
+            connect_timeout: self.timeout.min(Duration::from_secs(10)),
             ..Default::default()
         }
         .client()
@@ -455,10 +470,11 @@ mod tests {
             otlp: Some(url.into()),
             otlp_batch_spans: 512,
             otlp_batch_bytes: 1 << 20,
-            otlp_retries: 3,
-            otlp_backoff_ms: 10,
+            otlp_retry_max: RetryLimit::Times(3),
+            otlp_retry_initial: Duration::from_millis(10),
+            otlp_retry_max_wait: Duration::from_secs(30),
             otlp_max_span_events: 8,
-            trace_idle_timeout: 30.0,
+            trace_idle_timeout: Duration::from_secs(30),
             ..Default::default()
         }
     }

@@ -11,7 +11,6 @@ use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
-use std::io::Write;
 
 /// The schema of the semantic conventions the attribute names follow.
 pub const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.30.0";
@@ -77,21 +76,11 @@ pub fn http_body(
         ),
         _ => (req.encode_to_vec(), "application/x-protobuf"),
     };
-    let body = match compression {
-        Compression::None => raw,
-        Compression::Gzip => gzip(&raw)?,
-    };
+    let body = compression.apply(raw)?;
     Ok((body, content_type))
 }
 
-pub fn gzip(raw: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(raw.len() / 4 + 64),
-        flate2::Compression::fast(),
-    );
-    enc.write_all(raw)?;
-    enc.finish()
-}
+pub use crate::sink::compression::gzip;
 
 /// The partial success of a successful HTTP answer (an empty body means full success).
 pub fn parse_http_response(
