@@ -244,7 +244,10 @@ impl MetricsState {
                 };
                 self.log_lines[slot].1[i] += 1;
             }
-            EventType::CommandStart | EventType::FeatureSummary => {}
+            EventType::CommandStart
+            | EventType::FeatureSummary
+            | EventType::BuildStart
+            | EventType::BuildEnd => {}
         }
     }
 

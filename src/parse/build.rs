@@ -13,6 +13,7 @@ use super::install_log::{AbortHint, InstallLogParser};
 use super::json_logger::{parse_line, to_record, JsonParser, JsonRecord};
 use super::master_summary::MasterSummaryParser;
 use super::{detect, Format, FormatParser, ParseOptions};
+use crate::enrich::build_events::BuildTracker;
 use crate::enrich::{ids, Enricher};
 use crate::event::{Event, EventType, Timestamp};
 use crate::source::{open_file, read_small, stdin_is_live, Input, LineSplitter, Progress};
@@ -44,12 +45,34 @@ struct Ctx<'a, 'b> {
     progress: &'a mut Progress,
     emit: &'a mut Emit<'b>,
     report: ParseReport,
+    /// The build being read: gives its `build_start` and `build_end` events.
+    build: Option<BuildTracker>,
 }
 
 impl Ctx<'_, '_> {
     fn send(&mut self, e: Event) -> Result<(), Stop> {
+        if let Some(t) = self.build.as_mut() {
+            if let Some(mut s) = t.before(&e) {
+                t.stamp(&mut s);
+                self.report.events += 1;
+                (self.emit)(s).map_err(|_| Stop)?;
+            }
+        }
         self.report.events += 1;
         (self.emit)(e).map_err(|_| Stop)
+    }
+    /// The build is over: its `build_end` event.
+    fn end_build(&mut self) -> Result<(), Stop> {
+        let Some(t) = self.build.take() else {
+            return Ok(());
+        };
+        match t.finish() {
+            Some(mut e) => {
+                t.stamp(&mut e);
+                self.send(e)
+            }
+            None => Ok(()),
+        }
     }
     fn error(&mut self, what: String) {
         self.report.errors.push(what);
@@ -69,6 +92,7 @@ pub fn parse_inputs(
         progress,
         emit,
         report: ParseReport::default(),
+        build: None,
     };
     for input in inputs {
         let r = match input {
@@ -332,6 +356,7 @@ fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
         }
         return Ok(());
     }
+    ctx.build = Some(BuildTracker::new());
     let tz = ctx.opts.timezone.clone();
     let dir_name = dir.display().to_string();
     let rel = |p: &Path| -> String {
@@ -559,7 +584,7 @@ fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
             ctx.send(e)
         })?;
     }
-    Ok(())
+    ctx.end_build()
 }
 
 type Sender<'s> = dyn FnMut(&mut Ctx, Event) -> Result<(), Stop> + 's;
@@ -717,6 +742,7 @@ fn parse_stream(
     let scrub = ctx.opts.scrub;
     let head_hash = xxhash_rust::xxh3::xxh3_64(&head_for_id);
     let mut enricher: Option<Enricher> = explicit.map(|c| Enricher::new(c, scrub));
+    ctx.build = (format != Format::Json).then(BuildTracker::new);
     run_parser(
         ctx,
         reader,
@@ -749,5 +775,6 @@ fn parse_stream(
         live,
         source,
         max_line,
-    )
+    )?;
+    ctx.end_build()
 }
