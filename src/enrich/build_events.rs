@@ -92,10 +92,12 @@ impl BuildTracker {
         match e.event_type {
             EventType::FeatureStart => self.feature(&e.feature).started = true,
             EventType::FeatureEnd => {
-                let aborted = e.incomplete
-                    || e.details.get("aborted").and_then(Value::as_bool) == Some(true);
+                let aborted =
+                    e.incomplete || e.details.get("aborted").and_then(Value::as_bool) == Some(true);
                 let counts = (
-                    meta_u64(&e.metadata, "errors").or(e.error_count).unwrap_or(0),
+                    meta_u64(&e.metadata, "errors")
+                        .or(e.error_count)
+                        .unwrap_or(0),
                     meta_u64(&e.metadata, "warnings")
                         .or(e.warning_count)
                         .unwrap_or(0),
@@ -108,7 +110,9 @@ impl BuildTracker {
             EventType::BuildSummary => {
                 self.master_seen = true;
                 let counts = (
-                    meta_u64(&e.metadata, "errors").or(e.error_count).unwrap_or(0),
+                    meta_u64(&e.metadata, "errors")
+                        .or(e.error_count)
+                        .unwrap_or(0),
                     meta_u64(&e.metadata, "warnings")
                         .or(e.warning_count)
                         .unwrap_or(0),
@@ -237,7 +241,10 @@ impl BuildTracker {
         m.insert("errors".into(), errors.into());
         m.insert("warnings".into(), warnings.into());
         m.insert("diagnostic_errors".into(), self.diagnostic_errors.into());
-        m.insert("diagnostic_warnings".into(), self.diagnostic_warnings.into());
+        m.insert(
+            "diagnostic_warnings".into(),
+            self.diagnostic_warnings.into(),
+        );
         e.metadata = m;
         e.duration_ms = Some(duration_ms);
         e.command_count = Some(self.commands);
@@ -246,8 +253,10 @@ impl BuildTracker {
         if failed {
             e.details.insert("failed_because".into(), json!(why));
         }
-        e.details
-            .insert("start".into(), self.min.unwrap_or_default().to_rfc3339().into());
+        e.details.insert(
+            "start".into(),
+            self.min.unwrap_or_default().to_rfc3339().into(),
+        );
         Some(e)
     }
 }
@@ -317,8 +326,7 @@ mod tests {
         let mut e = ev(EventType::Command, feature, ms);
         e.command_num = Some(n);
         e.metadata.insert("exit_code".into(), json!(exit));
-        e.metadata
-            .insert("success".into(), json!(exit == Some(0)));
+        e.metadata.insert("success".into(), json!(exit == Some(0)));
         e
     }
 
@@ -413,7 +421,10 @@ mod tests {
     #[test]
     fn outcomes() {
         assert_eq!(command_outcome(Some(1), false).unwrap(), "failed (exit 1)");
-        assert_eq!(command_outcome(Some(22), true).unwrap(), "aborted the build");
+        assert_eq!(
+            command_outcome(Some(22), true).unwrap(),
+            "aborted the build"
+        );
         assert_eq!(command_outcome(None, true).unwrap(), "aborted the build");
         assert_eq!(command_outcome(Some(0), false), None);
         assert_eq!(command_outcome(None, false), None);

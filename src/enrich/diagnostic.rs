@@ -125,7 +125,9 @@ fn is_code(code: &str) -> bool {
 fn curl_error(t: &str) -> bool {
     t.strip_prefix("curl: (")
         .and_then(|r| r.split_once(')'))
-        .is_some_and(|(n, _)| !n.is_empty() && n.len() <= 3 && n.bytes().all(|c| c.is_ascii_digit()))
+        .is_some_and(|(n, _)| {
+            !n.is_empty() && n.len() <= 3 && n.bytes().all(|c| c.is_ascii_digit())
+        })
 }
 
 /// `make: *** [Makefile:12: all] Error 2`, `make[1]: *** ... Error 1`.
@@ -154,9 +156,7 @@ fn go_error(t: &str) -> bool {
         return false;
     };
     match rest.split_once(": ") {
-        Some((module, why)) => {
-            module.contains('@') && !module.contains(' ') && !why.is_empty()
-        }
+        Some((module, why)) => module.contains('@') && !module.contains(' ') && !why.is_empty(),
         None => false,
     }
 }

@@ -250,6 +250,12 @@ impl Encoder {
                         v => logfmt_pair(&mut l, k, &v.to_string()),
                     }
                 }
+                if let Some(o) = e.details.get("outcome").and_then(|v| v.as_str()) {
+                    logfmt_pair(&mut l, "outcome", o);
+                }
+                if let Some(d) = e.diagnostic {
+                    logfmt_pair(&mut l, "diagnostic", d.as_str());
+                }
                 if e.truncated {
                     logfmt_pair(&mut l, "truncated", "true");
                 }
@@ -599,6 +605,29 @@ mod tests {
             line,
             r#"ts=1970-01-01T00:00:01.000Z level=warn feature=Python event_type=output exit_code=2 msg="say \"hi\"\tnow""#
         );
+    }
+
+    #[test]
+    fn logfmt_lines_say_how_a_command_failed_and_what_a_line_is() {
+        let mut e = event("Go", Level::Error, "Installing gopls", 1000, 8)
+            .with_meta("exit_code", 1)
+            .with_detail("outcome", "failed (exit 1)");
+        e.event_type = crate::event::EventType::Command;
+        let line = encoder(&["--line-format", "logfmt"]).line(&e);
+        assert_eq!(
+            line,
+            r#"ts=1970-01-01T00:00:01.000Z level=error feature=Go event_type=command exit_code=1 outcome="failed (exit 1)" msg="Installing gopls""#
+        );
+        let mut o = event(
+            "Java",
+            Level::Info,
+            "E: jdtls archive could not be downloaded",
+            1000,
+            9,
+        );
+        o.diagnostic = Some(crate::event::Diagnostic::Error);
+        let line = encoder(&["--line-format", "logfmt"]).line(&o);
+        assert!(line.contains(" diagnostic=error msg="), "{line}");
     }
 
     #[test]
