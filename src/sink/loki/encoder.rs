@@ -162,6 +162,10 @@ fn identifiers(e: &Event) -> impl Iterator<Item = (&'static str, std::borrow::Co
             "logger_correlation_id",
             e.logger_correlation_id.as_deref().map(Cow::Borrowed),
         ),
+        (
+            "diagnostic",
+            e.diagnostic.map(|d| Cow::Borrowed(d.as_str())),
+        ),
     ]
     .into_iter()
     .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k, v)))
@@ -253,7 +257,8 @@ impl Encoder {
                 if let Some(o) = e.details.get("outcome").and_then(|v| v.as_str()) {
                     logfmt_pair(&mut l, "outcome", o);
                 }
-                if let Some(d) = e.diagnostic {
+                if let (true, Some(d)) = (self.structured_metadata, e.diagnostic) {
+                    // Without structured metadata it is among the identifiers above.
                     logfmt_pair(&mut l, "diagnostic", d.as_str());
                 }
                 if e.truncated {
@@ -594,6 +599,17 @@ mod tests {
             raw.line,
             "Collecting numpy\tcorrelation_id=build-1763321440-abc123 event_type=output command_num=3 \
              event_id=ev7 trace_id=0af7651916cd43dd8448eb211c80319c span_id=b7ad6b7169203331"
+        );
+        // A diagnostic travels with the identifiers, so a rule can select it.
+        let mut d = e.clone();
+        d.diagnostic = Some(crate::event::Diagnostic::Error);
+        let entry = encoder(&[]).entry(&d);
+        assert_eq!(
+            entry
+                .structured_metadata
+                .last()
+                .map(|p| (p.name.as_str(), p.value.as_str())),
+            Some(("diagnostic", "error"))
         );
     }
 
