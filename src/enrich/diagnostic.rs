@@ -35,15 +35,10 @@ pub fn classify(line: &str) -> Option<Diagnostic> {
     let b = t.as_bytes();
     let first = *b.first()?;
     let by_prefix = match first {
-        b'E' => {
-            if t.starts_with("E: ") {
-                Some(Error)
-            } else if t.starts_with("ERROR: ") || t.starts_with("Exception in thread ") {
-                Some(Error)
-            } else {
-                None
-            }
-        }
+        b'E' => (t.starts_with("E: ")
+            || t.starts_with("ERROR: ")
+            || t.starts_with("Exception in thread "))
+        .then_some(Error),
         b'W' => (t.starts_with("W: ") || t.starts_with("WARNING: ")).then_some(Warning),
         b'e' => {
             if t.starts_with("error: ") || error_code(t) {
