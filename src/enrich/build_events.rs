@@ -215,12 +215,13 @@ impl BuildTracker {
                 warnings += w;
             }
         }
+        // The message names no time: the same build read with or without the JSON logger's
+        // millisecond times says the same thing (the duration is in `metadata`).
         let message = format!(
-            "Build {}: {features} features, {} commands ({} failed) in {}",
+            "Build {}: {features} features, {} commands ({} failed)",
             if failed { "failed" } else { "succeeded" },
             self.commands,
             self.failed_commands,
-            human_duration(duration_ms),
         );
         let mut e = Event::new(
             EventType::BuildEnd,
@@ -290,17 +291,6 @@ pub fn command_outcome(exit_code: Option<i64>, aborted: bool) -> Option<String> 
         (_, true) => Some("aborted the build".to_string()),
         (Some(c), false) if c != 0 => Some(format!("failed (exit {c})")),
         _ => None,
-    }
-}
-
-fn human_duration(ms: u64) -> String {
-    let s = ms / 1000;
-    if s >= 3600 {
-        format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60)
-    } else if s >= 60 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        format!("{}.{:03}s", s, ms % 1000)
     }
 }
 
