@@ -146,10 +146,14 @@ pub enum EventType {
     FeatureEnd,
     BuildSummary,
     BuildFailure,
+    /// One per build, at its first event (`buildlog`'s own, not the logger's).
+    BuildStart,
+    /// One per build, after its last event: `metadata.status` is the build's real result.
+    BuildEnd,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 12] = [
+    pub const ALL: [EventType; 14] = [
         EventType::FeatureStart,
         EventType::CommandStart,
         EventType::Output,
@@ -162,6 +166,8 @@ impl EventType {
         EventType::FeatureEnd,
         EventType::BuildSummary,
         EventType::BuildFailure,
+        EventType::BuildStart,
+        EventType::BuildEnd,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -177,11 +183,37 @@ impl EventType {
             EventType::FeatureEnd => "feature_end",
             EventType::BuildSummary => "build_summary",
             EventType::BuildFailure => "build_failure",
+            EventType::BuildStart => "build_start",
+            EventType::BuildEnd => "build_end",
         }
     }
 }
 
 impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An output line that is an error or warning by the format of the tool that printed it
+/// (see `enrich::diagnostic`); the logger's `level` stays beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Diagnostic {
+    Error,
+    Warning,
+}
+
+impl Diagnostic {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Diagnostic::Error => "error",
+            Diagnostic::Warning => "warning",
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -260,6 +292,9 @@ pub struct Event {
     /// Not part of the event's JSON.
     #[serde(skip)]
     pub stream: Option<u32>,
+    /// `error` or `warning` where an output line is one by its tool's own format; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostic: Option<Diagnostic>,
 }
 
 impl Event {
@@ -298,6 +333,7 @@ impl Event {
             invalid_utf8: false,
             incomplete: false,
             stream: None,
+            diagnostic: None,
         }
     }
 
@@ -421,6 +457,11 @@ mod json {
         }
         if e.incomplete {
             out.extend_from_slice(b",\"incomplete\":true");
+        }
+        if let Some(d) = e.diagnostic {
+            out.extend_from_slice(b",\"diagnostic\":\"");
+            out.extend_from_slice(d.as_str().as_bytes());
+            out.push(b'"');
         }
         out.push(b'}');
     }
@@ -592,6 +633,7 @@ mod tests {
             (seq, line) in (any::<u64>(), any::<u64>()),
             file in text(),
             flags in (any::<bool>(), any::<bool>(), any::<bool>()),
+            diagnostic in proptest::option::of(proptest::sample::select(vec![Diagnostic::Error, Diagnostic::Warning])),
         ) -> Event {
             Event {
                 timestamp: Timestamp(ts), level, correlation_id, event_type, feature, message,
@@ -600,7 +642,7 @@ mod tests {
                 warning_count: counts.3, seq, event_id, trace_id, span_id,
                 source: SourceRef { file, line }, logger_correlation_id, details, raw,
                 truncated: flags.0, original_length: counts.4.or(counts.5), invalid_utf8: flags.1,
-                incomplete: flags.2, stream: None,
+                incomplete: flags.2, stream: None, diagnostic,
             }
         }
     }

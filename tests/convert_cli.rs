@@ -364,8 +364,9 @@ fn follow_friendly_events_come_out_before_stdin_closes() {
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut seen = Vec::new();
     use std::io::BufRead;
-    // feature_start, command_start, output, command: all before stdin is closed.
-    for _ in 0..4 {
+    // build_start, feature_start, command_start, output, command: all before stdin is closed
+    // (the build_end comes once it is).
+    for _ in 0..5 {
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
         let e: buildlog::Event = serde_json::from_str(&line).unwrap();
@@ -374,6 +375,7 @@ fn follow_friendly_events_come_out_before_stdin_closes() {
     assert_eq!(
         seen,
         [
+            EventType::BuildStart,
             EventType::FeatureStart,
             EventType::CommandStart,
             EventType::Output,
@@ -381,6 +383,11 @@ fn follow_friendly_events_come_out_before_stdin_closes() {
         ]
     );
     drop(stdin);
+    let mut rest = String::new();
+    use std::io::Read;
+    stdout.read_to_string(&mut rest).unwrap();
+    let last: buildlog::Event = serde_json::from_str(rest.lines().last().unwrap()).unwrap();
+    assert_eq!(last.event_type, EventType::BuildEnd);
     assert!(child.wait().unwrap().success());
 }
 

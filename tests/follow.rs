@@ -82,9 +82,12 @@ fn a_build_written_while_followed_equals_the_build_converted_afterwards() {
         .output()
         .unwrap()
         .stdout;
+    // Following gives `build_start` at the first event; `build_end` only once the build is
+    // over (here the follower is stopped before its idle end), so it is left out.
     let want: Vec<String> = String::from_utf8(want)
         .unwrap()
         .lines()
+        .filter(|l| !l.contains(r#""event_type":"build_end""#))
         .map(str::to_string)
         .collect();
 

@@ -308,3 +308,63 @@ fn several_builds_expose_the_latest() {
         assert_eq!(got["container_build_commands_total{feature=golang}"], 5.0);
     }
 }
+
+/// The real-failure metrics: the build's status from `build_end`, diagnostics per feature
+/// equal to the output events that carry `diagnostic`.
+#[test]
+fn build_status_and_diagnostics_per_feature_follow_the_events() {
+    for dir in builds() {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let evs = events(&dir);
+        let mut state = MetricsState::new();
+        evs.iter().for_each(|e| state.observe(e));
+        let got = samples(&state.families());
+        let end = evs
+            .iter()
+            .find(|e| e.event_type == EventType::BuildEnd)
+            .unwrap_or_else(|| panic!("{name}: no build_end"));
+        let ok = end.metadata["status"] == "success";
+        assert_eq!(got["container_build_success{}"], ok as u8 as f64, "{name}");
+        let status = if ok { "success" } else { "failed" };
+        assert_eq!(
+            got[&format!("container_build_builds_total{{status={status}}}")],
+            1.0,
+            "{name}"
+        );
+        let mut want: BTreeMap<String, f64> = BTreeMap::new();
+        for e in evs.iter().filter(|e| e.diagnostic.is_some()) {
+            let sev = e.diagnostic.unwrap().as_str();
+            *want
+                .entry(format!(
+                    "container_build_diagnostics_total{{feature={},diagnostic={sev}}}",
+                    sanitize_label(&e.feature)
+                ))
+                .or_default() += 1.0;
+        }
+        let have: BTreeMap<String, f64> = got
+            .iter()
+            .filter(|(k, _)| k.starts_with("container_build_diagnostics_total{"))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        assert_eq!(have, want, "{name}");
+    }
+    // Build 13 succeeded; its only diagnostic errors are its two tolerated failures'.
+    let evs = events(&corpus().join("build-13-large"));
+    let mut state = MetricsState::new();
+    evs.iter().for_each(|e| state.observe(e));
+    let got = samples(&state.families());
+    let errors: BTreeMap<&String, &f64> = got
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("container_build_diagnostics_total{") && k.ends_with("diagnostic=error}")
+        })
+        .collect();
+    assert_eq!(
+        errors.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+        [
+            "container_build_diagnostics_total{feature=golang_development_tools,diagnostic=error}",
+            "container_build_diagnostics_total{feature=nodejs_development_tools,diagnostic=error}"
+        ]
+    );
+    assert_eq!(got["container_build_success{}"], 1.0);
+}

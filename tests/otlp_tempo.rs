@@ -228,6 +228,10 @@ fn expected_tree(events: &[Event], parent: &str) -> (String, BTreeMap<String, Ex
             _ => {}
         }
     }
+    // The build span's status is the build's real one where the build has a `build_end`.
+    if let Some(end) = events.iter().find(|e| e.event_type == EventType::BuildEnd) {
+        build_failed = end.metadata["status"] == "failed";
+    }
     spans.insert(
         build.clone(),
         Expected {

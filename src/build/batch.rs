@@ -10,6 +10,7 @@ use super::assemble::Assembler;
 use super::identity;
 use super::kind::{detect, FileKind};
 use super::{FileParser, ParseReport};
+use crate::enrich::build_events::BuildTracker;
 use crate::event::{Event, EventType};
 use crate::parse::build_failure::{parse_sentinel, BuildFailureParser, Failure};
 use crate::parse::console::ConsoleParser;
@@ -36,6 +37,8 @@ struct Ctx<'a, 'b> {
     progress: &'a mut Progress,
     emit: &'a mut Emit<'b>,
     report: ParseReport,
+    /// The build being read: gives its `build_start` and `build_end` events.
+    build: Option<BuildTracker>,
     /// Directories read so far, by (device, inode): a link back up (`ln -s . self`) or a
     /// second name for a build (`latest -> build-2026-01`) is not read again.
     visited: HashSet<(u64, u64)>,
@@ -43,8 +46,30 @@ struct Ctx<'a, 'b> {
 
 impl Ctx<'_, '_> {
     fn send(&mut self, e: Event) -> Result<(), Stop> {
+        if let Some(t) = self.build.as_mut() {
+            if let Some(mut s) = t.before(&e) {
+                t.stamp(&mut s);
+                self.report.events += 1;
+                (self.emit)(s).map_err(|_| Stop)?;
+            }
+        }
         self.report.events += 1;
         (self.emit)(e).map_err(|_| Stop)
+    }
+
+    /// The build is over: its `build_end` event.
+    fn end_build(&mut self) -> Result<(), Stop> {
+        let Some(t) = self.build.take() else {
+            return Ok(());
+        };
+        match t.finish() {
+            Some(mut e) => {
+                t.stamp(&mut e);
+                self.report.events += 1;
+                (self.emit)(e).map_err(|_| Stop)
+            }
+            None => Ok(()),
+        }
     }
     fn error(&mut self, what: String) {
         self.report.errors.push(what);
@@ -64,6 +89,7 @@ pub fn parse_inputs(
         progress,
         emit,
         report: ParseReport::default(),
+        build: None,
         visited: HashSet::new(),
     };
     for input in inputs {
@@ -388,6 +414,7 @@ fn install_logs_in_start_order(
 
 /// Reads the JSON logger's files into `asm` and decides the build's id (`identity`).
 fn decide_correlation_id(ctx: &mut Ctx, b: &BuildDir, asm: &mut Assembler, dir: &Path) -> String {
+    ctx.build = Some(BuildTracker::new());
     let opts = ctx.opts;
     let tz = opts.timezone.clone();
     let rel = |p: &Path| -> String {
@@ -573,7 +600,7 @@ fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
         })?;
     }
     ctx.report.warnings.append(&mut asm.warnings);
-    Ok(())
+    ctx.end_build()
 }
 
 /// The correlation id of the build in `dir` as `convert` gives it (for readers that see the
@@ -588,6 +615,7 @@ pub fn correlation_id_of_dir(dir: &Path, opts: &ParseOptions) -> String {
         progress: &mut progress,
         emit: &mut |_| Err(io::Error::other("only the id is wanted")),
         report: ParseReport::default(),
+        build: None,
         visited: HashSet::new(),
     };
     let Ok((b, _)) = scan_dir(&mut ctx, dir) else {
@@ -769,6 +797,7 @@ fn parse_stream(
         asm.set_correlation_id(id);
     }
     let text = format == Format::InstallLog || format == Format::Auto;
+    ctx.build = (format != Format::Json).then(BuildTracker::new);
     run_parser(
         ctx,
         reader,
@@ -811,5 +840,5 @@ fn parse_stream(
         }
     }
     ctx.report.warnings.append(&mut asm.warnings);
-    Ok(())
+    ctx.end_build()
 }

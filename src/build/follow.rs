@@ -30,6 +30,7 @@ use super::identity;
 use super::kind::FileKind;
 use super::{FileParser, ParseReport};
 use crate::checkpoint::FilePosition;
+use crate::enrich::build_events::BuildTracker;
 use crate::event::{Event, EventType};
 use crate::parse::build_failure::BuildFailureParser;
 use crate::parse::install_log::{AbortHint, InstallLogParser};
@@ -276,6 +277,8 @@ pub struct Follower {
     finished: bool,
     /// Polls so far.
     polls: u64,
+    /// The build's `build_start` and `build_end`, as in batch.
+    tracker: BuildTracker,
     /// Lines are handed in (`feed`), the directory is not read.
     fed: bool,
 }
@@ -319,6 +322,7 @@ impl Follower {
             finished: false,
             polls: 0,
             fed: false,
+            tracker: BuildTracker::new(),
         }
     }
 
@@ -542,6 +546,11 @@ impl Follower {
             }
             for e in rest {
                 self.hand_on(e, emit)?;
+            }
+            if let Some(mut end) = self.tracker.finish() {
+                self.tracker.stamp(&mut end);
+                self.report.events += 1;
+                emit(end).map_err(|_| ConsumerGone)?;
             }
             for t in self.tails.values() {
                 mark(t.mark(self.seqs.get(&t.name).map_or(0, |s| s.next_seq)));
@@ -832,6 +841,12 @@ impl Follower {
             .find(|t| t.source == e.source.file)
             .map(|t| t.name.clone())
             .unwrap_or_else(|| e.source.file.clone());
+        // Delivered before a restart or not, every event counts towards the build's end.
+        if let Some(mut start) = self.tracker.before(&e) {
+            self.tracker.stamp(&mut start);
+            self.report.events += 1;
+            emit(start).map_err(|_| ConsumerGone)?;
+        }
         let s = self.seqs.entry(name).or_default();
         s.next_seq = s.next_seq.max(e.seq + 1);
         if e.seq < s.skip_below {

@@ -8,6 +8,7 @@ pub mod es;
 pub mod input;
 pub mod metrics;
 pub mod output;
+pub mod report;
 pub mod ship;
 pub mod traceparent;
 
@@ -27,6 +28,8 @@ pub mod exit {
     pub const UNDELIVERED: i32 = 3;
     /// An unexpected failure (I/O error on the output, a bug).
     pub const FAILURE: i32 = 4;
+    /// `report --compare --max-regression`: a feature got slower than allowed.
+    pub const REGRESSION: i32 = 5;
 }
 
 const AFTER_HELP: &str = "\
@@ -36,8 +39,10 @@ Examples:
   buildlog metrics /var/log/container-build
   buildlog ship --loki http://127.0.0.1:3100 /var/log/container-build
   buildlog check --config /etc/buildlog/buildlog.toml
+  buildlog report --html timeline.html /var/log/container-build
 
-Exit codes: 0 ok, 1 some input unreadable, 2 usage, 3 some events undelivered, 4 failure.";
+Exit codes: 0 ok, 1 some input unreadable, 2 usage, 3 some events undelivered, 4 failure,
+5 report --compare found a regression.";
 
 #[derive(Debug, Parser)]
 #[command(name = "buildlog", version, about, after_help = AFTER_HELP)]
@@ -71,6 +76,9 @@ pub enum Command {
     Metrics(metrics::MetricsArgs),
     /// Serve live /metrics for a build log directory.
     Serve(metrics::ServeArgs),
+    /// Summarise builds: status, timeline, slowest and failed commands, diagnostics (text,
+    /// JSON or an HTML timeline), or compare two builds.
+    Report(report::ReportArgs),
     /// Parse build logs and push the events to Loki, Elasticsearch or stdout.
     Ship(ship::ShipArgs),
     /// Check the configuration and try each configured sink, without sending events.
@@ -122,6 +130,7 @@ pub fn run(argv: Vec<OsString>) -> i32 {
         Command::Convert(a) => convert::run(a),
         Command::Metrics(a) => metrics::run_metrics(a),
         Command::Serve(a) => metrics::run_serve(a),
+        Command::Report(a) => report::run(a),
         Command::Ship(a) => ship::run(a),
         Command::Check(a) => check::run(a, cli.config.as_ref()),
         Command::Es(c) => es::run(c),

@@ -1,6 +1,8 @@
 //! Enrichment: correlation and trace ids, event ids, sequence numbers and secret scrubbing,
 //! applied to every event a parser produced, before it leaves the process.
 
+pub mod build_events;
+pub mod diagnostic;
 pub mod ids;
 pub mod scrub;
 
@@ -99,6 +101,9 @@ impl Enricher {
                 scrub_output_line(s, pem, e);
             }
             scrub_event(s, e);
+        }
+        if e.event_type == EventType::Output {
+            e.diagnostic = diagnostic::classify(&e.message);
         }
         e.stream = None;
         // From the scrubbed content: an id must not be a hash of a secret.

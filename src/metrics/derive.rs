@@ -11,7 +11,7 @@
 //! add up over everything read.
 
 use super::{sanitize_label, Family, Kind, Value};
-use crate::event::{Event, EventType, Level, Timestamp};
+use crate::event::{Diagnostic, Event, EventType, Level, Timestamp};
 use serde_json::{Map, Value as Json};
 use std::collections::{BTreeMap, HashMap};
 
@@ -102,6 +102,8 @@ pub struct BuildState {
     /// By label, in order of first appearance.
     pub features: BTreeMap<String, FeatureState>,
     order: Vec<String>,
+    /// `build_end.metadata.status`, once the build has ended.
+    pub status: Option<String>,
 }
 
 impl BuildState {
@@ -150,6 +152,10 @@ pub struct MetricsState {
     /// so most events skip the hashing and sanitising (folding runs once per output line).
     last: LastSeen,
     build_failures: BTreeMap<String, u64>,
+    /// Per feature label: (error, warning) diagnostic output lines.
+    diagnostics: BTreeMap<String, [u64; 2]>,
+    /// Ended builds by `build_end` status.
+    ended: BTreeMap<String, u64>,
     events: u64,
 }
 
@@ -243,8 +249,18 @@ impl MetricsState {
                     }
                 };
                 self.log_lines[slot].1[i] += 1;
+                if let Some(d) = e.diagnostic {
+                    let c = self.diagnostics.entry(label.to_string()).or_default();
+                    c[(d == Diagnostic::Warning) as usize] += 1;
+                }
             }
-            EventType::CommandStart | EventType::FeatureSummary => {}
+            EventType::BuildEnd => {
+                if let Some(st) = e.metadata.get("status").and_then(Json::as_str) {
+                    build.status = Some(st.to_string());
+                    *self.ended.entry(st.to_string()).or_default() += 1;
+                }
+            }
+            EventType::CommandStart | EventType::FeatureSummary | EventType::BuildStart => {}
         }
     }
 
@@ -312,6 +328,11 @@ impl MetricsState {
             "Total warnings across all features",
             Kind::Gauge,
         );
+        let mut success = Family::new(
+            "container_build_success",
+            "1 when the latest build succeeded, 0 when it failed (its build_end status)",
+            Kind::Gauge,
+        );
         let mut start = Family::new(
             "container_build_last_start_timestamp_seconds",
             "Unix time the latest build started (its first feature's start)",
@@ -340,6 +361,9 @@ impl MetricsState {
             if let Some(t) = b.start() {
                 start.push(vec![], Value::Gauge(t.0 as f64 / 1000.0));
             }
+            if let Some(st) = &b.status {
+                success.push(vec![], Value::Gauge((st == "success") as u8 as f64));
+            }
         }
         out.extend([
             duration,
@@ -349,6 +373,7 @@ impl MetricsState {
             errors_all,
             warnings_all,
             start,
+            success,
         ]);
 
         let mut hist = Family::new(
@@ -411,7 +436,38 @@ impl MetricsState {
         for (label, n) in &self.build_failures {
             build_failures.push(vec![("feature", label.clone())], Value::Counter(*n));
         }
-        out.extend([hist, commands, failures, lines, build_failures]);
+        let mut diagnostics = Family::new(
+            "container_build_diagnostics",
+            "Output lines that are errors or warnings by their tool's own format, by feature",
+            Kind::Counter,
+        );
+        for (label, [errs, warns]) in &self.diagnostics {
+            for (severity, n) in [("error", errs), ("warning", warns)] {
+                if *n > 0 {
+                    diagnostics.push(
+                        vec![("feature", label.clone()), ("diagnostic", severity.into())],
+                        Value::Counter(*n),
+                    );
+                }
+            }
+        }
+        let mut builds = Family::new(
+            "container_build_builds",
+            "Builds that ended, by their real status (build_end)",
+            Kind::Counter,
+        );
+        for (status, n) in &self.ended {
+            builds.push(vec![("status", status.clone())], Value::Counter(*n));
+        }
+        out.extend([
+            hist,
+            commands,
+            failures,
+            lines,
+            build_failures,
+            diagnostics,
+            builds,
+        ]);
         out.retain(|f| !f.series.is_empty());
         out
     }

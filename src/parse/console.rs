@@ -769,6 +769,9 @@ impl Flow {
                 .with_detail("new_warnings", c.warnings)
                 .with_detail("start_line", c.line);
         }
+        if let Some(o) = crate::enrich::build_events::command_outcome(exit, incomplete) {
+            ev = ev.with_detail("outcome", o);
+        }
         ev.incomplete = incomplete;
         // Without a time of its own, a command ends no earlier than its start plus duration.
         let mut time = cx.time;

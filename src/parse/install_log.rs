@@ -256,6 +256,9 @@ impl InstallLogParser {
         e.details.insert("new_errors".into(), new_errors.into());
         e.details.insert("new_warnings".into(), new_warnings.into());
         e.details.insert("start_line".into(), cmd.line.into());
+        if let Some(o) = crate::enrich::build_events::command_outcome(exit, incomplete) {
+            e.details.insert("outcome".into(), o.into());
+        }
         if incomplete {
             e.incomplete = true;
             if hint.is_some() {

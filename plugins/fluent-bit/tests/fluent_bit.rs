@@ -39,7 +39,10 @@ fn real_fluent_bit_tails_a_build_through_the_plugin() {
             &buildlog::parse::ParseOptions::default(),
             &mut progress,
             &mut |e| {
-                if !e.incomplete {
+                // `build_end` comes when the build is over (Idle_End, or when Fluent Bit
+                // stops): not within this comparison.
+                let build_level = matches!(e.event_type, buildlog::EventType::BuildEnd);
+                if !e.incomplete && !build_level {
                     want.entry(e.source.file.clone())
                         .or_default()
                         .push(serde_json::from_str(&e.to_json()).unwrap());

@@ -389,6 +389,8 @@ struct BuildFields<'a> {
     invalid_utf8: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     incomplete: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diagnostic: Option<&'static str>,
 }
 
 /// The dataset when the target is not a data stream.
@@ -460,6 +462,7 @@ impl<'a> EcsDoc<'a> {
                 original_length: e.original_length,
                 invalid_utf8: e.invalid_utf8,
                 incomplete: e.incomplete,
+                diagnostic: e.diagnostic.map(|d| d.as_str()),
             },
         }
     }
@@ -485,8 +488,11 @@ fn process(e: &Event) -> Option<EcsProcess<'_>> {
 /// ECS `event.type` (an allowed value) for each event type.
 fn ecs_type(t: EventType) -> &'static str {
     match t {
-        EventType::FeatureStart | EventType::CommandStart => "start",
-        EventType::FeatureEnd | EventType::Command | EventType::BuildSummary => "end",
+        EventType::FeatureStart | EventType::CommandStart | EventType::BuildStart => "start",
+        EventType::FeatureEnd
+        | EventType::Command
+        | EventType::BuildSummary
+        | EventType::BuildEnd => "end",
         EventType::Error | EventType::BuildFailure => "error",
         _ => "info",
     }
@@ -496,7 +502,7 @@ fn ecs_type(t: EventType) -> &'static str {
 fn outcome(e: &Event) -> Option<&'static str> {
     let ok = match e.event_type {
         EventType::Command => e.metadata.get("success").and_then(Value::as_bool)?,
-        EventType::FeatureEnd | EventType::BuildSummary => {
+        EventType::FeatureEnd | EventType::BuildSummary | EventType::BuildEnd => {
             e.metadata.get("status").and_then(Value::as_str)? == "success"
         }
         EventType::BuildFailure => false,
@@ -733,6 +739,33 @@ mod tests {
         let mut out = Vec::new();
         enc.encode(&o, &mut out);
         assert!(lines(&out)[1].get("process").is_none());
+    }
+
+    #[test]
+    fn ecs_build_end_and_diagnostics() {
+        let enc = Encoder::new(
+            Target::Index(IndexPattern::parse("build-logs").unwrap()),
+            Action::Create,
+            Schema::Ecs,
+            "svc".into(),
+        );
+        let mut e = Event::new(EventType::BuildEnd, Level::Error, "", "Build failed")
+            .with_meta("status", "failed");
+        e.event_id = "b".into();
+        e.duration_ms = Some(2051);
+        let mut out = Vec::new();
+        enc.encode(&e, &mut out);
+        let doc = &lines(&out)[1];
+        assert_eq!(doc["event"]["outcome"], "failure");
+        assert_eq!(doc["event"]["type"], json!(["end"]));
+        assert_eq!(doc["event"]["action"], "build_end");
+        assert_eq!(doc["event"]["duration"], 2_051_000_000u64);
+        let mut o = Event::new(EventType::Output, Level::Info, "Java", "E: jdtls archive");
+        o.event_id = "o".into();
+        o.diagnostic = Some(crate::event::Diagnostic::Error);
+        let mut out = Vec::new();
+        enc.encode(&o, &mut out);
+        assert_eq!(lines(&out)[1]["container_build"]["diagnostic"], "error");
     }
 
     #[test]

@@ -164,6 +164,10 @@ fn identifiers(e: &Event) -> impl Iterator<Item = (&'static str, std::borrow::Co
             "logger_correlation_id",
             e.logger_correlation_id.as_deref().map(Cow::Borrowed),
         ),
+        (
+            "diagnostic",
+            e.diagnostic.map(|d| Cow::Borrowed(d.as_str())),
+        ),
     ]
     .into_iter()
     .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k, v)))
@@ -261,6 +265,13 @@ impl Encoder {
                         serde_json::Value::String(s) => logfmt_pair(&mut l, k, s),
                         v => logfmt_pair(&mut l, k, &v.to_string()),
                     }
+                }
+                if let Some(o) = e.details.get("outcome").and_then(|v| v.as_str()) {
+                    logfmt_pair(&mut l, "outcome", o);
+                }
+                if let (true, Some(d)) = (self.structured_metadata, e.diagnostic) {
+                    // Without structured metadata it is among the identifiers above.
+                    logfmt_pair(&mut l, "diagnostic", d.as_str());
                 }
                 if e.truncated {
                     logfmt_pair(&mut l, "truncated", "true");
@@ -598,6 +609,17 @@ mod tests {
             "Collecting numpy\tcorrelation_id=build-1763321440-abc123 event_type=output command_num=3 \
              event_id=ev7 trace_id=0af7651916cd43dd8448eb211c80319c span_id=b7ad6b7169203331"
         );
+        // A diagnostic travels with the identifiers, so a rule can select it.
+        let mut d = e.clone();
+        d.diagnostic = Some(crate::event::Diagnostic::Error);
+        let entry = encoder(&[]).entry(&d);
+        assert_eq!(
+            entry
+                .structured_metadata
+                .last()
+                .map(|p| (p.name.as_str(), p.value.as_str())),
+            Some(("diagnostic", "error"))
+        );
     }
 
     #[test]
@@ -643,6 +665,29 @@ mod tests {
             line,
             r#"ts=1970-01-01T00:00:01.000Z level=warn feature=Python event_type=output exit_code=2 msg="say \"hi\"\tnow""#
         );
+    }
+
+    #[test]
+    fn logfmt_lines_say_how_a_command_failed_and_what_a_line_is() {
+        let mut e = event("Go", Level::Error, "Installing gopls", 1000, 8)
+            .with_meta("exit_code", 1)
+            .with_detail("outcome", "failed (exit 1)");
+        e.event_type = crate::event::EventType::Command;
+        let line = encoder(&["--line-format", "logfmt"]).line(&e);
+        assert_eq!(
+            line,
+            r#"ts=1970-01-01T00:00:01.000Z level=error feature=Go event_type=command exit_code=1 outcome="failed (exit 1)" msg="Installing gopls""#
+        );
+        let mut o = event(
+            "Java",
+            Level::Info,
+            "E: jdtls archive could not be downloaded",
+            1000,
+            9,
+        );
+        o.diagnostic = Some(crate::event::Diagnostic::Error);
+        let line = encoder(&["--line-format", "logfmt"]).line(&o);
+        assert!(line.contains(" diagnostic=error msg="), "{line}");
     }
 
     #[test]

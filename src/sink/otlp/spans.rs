@@ -103,6 +103,8 @@ struct BuildState {
     done_features: std::collections::HashSet<[u8; 8]>,
     /// What the handed-out feature spans add to the build span's totals.
     sent: SentFeatures,
+    /// The build's `build_end` event: its status is the build span's.
+    build_end: Option<Arc<Event>>,
 }
 
 #[derive(Default)]
@@ -212,7 +214,17 @@ impl SpanBuilder {
         warnings: u64,
         sentinel: bool,
     ) -> SpanOut {
-        let ok = failed == 0 && !sentinel;
+        // The build's own verdict where it has one; else the features' and the sentinel's.
+        let end_status = b
+            .build_end
+            .as_ref()
+            .and_then(|e| e.metadata.get("status"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let ok = match &end_status {
+            Some(s) => s == "success",
+            None => failed == 0 && !sentinel,
+        };
         let start = b.acc.first.unwrap_or(0);
         let end = b.acc.last.unwrap_or(start).max(b.max_child_end / 1_000_000);
         let mut attrs = vec![
@@ -231,6 +243,17 @@ impl SpanBuilder {
             kv_int("build.error.count", errors as i64),
             kv_int("build.warning.count", warnings as i64),
         ];
+        if let Some(m) = b.build_end.as_ref().map(|e| &e.metadata) {
+            for (k, attr) in [
+                ("failed_commands", "build.command.failed"),
+                ("diagnostic_errors", "build.diagnostic.errors"),
+                ("diagnostic_warnings", "build.diagnostic.warnings"),
+            ] {
+                if let Some(n) = m.get(k).and_then(|v| v.as_i64()) {
+                    attrs.push(kv_int(attr, n));
+                }
+            }
+        }
         if !ok {
             attrs.push(kv_str(
                 "error.type",
@@ -242,10 +265,22 @@ impl SpanBuilder {
             ));
         }
         b.acc.count_dropped(&mut attrs);
+        let why = b
+            .build_end
+            .as_ref()
+            .and_then(|e| e.details.get("failed_because"))
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .filter(|s| !s.is_empty());
         let status = if ok {
             Status::default()
         } else {
-            error_status(format!("{failed} of {features} features failed"))
+            error_status(why.unwrap_or_else(|| format!("{failed} of {features} features failed")))
         };
         let parent = self.parent.map(|p| p.span_id.to_vec()).unwrap_or_default();
         SpanOut {
@@ -292,6 +327,7 @@ impl BuildState {
             feature_ids: HashMap::new(),
             done_features: Default::default(),
             sent: SentFeatures::default(),
+            build_end: None,
         }
     }
 
@@ -307,8 +343,18 @@ impl BuildState {
         // belong to the build span: a feature span named "" would be made up.
         if span_id == self.span_id || (e.feature.is_empty() && e.command_num.is_none()) {
             self.has_build_facts = true;
+            if e.event_type == EventType::BuildEnd {
+                self.build_end = Some(e.clone());
+            }
             return add_span_event(&mut self.acc, e, max_events)
-                || keep_if(&mut self.acc, e, e.event_type == EventType::BuildSummary);
+                || keep_if(
+                    &mut self.acc,
+                    e,
+                    matches!(
+                        e.event_type,
+                        EventType::BuildSummary | EventType::BuildStart | EventType::BuildEnd
+                    ),
+                );
         }
         let feature_id = self.feature_id(&e.feature);
         if Some(span_id) == feature_id
@@ -527,11 +573,20 @@ fn command_span(b: &BuildState, c: CommandState, end: Option<&Arc<Event>>) -> Sp
         attrs.push(kv_int("build.command.duration_ms", d as i64));
     }
     let failed = exit_code.is_some_and(|c| c != 0);
+    let outcome = end
+        .and_then(|e| e.details.get("outcome"))
+        .and_then(|v| v.as_str());
+    if let Some(o) = outcome {
+        attrs.push(kv_str("build.command.outcome", o));
+    }
     let status = if failed {
         attrs.push(kv_str("error.type", &exit_code.unwrap_or(0).to_string()));
-        error_status(format!("exit code {}", exit_code.unwrap_or(0)))
+        error_status(match outcome {
+            Some(o) => format!("{o}, exit code {}", exit_code.unwrap_or(0)),
+            None => format!("exit code {}", exit_code.unwrap_or(0)),
+        })
     } else if incomplete {
-        error_status("command did not finish".to_string())
+        error_status(outcome.unwrap_or("command did not finish").to_string())
     } else {
         Status::default()
     };
@@ -734,6 +789,45 @@ mod tests {
             .iter()
             .find(|kv| kv.key == key)
             .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+    }
+
+    #[test]
+    fn the_build_span_status_follows_build_end() {
+        // Build 13 succeeded although the logger marks 10 of its 19 features `failed`.
+        let events = corpus_events("build-13-large");
+        let corr = &events[0].correlation_id;
+        let spans = build_all(&events, 8, None);
+        let root = find(&spans, &ids::build_span_id(corr));
+        assert_eq!(
+            root.status.as_ref().unwrap().code,
+            status::StatusCode::Unset as i32
+        );
+        assert!(matches!(
+            attr(root, "build.status"),
+            Some(any_value::Value::StringValue(s)) if s == "success"
+        ));
+        assert!(matches!(
+            attr(root, "build.command.failed"),
+            Some(any_value::Value::IntValue(2))
+        ));
+        // Build 02 failed: the status says why, and the tolerated command says how it failed.
+        let events = corpus_events("build-02-failure");
+        let corr = &events[0].correlation_id;
+        let spans = build_all(&events, 8, None);
+        let root = find(&spans, &ids::build_span_id(corr));
+        let st = root.status.as_ref().unwrap();
+        assert_eq!(st.code, status::StatusCode::Error as i32);
+        assert!(
+            st.message
+                .contains("build failure sentinel: feature 'Java Development' command #2 exit 22"),
+            "{}",
+            st.message
+        );
+        let gopls = find(&spans, &ids::command_span_id(corr, "Golang", 2));
+        assert_eq!(
+            gopls.status.as_ref().unwrap().message,
+            "failed (exit 1), exit code 1"
+        );
     }
 
     fn find<'a>(spans: &'a [SpanOut], id: &str) -> &'a Span {

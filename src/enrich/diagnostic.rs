@@ -1,0 +1,408 @@
+//! Diagnostics: is an output line an error or a warning by the format of the tool that
+//! printed it? The logger's own judgement (`level`, its substring counts) flags every line
+//! holding `error` (`-Werror=format`, `liberror-perl`, `error_prone_annotations-2.36.jar`);
+//! this looks at the shapes tools actually print (`file.c:3:5: error:`, `E: `, `npm ERR!`).
+//!
+//! It runs on every output line, so it is built to say "no" cheaply: a line is trimmed, its
+//! first byte picks the few prefixes worth comparing, and one Aho-Corasick search looks for
+//! the `: error:` family anywhere; only a hit of that search runs a (tiny) shape check.
+//! The table of rules is in `docs/schema.md` ("Diagnostics"); the tests below hold a
+//! positive and a negative example of each.
+
+use crate::event::Diagnostic;
+use aho_corasick::{AhoCorasick, MatchKind};
+use std::sync::LazyLock;
+
+/// `<tool or file:line[:col]>: error:` and friends, found anywhere in the line.
+static TOOL_DIAG: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostFirst)
+        .build([
+            ": fatal error:",
+            ": error:",
+            ": warning:",
+            ": ERROR:",
+            ": WARNING:",
+        ])
+        .expect("fixed patterns build")
+});
+
+use Diagnostic::{Error, Warning};
+
+/// The diagnostic an output line is, if it is one. `line` is the message (ANSI codes stripped).
+pub fn classify(line: &str) -> Option<Diagnostic> {
+    let t = line.trim_start();
+    let b = t.as_bytes();
+    let first = *b.first()?;
+    let by_prefix = match first {
+        b'E' => (t.starts_with("E: ")
+            || t.starts_with("ERROR: ")
+            || t.starts_with("Exception in thread "))
+        .then_some(Error),
+        b'W' => (t.starts_with("W: ") || t.starts_with("WARNING: ")).then_some(Warning),
+        b'e' => {
+            if t.starts_with("error: ") || error_code(t) {
+                Some(Error)
+            } else {
+                None
+            }
+        }
+        b'w' => (t.starts_with("warning: ") || warning_code(t)).then_some(Warning),
+        b'n' => {
+            if t.starts_with("npm ERR!") || t.starts_with("npm error ") {
+                Some(Error)
+            } else if t.starts_with("npm WARN") || t.starts_with("npm warn ") {
+                Some(Warning)
+            } else {
+                None
+            }
+        }
+        b'c' => curl_error(t).then_some(Error),
+        b'T' => t
+            .starts_with("Traceback (most recent call last):")
+            .then_some(Error),
+        b'm' => make_error(t).then_some(Error),
+        b'g' => go_error(t).then_some(Error),
+        b'[' => {
+            if t.starts_with("[ERROR]") {
+                Some(Error)
+            } else if t.starts_with("[WARNING]") {
+                Some(Warning)
+            } else {
+                None
+            }
+        }
+        b'B' => (t.starts_with("BUILD FAILURE") || t.starts_with("BUILD FAILED")).then_some(Error),
+        b'F' => (t.starts_with("FAILURE: Build failed")
+            || t.starts_with("FAIL\t")
+            || t.starts_with("FAIL "))
+        .then_some(Error),
+        b'-' => t.starts_with("--- FAIL: ").then_some(Error),
+        b'p' => t.starts_with("panic: ").then_some(Error),
+        b'd' => {
+            if t.starts_with("dpkg: error") {
+                Some(Error)
+            } else if t.starts_with("dpkg: warning") {
+                Some(Warning)
+            } else {
+                None
+            }
+        }
+        b'f' => (t.starts_with("fatal error: ") || t.starts_with("fatal: ")).then_some(Error),
+        _ => None,
+    };
+    by_prefix.or_else(|| tool_diagnostic(t))
+}
+
+/// `error[E0425]: ...` (rustc, cargo).
+fn error_code(t: &str) -> bool {
+    t.strip_prefix("error[")
+        .and_then(|r| r.split_once("]: "))
+        .is_some_and(|(code, _)| is_code(code))
+}
+
+/// `warning[E0133]: ...`.
+fn warning_code(t: &str) -> bool {
+    t.strip_prefix("warning[")
+        .and_then(|r| r.split_once("]: "))
+        .is_some_and(|(code, _)| is_code(code))
+}
+
+fn is_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= 32
+        && code
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b':')
+}
+
+/// `curl: (22) The requested URL returned error: 404`.
+fn curl_error(t: &str) -> bool {
+    t.strip_prefix("curl: (")
+        .and_then(|r| r.split_once(')'))
+        .is_some_and(|(n, _)| {
+            !n.is_empty() && n.len() <= 3 && n.bytes().all(|c| c.is_ascii_digit())
+        })
+}
+
+/// `make: *** [Makefile:12: all] Error 2`, `make[1]: *** ... Error 1`.
+fn make_error(t: &str) -> bool {
+    let Some(rest) = t.strip_prefix("make") else {
+        return false;
+    };
+    let rest = match rest.strip_prefix('[') {
+        Some(r) => match r.split_once("]") {
+            Some((n, r)) if n.bytes().all(|c| c.is_ascii_digit()) => r,
+            _ => return false,
+        },
+        None => rest,
+    };
+    let Some(rest) = rest.strip_prefix(": *** ") else {
+        return false;
+    };
+    rest.rsplit_once("Error ")
+        .is_some_and(|(_, n)| !n.is_empty() && n.trim_end().bytes().all(|c| c.is_ascii_digit()))
+}
+
+/// `go: golang.org/x/tools/gopls@v0.17.1: <why>`: the go command could not get a module
+/// (`go: downloading x v1` and friends are progress, not failures).
+fn go_error(t: &str) -> bool {
+    let Some(rest) = t.strip_prefix("go: ") else {
+        return false;
+    };
+    match rest.split_once(": ") {
+        Some((module, why)) => module.contains('@') && !module.contains(' ') && !why.is_empty(),
+        None => false,
+    }
+}
+
+/// `src/a.c:3:5: error: ...`, `collect2: error: ...`, `configure: WARNING: ...`: one token
+/// (a file position or a tool's name, no spaces) then the severity.
+fn tool_diagnostic(t: &str) -> Option<Diagnostic> {
+    let m = TOOL_DIAG.find(t)?;
+    let head = &t[..m.start()];
+    if head.is_empty() || head.bytes().any(|c| c.is_ascii_whitespace()) {
+        return None;
+    }
+    Some(match m.pattern().as_usize() {
+        0..=1 | 3 => Error,
+        _ => Warning,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each rule: (name, a line it flags and as what, a line of the same family it does not).
+    const RULES: &[(&str, &str, Diagnostic, &str)] = &[
+        (
+            "compiler error",
+            "src/main.c:12:5: error: 'x' undeclared (first use in this function)",
+            Error,
+            "gcc -c -Wall -Werror=format-security -Werror=implicit-function-declaration main.c",
+        ),
+        (
+            "compiler fatal error",
+            "foo.c:1:10: fatal error: zlib.h: No such file or directory",
+            Error,
+            "checking for zlib.h... no (fatal errors are reported later)",
+        ),
+        (
+            "compiler warning",
+            "format.cpp:120:23: warning: comparison of integer expressions of different signedness",
+            Warning,
+            "g++ -std=gnu++17 -Wno-warning-option -fpic -c format.cpp -o format.o",
+        ),
+        (
+            "tool error",
+            "collect2: error: ld returned 1 exit status",
+            Error,
+            "Setting up liberror-perl (0.17029-2) ...",
+        ),
+        (
+            "tool warning",
+            "configure: WARNING: pkg-config is missing. Some dependencies may not be detected",
+            Warning,
+            "checking whether to enable -Werror... no",
+        ),
+        (
+            "bare fatal error",
+            "fatal error: too many errors emitted, stopping now",
+            Error,
+            "fatality-rs 0.1.0 downloaded",
+        ),
+        (
+            "git fatal",
+            "fatal: repository 'https://example.com/x.git/' not found",
+            Error,
+            "fatalism: none",
+        ),
+        (
+            "rustc error code",
+            "error[E0425]: cannot find value `x` in this scope",
+            Error,
+            "error_prone_annotations-2.36.0.jar",
+        ),
+        (
+            "rustc/cargo error",
+            "error: could not compile `foo` (lib) due to 2 previous errors",
+            Error,
+            "errorlint: all good",
+        ),
+        (
+            "rustc/cargo warning",
+            "warning: unexpected `cfg` condition name: `nightly`",
+            Warning,
+            "   = note: `#[warn(unexpected_cfgs)]` on by default",
+        ),
+        (
+            "rustc warning code",
+            "warning[E0133]: call to unsafe function is unsafe",
+            Warning,
+            "warnings-as-errors: off",
+        ),
+        (
+            "npm ERR!",
+            "npm ERR! code E404",
+            Error,
+            "npm http fetch GET 200 https://registry.npmjs.org/make-error/-/make-error-1.3.6.tgz 12ms",
+        ),
+        (
+            "npm error",
+            "npm error 404 Not Found - GET https://registry.npmjs.org/@acme/eslint-config-private",
+            Error,
+            "npm info using npm@10.9.2",
+        ),
+        (
+            "npm warn",
+            "npm warn deprecated rimraf@3.0.2: Rimraf versions prior to v4 are no longer supported",
+            Warning,
+            "npm notice New major version of npm available",
+        ),
+        (
+            "apt E:",
+            "E: jdtls archive could not be downloaded",
+            Error,
+            "Get:1 http://deb.debian.org/debian bookworm/main amd64 liberror-perl all 0.17029-2 [29.7 kB]",
+        ),
+        (
+            "apt W:",
+            "W: GPG error: https://example.com stable InRelease: NO_PUBKEY 1234",
+            Warning,
+            "Wrote 12 files",
+        ),
+        (
+            "dpkg error",
+            "dpkg: error processing package foo (--configure):",
+            Error,
+            "dpkg: status database area is locked, waiting",
+        ),
+        (
+            "curl",
+            "curl: (22) The requested URL returned error: 404",
+            Error,
+            "curl: try 'curl --help' or 'curl --manual' for more information",
+        ),
+        (
+            "Python traceback",
+            "Traceback (most recent call last):",
+            Error,
+            "Traceback module loaded",
+        ),
+        (
+            "pip ERROR",
+            "ERROR: Could not find a version that satisfies the requirement foo==9.9",
+            Error,
+            "ERRORS: 0",
+        ),
+        (
+            "pip WARNING",
+            "WARNING: Running pip as the 'root' user can result in broken permissions",
+            Warning,
+            "WARNINGS: none",
+        ),
+        (
+            "Go module failure",
+            "go: golang.org/x/tools/gopls@v0.17.1: Get \"https://proxy.golang.org/...\": dial tcp: no such host",
+            Error,
+            "go: downloading github.com/polyfloyd/go-errorlint v1.7.0",
+        ),
+        (
+            "Go test FAIL",
+            "FAIL\tgithub.com/example/service/internal/db\t0.412s",
+            Error,
+            "ok  \tgithub.com/example/service/internal/db\t0.412s\tcoverage: 81.2% of statements",
+        ),
+        (
+            "Go test --- FAIL",
+            "--- FAIL: TestParse (0.00s)",
+            Error,
+            "--- PASS: TestParse (0.00s)",
+        ),
+        (
+            "Go panic",
+            "panic: runtime error: index out of range [3] with length 3",
+            Error,
+            "panicking is fine in tests",
+        ),
+        (
+            "Java exception",
+            "Exception in thread \"main\" java.lang.NoClassDefFoundError: org/example/Main",
+            Error,
+            "Exceptions: 0",
+        ),
+        (
+            "Maven [ERROR]",
+            "[ERROR] Failed to execute goal org.apache.maven.plugins:maven-compiler-plugin:3.13.0:compile",
+            Error,
+            "Downloading from central: https://repo.maven.apache.org/maven2/com/google/errorprone/error_prone_annotations/2.36.0/error_prone_annotations-2.36.0.pom",
+        ),
+        (
+            "Maven [WARNING]",
+            "[WARNING] The POM for httpcore:4.4.16 is invalid, transitive dependencies (if any) will not be available",
+            Warning,
+            "[INFO] BUILD SUCCESS",
+        ),
+        (
+            "Maven BUILD FAILURE",
+            "BUILD FAILURE",
+            Error,
+            "BUILD SUCCESSFUL in 12s",
+        ),
+        (
+            "Gradle BUILD FAILED",
+            "BUILD FAILED in 3s",
+            Error,
+            "BUILD SUCCESSFUL in 3s",
+        ),
+        (
+            "Gradle FAILURE",
+            "FAILURE: Build failed with an exception.",
+            Error,
+            "Downloaded from central: https://repo.maven.apache.org/maven2/com/google/guava/failureaccess/1.0.2/failureaccess-1.0.2.jar",
+        ),
+        (
+            "make",
+            "make: *** [Makefile:42: all] Error 2",
+            Error,
+            "*** installing help indices",
+        ),
+        (
+            "sub-make",
+            "make[1]: *** [Makefile:7: install] Error 1",
+            Error,
+            "make[1]: Leaving directory '/tmp/build'",
+        ),
+    ];
+
+    #[test]
+    fn every_rule_has_a_positive_and_a_negative_example() {
+        for (name, yes, what, no) in RULES {
+            assert_eq!(classify(yes), Some(*what), "{name}: {yes}");
+            assert_eq!(classify(no), None, "{name}: {no}");
+        }
+    }
+
+    #[test]
+    fn indentation_and_empty_lines() {
+        assert_eq!(classify("   E: broken"), Some(Error));
+        assert_eq!(classify(""), None);
+        assert_eq!(classify("    "), None);
+    }
+
+    #[test]
+    fn flags_and_names_holding_error_are_not_diagnostics() {
+        for l in [
+            "  Compiling thiserror v1.0.69",
+            "Setting up liberror-perl (0.17029-2) ...",
+            "go: downloading github.com/polyfloyd/go-errorlint v1.7.0",
+            "# get https://proxy.golang.org/github.com/polyfloyd/go-errorlint/@v/v1.7.0.zip: 200 OK (0.1s)",
+            "cc -Werror=format-security -c x.c: ok",
+            "curl: (abc) no",
+            "make: *** No rule. Error x",
+        ] {
+            assert_eq!(classify(l), None, "{l}");
+        }
+    }
+}
