@@ -80,7 +80,8 @@ fn output_onto_an_input_is_refused_before_it_is_opened() {
     );
     let events = parse_events(&std::fs::read(&out).unwrap());
     assert!(events.len() > 20, "{}", events.len());
-    assert_eq!(events[0].feature, "Python");
+    assert_eq!(events[0].event_type.as_str(), "build_start");
+    assert_eq!(events[1].feature, "Python");
     let names: Vec<String> = std::fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -241,7 +241,7 @@ fn new_parser(kind: &FileKind, opts: &ParseOptions) -> Box<dyn FormatParser + Se
     }
 }
 
-/// Per source: events below `skip_below` were delivered before a restart; `next_seq` is one
+/// Per source (its path as followed): events below `skip_below` were delivered before a restart; `next_seq` is one
 /// past the last handed on.
 #[derive(Default, Clone, Copy)]
 struct Seqs {
@@ -279,6 +279,8 @@ pub struct Follower {
     polls: u64,
     /// The build's `build_start` and `build_end`, as in batch.
     tracker: BuildTracker,
+    /// An event has been handed on.
+    started: bool,
     /// Lines are handed in (`feed`), the directory is not read.
     fed: bool,
 }
@@ -323,6 +325,7 @@ impl Follower {
             polls: 0,
             fed: false,
             tracker: BuildTracker::new(),
+            started: false,
         }
     }
 
@@ -460,7 +463,7 @@ impl Follower {
                     // is still the same file (not one rotated or truncated since).
                     if let Some(pos) = self.resume.remove(&t.source) {
                         if t.file.as_mut().is_some_and(|f| pos.matches(f)) {
-                            self.seqs.entry(t.name.clone()).or_default().skip_below = pos.seq;
+                            self.seqs.entry(t.source.clone()).or_default().skip_below = pos.seq;
                         } else {
                             tracing::info!(
                                 "{}: not the file of the checkpoint any more; shipping it from its start",
@@ -507,6 +510,11 @@ impl Follower {
             return Ok(());
         }
         self.polls += 1;
+        if self.fed && !self.no_json_logging && !self.dir.join("json").is_dir() {
+            // Lines handed in (the plugin): a build without `json/` on disk does not log
+            // JSON, and nothing waits for twins.
+            self.no_json_logging = true;
+        }
         if !self.fed {
             if let Err(e) = self.scan() {
                 // The directory may not exist yet: the build has not started.
@@ -553,7 +561,7 @@ impl Follower {
                 emit(end).map_err(|_| ConsumerGone)?;
             }
             for t in self.tails.values() {
-                mark(t.mark(self.seqs.get(&t.name).map_or(0, |s| s.next_seq)));
+                mark(t.mark(self.seqs.get(&t.source).map_or(0, |s| s.next_seq)));
             }
             self.finished = true;
         }
@@ -724,24 +732,37 @@ impl Follower {
         }
         let paths: Vec<PathBuf> = self.tails.keys().cloned().collect();
         // Install logs first, then the summary lines and the sentinel that follow from them.
-        let mut order: Vec<(u8, PathBuf)> = paths
+        // Install logs in the order their features started (as batch reads them), so that the
+        // build's first event, which `build_start` is timed by, is the same.
+        let tz = self.opts.timezone.clone();
+        let mut order: Vec<(u8, i64, PathBuf)> = paths
             .into_iter()
             .map(|p| {
-                let rank = match self.tails[&p].kind {
-                    FileKind::Install(_) => 0,
-                    FileKind::Master => 1,
-                    FileKind::Failure => 2,
-                    _ => 3,
+                let t = &self.tails[&p];
+                let (rank, start) = match t.kind {
+                    FileKind::Install(_) if !self.started => (
+                        0,
+                        identity::start_seconds(&read_head(&t.source), &tz).unwrap_or(i64::MAX),
+                    ),
+                    FileKind::Install(_) => (0, 0),
+                    FileKind::Master => (1, 0),
+                    FileKind::Failure => (2, 0),
+                    _ => (3, 0),
                 };
-                (rank, p)
+                (rank, start, p)
             })
             .collect();
         order.sort();
-        for (_, p) in order {
+        let first_feature = order.first().map(|o| o.2.clone());
+        for (_, _, p) in order {
+            // Nothing goes out before the first feature's first event.
+            if !self.started && !force && Some(&p) != first_feature.as_ref() {
+                continue;
+            }
             let mut t = self.tails.remove(&p).expect("listed");
             let r = self.release_tail(&mut t, force, json_dir, emit);
             if r.is_ok() && !is_json(&t.kind) {
-                mark(t.mark(self.seqs.get(&t.name).map_or(0, |s| s.next_seq)));
+                mark(t.mark(self.seqs.get(&t.source).map_or(0, |s| s.next_seq)));
             }
             self.tails.insert(p, t);
             r?;
@@ -834,20 +855,15 @@ impl Follower {
         e: Event,
         emit: &mut dyn FnMut(Event) -> io::Result<()>,
     ) -> Result<(), ConsumerGone> {
-        let name = self
-            .tails
-            .values()
-            .chain(self.retired.iter())
-            .find(|t| t.source == e.source.file)
-            .map(|t| t.name.clone())
-            .unwrap_or_else(|| e.source.file.clone());
+        self.started = true;
         // Delivered before a restart or not, every event counts towards the build's end.
         if let Some(mut start) = self.tracker.before(&e) {
             self.tracker.stamp(&mut start);
             self.report.events += 1;
             emit(start).map_err(|_| ConsumerGone)?;
         }
-        let s = self.seqs.entry(name).or_default();
+        // By the path as followed, as checkpoints keep it.
+        let s = self.seqs.entry(e.source.file.clone()).or_default();
         s.next_seq = s.next_seq.max(e.seq + 1);
         if e.seq < s.skip_below {
             self.skipped += 1;

@@ -130,9 +130,8 @@ fn build(out: &mut String, p: &Paint, b: &BuildReport) {
             })
             .max(start + b.start_ms)
             - b.start_ms;
-        let from = ((start as f64 / total) * BAR as f64).floor() as usize;
+        let from = (((start as f64 / total) * BAR as f64).floor() as usize).min(BAR - 1);
         let to = (((end as f64 / total) * BAR as f64).ceil() as usize).clamp(from + 1, BAR);
-        let from = from.min(BAR - 1);
         let bar = format!(
             "{}{}{}",
             " ".repeat(from),

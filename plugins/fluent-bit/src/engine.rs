@@ -179,6 +179,7 @@ impl Engine {
         if events.is_empty() {
             return;
         }
+        self.stats.events += events.len() as u64;
         match self.delivery.deliver(&events) {
             Outcome::Delivered => self.stats.delivered += events.len() as u64,
             Outcome::Retry(reason) => {
@@ -348,8 +349,9 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert!(!got[0].is_empty());
         assert_eq!(got[0], got[1]);
-        assert_eq!(got[0][0].event_type.as_str(), "feature_start");
-        assert_eq!(got[0][0].source.line, 1);
+        assert_eq!(got[0][0].event_type.as_str(), "build_start");
+        assert_eq!(got[0][1].event_type.as_str(), "feature_start");
+        assert_eq!(got[0][1].source.line, 1);
         assert_eq!(e.stats.retried_flushes, 1);
         assert_eq!(e.stats.delivered, got[0].len() as u64);
         assert_eq!(e.stats.records, 4, "records counted once");
