@@ -965,7 +965,11 @@ impl Flow {
             EventType::FeatureEnd,
             level,
             &f.name,
-            format!("Completed installation of {}", f.name),
+            if complete {
+                format!("Completed installation of {}", f.name)
+            } else {
+                format!("Installation of {} aborted", f.name)
+            },
         )
         .with_meta("duration_seconds", duration)
         .with_meta("commands_executed", commands)

@@ -272,10 +272,10 @@ impl InstallLogParser {
     /// Ends the feature: with the summary block's figures, or (aborted, `incomplete`) with
     /// figures recomputed the logger's way.
     fn close_feature(&mut self, out: &mut Vec<Event>, at_eof: bool) {
-        if !self.started {
-            if self.feature.is_empty() {
-                return;
-            }
+        // Without a header (damaged or cut off) there is no feature to start or end, but an open
+        // command still holds lines that must reach an event.
+        let headless = !self.started && self.feature.is_empty();
+        if !self.started && !headless {
             self.emit_feature_start(out);
         }
         if self.cmd.is_some() {
@@ -284,6 +284,9 @@ impl InstallLogParser {
             self.flush_pending_dash(out);
             self.finish_command(None, None, line, out);
         }
+        if headless {
+            return;
+        }
         match self.summary.take() {
             Some(s) => self.emit_feature_end(s, out),
             None if at_eof && self.state != State::Done => {
@@ -291,17 +294,12 @@ impl InstallLogParser {
                     .start
                     .map(|s| ((self.clock.now().0 - s.0).max(0) / 1000) as u64)
                     .unwrap_or(0);
-                let status = if self.errors == 0 {
-                    "success"
-                } else {
-                    "failed"
-                };
-                let _ = status;
                 let mut e = self
                     .event(
                         EventType::FeatureEnd,
                         Level::Error,
-                        format!("Completed installation of {}", self.feature),
+                        // No summary block: the feature did not complete.
+                        format!("Installation of {} aborted", self.feature),
                         0,
                     )
                     .with_meta("duration_seconds", duration)
@@ -946,6 +944,33 @@ Exit code: 0 (Duration: 2s)
         assert_eq!(end.metadata["errors"], 1);
         assert_eq!(end.metadata["warnings"], 1);
         assert_eq!(end.metadata["status"], "failed");
+        assert_eq!(end.message, "Installation of Demo aborted");
+    }
+
+    /// Found by tests/fuzz_parsers.rs: a log whose header rule is damaged has no feature; the
+    /// lines of a command still open at its end went nowhere.
+    #[test]
+    fn a_headless_log_keeps_the_lines_of_its_open_command() {
+        let log = b"<=======
+Feature Installation Log: Demo
+[19:30:40] COMMAND #2: Doing it
+zqx0 foreign
+Executing: echo hi
+,-------------------------------------------------------------------------------
+hi
+";
+        let ev = parse_bytes(log);
+        let cmd = ev
+            .iter()
+            .find(|e| e.event_type == EventType::Command)
+            .expect("the open command is closed at the end");
+        assert!(cmd.incomplete);
+        let held = cmd.details["command"].as_str().unwrap();
+        assert!(
+            held.contains("zqx0 foreign") && held.contains("hi"),
+            "{held}"
+        );
+        assert!(ev.iter().all(|e| e.event_type != EventType::FeatureEnd));
     }
 
     #[test]
