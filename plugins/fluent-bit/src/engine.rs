@@ -179,7 +179,7 @@ impl Engine {
         if events.is_empty() {
             return;
         }
-        self.stats.events += events.len() as u64;
+        // (hand_on counted them.)
         match self.delivery.deliver(&events) {
             Outcome::Delivered => self.stats.delivered += events.len() as u64,
             Outcome::Retry(reason) => {
