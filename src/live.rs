@@ -206,10 +206,6 @@ pub fn run(
             tokio::task::spawn_blocking(move || {
                 let resume = Resume { files: resume, ids };
                 follow_paths(&paths, &opts, timing, &resume, interval, &stop, &stats, &mut |event| {
-                    if stop.load(Ordering::SeqCst) {
-                        // Stop reading now, not at the end of a long backlog.
-                        return Err(std::io::Error::other("stopping"));
-                    }
                     let event = Arc::new(event);
                     for (tx, ledger) in senders.iter().zip(&acks.sinks) {
                         if let Some(a) = &ledger.acks {
@@ -415,7 +411,14 @@ fn follow_paths(
                         lock(&resume.ids).insert(key.clone(), e.correlation_id.clone());
                         known = true;
                     }
-                    emit(e)
+                    emit(e)?;
+                    if !stopping && stop.load(Ordering::SeqCst) {
+                        // Stop reading now, not at the end of a long backlog (the event in
+                        // hand is sent: the follower has let go of it); the stop step that
+                        // follows hands on what was held only for time (JSON twins).
+                        return Err(std::io::Error::other("stopping"));
+                    }
+                    Ok(())
                 },
                 mark,
             );
@@ -427,6 +430,10 @@ fn follow_paths(
                 .events_skipped
                 .fetch_add(f.skipped - skipped_before, Ordering::Relaxed);
             if r.is_err() {
+                if !stopping && stop.load(Ordering::SeqCst) {
+                    // Cut short by the stop request: the next round is the stop step.
+                    continue 'outer;
+                }
                 break 'outer;
             }
         }

@@ -859,8 +859,14 @@ impl Follower {
         // Delivered before a restart or not, every event counts towards the build's end.
         if let Some(mut start) = self.tracker.before(&e) {
             self.tracker.stamp(&mut start);
-            self.report.events += 1;
-            emit(start).map_err(|_| ConsumerGone)?;
+            // A checkpoint past a file's first events: build_start went out before the
+            // restart (it precedes them in the stream).
+            if self.seqs.values().any(|s| s.skip_below > 0) {
+                self.skipped += 1;
+            } else {
+                self.report.events += 1;
+                emit(start).map_err(|_| ConsumerGone)?;
+            }
         }
         // By the path as followed, as checkpoints keep it.
         let s = self.seqs.entry(e.source.file.clone()).or_default();
