@@ -9,25 +9,27 @@ use common::{bin, copy_dir_without, corpus};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Runs `cmd` with a bound: a hang is a failure, not a stuck test run.
+/// Runs `cmd` with a bound: a hang is a failure, not a stuck test run. Its output is read while
+/// it runs (a child blocked on a full pipe would look like a hang).
 fn run_bounded(mut cmd: Command, secs: u64) -> Output {
-    let mut child = cmd
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
             panic!("still running after {secs} s");
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -35,7 +37,7 @@ fn convert(path: &Path) -> Output {
     let mut c = bin();
     c.args(["convert", "--quiet"]).arg(path);
     // Generous: the machine may be busy; a hang is what this catches.
-    run_bounded(c, 300)
+    run_bounded(c, 120)
 }
 
 fn lines(o: &Output) -> usize {

@@ -350,7 +350,7 @@ fn report_text_on_builds_02_and_13() {
     assert!(!out.contains('\x1b'), "no colour off a terminal");
     assert!(out.starts_with("Build build-"), "{out}");
     assert!(
-        out.lines().next().unwrap().contains("FAILED  2.1s"),
+        out.lines().next().unwrap().contains("FAILED  1.8s"),
         "{out}"
     );
     assert!(out.contains(

@@ -64,7 +64,10 @@ fn convert_scrubs_names_raw_lines_and_key_value_forms() {
     let text = String::from_utf8(out.stdout.clone()).unwrap();
     no_secret("convert", &text);
     let events = parse_events(&out.stdout);
-    let start = &events[0];
+    let start = events
+        .iter()
+        .find(|e| e.event_type == buildlog::EventType::FeatureStart)
+        .unwrap();
     assert_eq!(start.feature, "Tool ***GITHUB_TOKEN_REDACTED***");
     assert_eq!(
         start.version.as_deref(),
