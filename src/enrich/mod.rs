@@ -38,7 +38,11 @@ pub struct Enricher {
     /// The (source, line) of the last event and how many events that line has given: an
     /// event's position on its line is part of its id.
     line_position: (String, u64, u32),
-    pems: HashMap<String, PemTracker>,
+    /// Per source, its PEM key tracker; the last one used first (as for `seqs`).
+    pems: Vec<(String, PemTracker)>,
+    /// The last feature name scrubbed and what it became: every event carries one, and a
+    /// file's events share it.
+    scrubbed_feature: Option<(String, String)>,
 }
 
 impl Enricher {
@@ -54,7 +58,8 @@ impl Enricher {
             command_span: None,
             key: Vec::with_capacity(128),
             line_position: (String::new(), u64::MAX, 0),
-            pems: HashMap::new(),
+            pems: Vec::new(),
+            scrubbed_feature: None,
         }
     }
 
@@ -93,14 +98,14 @@ impl Enricher {
             if e.event_type == EventType::Output {
                 // Output lines of one source are consecutive lines of one stream: a PEM key's
                 // body lines are only recognisable from the BEGIN line before them.
-                if !self.pems.contains_key(source_name) {
-                    self.pems
-                        .insert(source_name.to_string(), PemTracker::default());
-                }
-                let pem = self.pems.get_mut(source_name).expect("inserted above");
+                let pem = pem_tracker_of(&mut self.pems, source_name);
                 scrub_output_line(s, pem, e);
             }
-            scrub_event(s, e);
+            scrub_names(s, &mut self.scrubbed_feature, e);
+            // An output line without a raw form had its message scrubbed by the PEM tracker
+            // (with the same rules): one scan of each line, not two.
+            let message_done = e.event_type == EventType::Output && e.raw.is_none();
+            scrub_event_text(s, e, !message_done);
         }
         if e.event_type == EventType::Output {
             e.diagnostic = diagnostic::classify(&e.message);
@@ -175,6 +180,20 @@ impl Enricher {
     }
 }
 
+/// The PEM tracker of a source, moved to the front so that the next lookup (most often the
+/// same source) finds it first.
+fn pem_tracker_of<'a>(
+    pems: &'a mut Vec<(String, PemTracker)>,
+    source_name: &str,
+) -> &'a mut PemTracker {
+    match pems.iter().position(|(s, _)| s == source_name) {
+        Some(0) => {}
+        Some(i) => pems[..=i].rotate_right(1),
+        None => pems.insert(0, (source_name.to_string(), PemTracker::default())),
+    }
+    &mut pems[0].1
+}
+
 /// Scrubs an output line through the stream's PEM tracker (the raw form when there is one,
 /// `message` being that line with its ANSI codes stripped).
 fn scrub_output_line(s: &Scrubber, pem: &mut PemTracker, e: &mut Event) {
@@ -188,9 +207,30 @@ fn scrub_output_line(s: &Scrubber, pem: &mut PemTracker, e: &mut Event) {
         }
         None => {
             if let Cow::Owned(new) = pem.scrub_stream_line(s, stream, &e.message) {
-                e.message = new;
+                // A key line the tracker redacted: the rules run on the rest of it too.
+                e.message = s.scrub(&new).into_owned();
             }
         }
+    }
+}
+
+/// Scrubs the feature name (a Loki label, an OTLP attribute, a metric label when it leaves)
+/// and the version, remembering the last feature's result in `last`.
+fn scrub_names(s: &Scrubber, last: &mut Option<(String, String)>, e: &mut Event) {
+    match last {
+        Some((name, scrubbed)) if *name == e.feature => {
+            if name != scrubbed {
+                e.feature.clone_from(scrubbed);
+            }
+        }
+        _ => {
+            let name = e.feature.clone();
+            scrub_string(s, &mut e.feature);
+            *last = Some((name, e.feature.clone()));
+        }
+    }
+    if let Some(v) = e.version.as_mut() {
+        scrub_string(s, v);
     }
 }
 
@@ -219,11 +259,18 @@ fn scrub_value(s: &Scrubber, v: &mut Value) {
 
 /// Scrubs every string of an event that can carry log text.
 pub fn scrub_event(s: &Scrubber, e: &mut Event) {
-    scrub_string(s, &mut e.message);
     // Names leave too: as Loki stream labels, OTLP attributes, metric labels.
     scrub_string(s, &mut e.feature);
     if let Some(v) = e.version.as_mut() {
         scrub_string(s, v);
+    }
+    scrub_event_text(s, e, true);
+}
+
+/// Scrubs the message (unless already done), the raw form, metadata and details.
+fn scrub_event_text(s: &Scrubber, e: &mut Event, message: bool) {
+    if message {
+        scrub_string(s, &mut e.message);
     }
     if let Some(r) = e.raw.as_mut() {
         scrub_string(s, r);
