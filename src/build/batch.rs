@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 /// The longest JSON line read whole (a replayed event or dead-letter record).
 const JSON_MAX_LINE: usize = 64 * 1024 * 1024;
 
-type Emit<'a> = dyn FnMut(Event) -> io::Result<()> + 'a;
+pub(super) type Emit<'a> = dyn FnMut(Event) -> io::Result<()> + 'a;
 
 /// The emitter was told to stop (broken pipe, a sink gone): unwind quietly.
 struct Stop;
@@ -84,6 +84,14 @@ pub fn parse_inputs(
     progress: &mut Progress,
     emit: &mut Emit<'_>,
 ) -> ParseReport {
+    if opts.jobs > 1 {
+        if let Some(units) = plan(inputs, opts) {
+            let batcher = super::parallel::Events;
+            return super::parallel::parse_units(&units, opts, &batcher, progress, &mut |b| {
+                b.into_iter().try_for_each(&mut *emit)
+            });
+        }
+    }
     let mut ctx = Ctx {
         opts,
         progress,
@@ -112,6 +120,145 @@ pub fn parse_inputs(
         }
     }
     ctx.progress.finish();
+    ctx.report
+}
+
+/// [`parse_inputs`] for a consumer of JSON lines (`convert`): `write` gets the events' JSON
+/// lines in blocks of about 256 KiB (each event at once when `live`). With several builds and
+/// `opts.jobs > 1` the lines are written by the threads that read the builds.
+pub fn parse_inputs_as_json(
+    inputs: &[Input],
+    opts: &ParseOptions,
+    progress: &mut Progress,
+    live: bool,
+    write: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> ParseReport {
+    use super::parallel::{JsonLines, JSON_BATCH};
+    if opts.jobs > 1 && !live {
+        if let Some(units) = plan(inputs, opts) {
+            return super::parallel::parse_units(&units, opts, &JsonLines, progress, &mut |b| {
+                write(&b.0)
+            });
+        }
+    }
+    // Events are written straight into one buffer that goes out whole when full (or at
+    // once when live): no per-event copy into a second buffer.
+    let mut buf = Vec::with_capacity(JSON_BATCH + 64 * 1024);
+    let mut failed = false;
+    let report = parse_inputs(inputs, opts, progress, &mut |event| {
+        event.write_json_line(&mut buf);
+        if !live && buf.len() < JSON_BATCH {
+            return Ok(());
+        }
+        let r = write(&buf);
+        buf.clear();
+        failed = r.is_err();
+        r
+    });
+    if !failed && !buf.is_empty() {
+        let _ = write(&buf);
+    }
+    report
+}
+
+/// One build of many, read on its own (see `parallel`), or what looking through the inputs
+/// for builds found (unreadable paths, skipped files) at its place in the order.
+pub(super) enum Unit {
+    Dir(PathBuf),
+    File(PathBuf),
+    Found(ParseReport),
+}
+
+/// The builds `parse_inputs` would read, in its order, as units that can be read apart; `None`
+/// when there are fewer than two or stdin is among the inputs (it is read where it is).
+fn plan(inputs: &[Input], opts: &ParseOptions) -> Option<Vec<Unit>> {
+    if inputs.iter().any(|i| matches!(i, Input::Stdin)) {
+        return None;
+    }
+    let mut progress = Progress::hidden();
+    let mut ctx = Ctx {
+        opts,
+        progress: &mut progress,
+        emit: &mut |_| Err(io::Error::other("only planning")),
+        report: ParseReport::default(),
+        build: None,
+        visited: HashSet::new(),
+    };
+    let mut units = Vec::new();
+    for input in inputs {
+        let Input::Path(p) = input else { continue };
+        match std::fs::metadata(p) {
+            Err(e) => ctx.error(format!("{}: {}", p.display(), e)),
+            Ok(m) if m.is_dir() => plan_dir(&mut ctx, p, &mut units),
+            Ok(_) => push_unit(&mut ctx, &mut units, Unit::File(p.clone())),
+        }
+    }
+    let builds = units
+        .iter()
+        .filter(|u| !matches!(u, Unit::Found(_)))
+        .count();
+    push_unit(&mut ctx, &mut units, Unit::Found(ParseReport::default()));
+    (builds >= 2).then_some(units)
+}
+
+/// Mirrors `parse_dir`'s walk: a build directory becomes a unit, a directory of builds is
+/// walked, each real directory once.
+fn plan_dir(ctx: &mut Ctx, dir: &Path, units: &mut Vec<Unit>) {
+    if let Ok(m) = std::fs::metadata(dir) {
+        if !ctx.visited.insert((m.dev(), m.ino())) {
+            tracing::debug!(
+                "{}: read already (a link to a directory read before); skipped",
+                dir.display()
+            );
+            return;
+        }
+    }
+    // What scanning a build directory finds is found again when the unit is read.
+    let before = std::mem::take(&mut ctx.report);
+    let scanned = scan_dir(ctx, dir);
+    let found = std::mem::replace(&mut ctx.report, before);
+    match scanned {
+        Err(e) => ctx.error(format!("{}: {}", dir.display(), e)),
+        Ok((b, _)) if b.is_build() => push_unit(ctx, units, Unit::Dir(dir.to_path_buf())),
+        Ok((_, subdirs)) => {
+            ctx.report.absorb(found);
+            if subdirs.is_empty() {
+                ctx.error(format!("{}: no build logs found", dir.display()));
+            }
+            for s in subdirs {
+                plan_dir(ctx, &s, units);
+            }
+        }
+    }
+}
+
+/// Appends `unit` after what was found before it.
+fn push_unit(ctx: &mut Ctx, units: &mut Vec<Unit>, unit: Unit) {
+    let found = std::mem::take(&mut ctx.report);
+    if !found.errors.is_empty() || !found.skipped.is_empty() || !found.warnings.is_empty() {
+        units.push(Unit::Found(found));
+    }
+    if !matches!(&unit, Unit::Found(r) if r.errors.is_empty() && r.skipped.is_empty()) {
+        units.push(unit);
+    }
+}
+
+/// Reads one unit as `parse_inputs` reads it in its turn, handing its events to `emit`.
+pub(super) fn parse_unit(unit: &Unit, opts: &ParseOptions, emit: &mut Emit<'_>) -> ParseReport {
+    let mut progress = Progress::hidden();
+    let mut ctx = Ctx {
+        opts,
+        progress: &mut progress,
+        emit,
+        report: ParseReport::default(),
+        build: None,
+        visited: HashSet::new(),
+    };
+    let _ = match unit {
+        Unit::Dir(d) => parse_dir(&mut ctx, d),
+        Unit::File(p) => parse_single_file(&mut ctx, p),
+        Unit::Found(_) => Ok(()),
+    };
     ctx.report
 }
 

@@ -11,8 +11,9 @@ pub mod batch;
 pub mod follow;
 pub mod identity;
 pub mod kind;
+mod parallel;
 
-pub use batch::parse_inputs;
+pub use batch::{parse_inputs, parse_inputs_as_json};
 
 use crate::event::Event;
 use crate::parse::FormatParser;
@@ -67,4 +68,16 @@ pub struct ParseReport {
     /// Things the user should know that did not stop the conversion (a `--timezone` the
     /// JSON logger contradicts, say).
     pub warnings: Vec<String>,
+}
+
+impl ParseReport {
+    /// Adds what another part of the same reading found, after what this one holds.
+    pub fn absorb(&mut self, other: ParseReport) {
+        self.files += other.files;
+        self.bytes += other.bytes;
+        self.events += other.events;
+        self.errors.extend(other.errors);
+        self.skipped.extend(other.skipped);
+        self.warnings.extend(other.warnings);
+    }
 }

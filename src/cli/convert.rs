@@ -3,15 +3,12 @@
 use super::exit;
 use super::input::InputArgs;
 use super::output::{output_inside_input_dir, output_is_input, AtomicFile};
-use crate::build::parse_inputs;
+use crate::build::parse_inputs_as_json;
 use crate::source::{stdin_is_live, Input, Progress};
 use anyhow::Context;
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
-
-/// Output is written in pieces of about this size.
-const OUT_BUF: usize = 256 * 1024;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -83,27 +80,19 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
         Some(f) => f,
         None => &mut stdout,
     };
-    // Events are written straight into one buffer that goes out whole when full (or at
-    // once when live): no per-event copy into a second buffer.
-    let mut buf = Vec::with_capacity(OUT_BUF + 64 * 1024);
     let mut write_error = None;
     let mut progress = Progress::new(args.input.quiet);
-    let report = parse_inputs(&inputs, &opts, &mut progress, &mut |event| {
-        event.write_json_line(&mut buf);
-        if !live && buf.len() < OUT_BUF {
-            return Ok(());
-        }
+    let report = parse_inputs_as_json(&inputs, &opts, &mut progress, live, &mut |bytes| {
         let r = out
-            .write_all(&buf)
+            .write_all(bytes)
             .and_then(|_| if live { out.flush() } else { Ok(()) });
-        buf.clear();
         if let Err(e) = &r {
             write_error = Some(e.kind());
         }
         r
     });
     let flushed = if write_error.is_none() {
-        out.write_all(&buf).and_then(|_| out.flush())
+        out.flush()
     } else {
         Ok(())
     };

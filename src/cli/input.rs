@@ -36,6 +36,13 @@ pub struct InputArgs {
     /// No progress on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+
+    /// Builds parsed at once when the paths hold several (an archive of build directories,
+    /// several paths); the output is the same bytes in the same order whatever N is
+    /// [default: the available cores].
+    #[arg(long, short, value_name = "N", env = "BUILDLOG_JOBS",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
 }
 
 impl InputArgs {
@@ -130,6 +137,10 @@ impl InputArgs {
             correlation_id: self.correlation_id.clone(),
             scrub: !self.no_scrub,
             max_line_bytes: self.max_line_bytes,
+            jobs: self
+                .jobs
+                .map(usize::from)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         })
     }
 }

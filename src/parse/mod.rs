@@ -47,6 +47,9 @@ pub struct ParseOptions {
     pub correlation_id: Option<String>,
     pub scrub: bool,
     pub max_line_bytes: usize,
+    /// Builds parsed at once when the inputs hold several (1: one after the other). The
+    /// events are the same, in the same order, whatever the number.
+    pub jobs: usize,
 }
 
 impl Default for ParseOptions {
@@ -58,6 +61,7 @@ impl Default for ParseOptions {
             correlation_id: None,
             scrub: true,
             max_line_bytes: 256 * 1024,
+            jobs: 1,
         }
     }
 }

@@ -1,0 +1,343 @@
+//! Many builds on every core: `--jobs N` threads each read whole builds (parse, assemble,
+//! enrich, scrub, and for `convert` write the JSON lines) while this thread hands their
+//! events on in the order `--jobs 1` gives them.
+//!
+//! Each build is read by exactly the code that reads it alone (`batch::parse_unit`), so its
+//! events are the same; only the order in which builds are read changes, and the events of
+//! build `k + 1` wait (in a bounded channel) until every event of build `k` has gone out. A
+//! worker starts a build at most `2 * jobs` places ahead of the one going out, and a build's
+//! channel holds at most `CHUNKS_IN_FLIGHT` batches (512 events, or 256 KiB of JSON lines), so
+//! memory grows with `--jobs`, never with the size of the archive.
+//!
+//! For `convert`, a build read ahead whose batches find the channel full goes on into an unnamed
+//! temporary file (at most `SPILL_MAX` bytes per build, then it waits), so that builds of equal
+//! size are read side by side instead of one after the other; the file is copied out in its
+//! turn. Other consumers (`ship`, `metrics`, `report`) take events, which wait in memory: their
+//! own work on the events runs beside the reading.
+//!
+//! Why JSON is written in the workers for `convert`: an event allocated on one thread and
+//! freed on another takes glibc's allocator off its per-thread fast path (measured: `--jobs 2`
+//! spent more CPU than `--jobs 1` took in all). Bytes cross threads in big blocks instead.
+
+use super::batch::{parse_unit, Unit};
+use super::ParseReport;
+use crate::event::Event;
+use crate::parse::ParseOptions;
+use crate::source::Progress;
+use std::collections::VecDeque;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Mutex;
+
+/// Batches a build may have waiting before its worker waits.
+const CHUNKS_IN_FLIGHT: usize = 8;
+
+/// What a worker makes of the events of a build, in batches that cross to the writing thread.
+pub(super) trait Batcher: Sync {
+    type Batch: Send;
+    fn batch(&self) -> Self::Batch;
+    /// Adds an event; true when the batch is full and should be sent.
+    fn add(&self, batch: &mut Self::Batch, e: Event) -> bool;
+    fn is_empty(&self, batch: &Self::Batch) -> bool;
+    fn events(&self, batch: &Self::Batch) -> u64;
+    /// The batch as bytes, when it can wait in a file (else the worker waits).
+    fn bytes<'b>(&self, _batch: &'b Self::Batch) -> Option<&'b [u8]> {
+        None
+    }
+    /// A batch of bytes read back from a file (`bytes` gave them).
+    fn batch_of_bytes(&self, _bytes: Vec<u8>) -> Option<Self::Batch> {
+        None
+    }
+}
+
+/// The most of one build's batches that wait in a temporary file.
+const SPILL_MAX: u64 = 1 << 30;
+
+/// Batches of events, for every consumer but `convert`.
+pub(super) struct Events;
+
+impl Batcher for Events {
+    type Batch = Vec<Event>;
+    fn batch(&self) -> Vec<Event> {
+        Vec::with_capacity(512)
+    }
+    fn add(&self, batch: &mut Vec<Event>, e: Event) -> bool {
+        batch.push(e);
+        batch.len() >= 512
+    }
+    fn is_empty(&self, batch: &Vec<Event>) -> bool {
+        batch.is_empty()
+    }
+    fn events(&self, batch: &Vec<Event>) -> u64 {
+        batch.len() as u64
+    }
+}
+
+/// Batches of JSON lines (and how many events they hold), for `convert`.
+pub(super) struct JsonLines;
+
+/// Bytes of JSON lines a batch collects before it is sent.
+pub(super) const JSON_BATCH: usize = 256 * 1024;
+
+impl Batcher for JsonLines {
+    type Batch = (Vec<u8>, u64);
+    fn batch(&self) -> (Vec<u8>, u64) {
+        (Vec::with_capacity(JSON_BATCH + 64 * 1024), 0)
+    }
+    fn add(&self, (bytes, n): &mut (Vec<u8>, u64), e: Event) -> bool {
+        e.write_json_line(bytes);
+        *n += 1;
+        bytes.len() >= JSON_BATCH
+    }
+    fn is_empty(&self, batch: &(Vec<u8>, u64)) -> bool {
+        batch.1 == 0
+    }
+    fn events(&self, batch: &(Vec<u8>, u64)) -> u64 {
+        batch.1
+    }
+    fn bytes<'b>(&self, batch: &'b (Vec<u8>, u64)) -> Option<&'b [u8]> {
+        Some(&batch.0)
+    }
+    fn batch_of_bytes(&self, bytes: Vec<u8>) -> Option<(Vec<u8>, u64)> {
+        Some((bytes, 0))
+    }
+}
+
+enum Msg<B> {
+    Batch(B),
+    /// Batches that waited in a file, and how many events they hold.
+    Spilled(std::fs::File, u64),
+    Done(ParseReport),
+}
+
+/// Reads `units` on `opts.jobs` threads; `deliver` gets every batch in the order of `units`.
+pub(super) fn parse_units<B: Batcher>(
+    units: &[Unit],
+    opts: &ParseOptions,
+    batcher: &B,
+    progress: &mut Progress,
+    deliver: &mut dyn FnMut(B::Batch) -> io::Result<()>,
+) -> ParseReport {
+    let jobs = opts.jobs.max(1);
+    let window = 2 * jobs;
+    let (work_tx, work_rx) = sync_channel::<(usize, SyncSender<Msg<B::Batch>>)>(window);
+    let work_rx = Mutex::new(work_rx);
+    let stopped = AtomicBool::new(false);
+    let mut report = ParseReport::default();
+
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| worker(units, opts, batcher, &work_rx, &stopped));
+        }
+        // The receivers of units handed out and not yet drained, in order.
+        let mut pending: VecDeque<Option<Receiver<Msg<B::Batch>>>> = VecDeque::new();
+        let mut next = 0;
+        'units: for (head, unit) in units.iter().enumerate() {
+            while next < units.len() && next < head + window {
+                pending.push_back(match units[next] {
+                    Unit::Found(_) => None,
+                    _ => {
+                        let (tx, rx) = sync_channel(CHUNKS_IN_FLIGHT);
+                        // Never blocks: at most `window` units are out and not taken.
+                        if work_tx.send((next, tx)).is_err() {
+                            break 'units;
+                        }
+                        Some(rx)
+                    }
+                });
+                next += 1;
+            }
+            let rx = pending.pop_front().flatten();
+            match (unit, rx) {
+                (Unit::Found(found), _) => report.absorb(found.clone()),
+                (_, Some(rx)) => {
+                    while let Ok(msg) = rx.recv() {
+                        match msg {
+                            Msg::Batch(batch) => {
+                                progress.add(0, batcher.events(&batch));
+                                if deliver(batch).is_err() {
+                                    break 'units;
+                                }
+                            }
+                            Msg::Spilled(file, events) => {
+                                progress.add(0, events);
+                                if copy_spilled(batcher, file, deliver).is_err() {
+                                    break 'units;
+                                }
+                            }
+                            Msg::Done(r) => {
+                                for _ in 0..r.files {
+                                    progress.file_started();
+                                }
+                                progress.add(r.bytes, 0);
+                                report.absorb(r);
+                                break;
+                            }
+                        }
+                    }
+                }
+                (_, None) => {}
+            }
+        }
+        // Stops the workers: no more work, and the builds still being read have nobody to
+        // send to.
+        stopped.store(true, Ordering::Relaxed);
+        drop(work_tx);
+        drop(pending);
+    });
+    progress.finish();
+    report
+}
+
+/// A queue of units to read, each with the channel its batches go to.
+type Work<B> = Mutex<Receiver<(usize, SyncSender<Msg<B>>)>>;
+
+/// Takes units off the queue until it is closed, sending each one's events in batches.
+fn worker<B: Batcher>(
+    units: &[Unit],
+    opts: &ParseOptions,
+    batcher: &B,
+    work: &Work<B::Batch>,
+    stopped: &AtomicBool,
+) {
+    loop {
+        // A poisoned lock means another worker panicked: stop taking work.
+        let Ok(job) = work.lock().map(|rx| rx.recv()) else {
+            return;
+        };
+        let Ok((index, tx)) = job else { return };
+        if stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut out = Outbox::new(batcher, tx);
+        let mut batch = batcher.batch();
+        let mut emit = |e: Event| {
+            if !batcher.add(&mut batch, e) {
+                return Ok(());
+            }
+            out.send(std::mem::replace(&mut batch, batcher.batch()))
+        };
+        let report = parse_unit(&units[index], opts, &mut emit);
+        if !batcher.is_empty(&batch) && out.send(batch).is_err() {
+            continue;
+        }
+        if out.close().is_err() {
+            continue;
+        }
+        let _ = out.tx.send(Msg::Done(report));
+    }
+}
+
+/// Where a worker's batches go: the build's channel while it has room, then (for batches of
+/// bytes) a temporary file, which goes into the channel when it is full or the build is over.
+struct Outbox<'b, B: Batcher> {
+    batcher: &'b B,
+    tx: SyncSender<Msg<B::Batch>>,
+    spill: Option<Spill>,
+    /// A spill file went out full: from now on the worker waits for room.
+    waited: bool,
+}
+
+struct Spill {
+    file: std::io::BufWriter<std::fs::File>,
+    bytes: u64,
+    events: u64,
+}
+
+impl<'b, B: Batcher> Outbox<'b, B> {
+    fn new(batcher: &'b B, tx: SyncSender<Msg<B::Batch>>) -> Self {
+        Outbox {
+            batcher,
+            tx,
+            spill: None,
+            waited: false,
+        }
+    }
+
+    fn send(&mut self, batch: B::Batch) -> io::Result<()> {
+        let batch = match &mut self.spill {
+            Some(spill) => {
+                let bytes = self.batcher.bytes(&batch).expect("only bytes are spilled");
+                spill.file.write_all(bytes)?;
+                spill.bytes += bytes.len() as u64;
+                spill.events += self.batcher.events(&batch);
+                if spill.bytes >= SPILL_MAX {
+                    self.waited = true;
+                    return self.close();
+                }
+                return Ok(());
+            }
+            None if self.waited || self.batcher.bytes(&batch).is_none() => {
+                return self.tx.send(Msg::Batch(batch)).map_err(|_| gone());
+            }
+            None => match self.tx.try_send(Msg::Batch(batch)) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Disconnected(_)) => return Err(gone()),
+                Err(TrySendError::Full(Msg::Batch(b))) => b,
+                Err(TrySendError::Full(_)) => unreachable!("a batch was sent"),
+            },
+        };
+        // The channel is full: this build is read ahead of the one being written.
+        match tempfile::tempfile() {
+            Ok(file) => {
+                self.spill = Some(Spill {
+                    file: std::io::BufWriter::with_capacity(JSON_BATCH, file),
+                    bytes: 0,
+                    events: 0,
+                });
+                self.send(batch)
+            }
+            // No room for a temporary file: wait instead.
+            Err(e) => {
+                tracing::debug!("no temporary file for reading ahead ({e}); waiting instead");
+                self.waited = true;
+                self.tx.send(Msg::Batch(batch)).map_err(|_| gone())
+            }
+        }
+    }
+
+    /// Sends the spill file, if any, in its place.
+    fn close(&mut self) -> io::Result<()> {
+        let Some(spill) = self.spill.take() else {
+            return Ok(());
+        };
+        tracing::debug!(
+            "{} events ({} bytes) of a build read ahead waited in a temporary file",
+            spill.events,
+            spill.bytes
+        );
+        let mut file = spill.file.into_inner().map_err(|e| e.into_error())?;
+        file.seek(SeekFrom::Start(0))?;
+        self.tx
+            .send(Msg::Spilled(file, spill.events))
+            .map_err(|_| gone())
+    }
+}
+
+/// The writing thread stopped (a closed pipe, a sink gone).
+fn gone() -> io::Error {
+    io::Error::other("nobody reads this build's events any more")
+}
+
+/// Hands on the batches a worker left in a file.
+fn copy_spilled<B: Batcher>(
+    batcher: &B,
+    mut file: std::fs::File,
+    deliver: &mut dyn FnMut(B::Batch) -> io::Result<()>,
+) -> io::Result<()> {
+    loop {
+        let mut block = Vec::with_capacity(JSON_BATCH);
+        (&mut file)
+            .take(JSON_BATCH as u64)
+            .read_to_end(&mut block)?;
+        if block.is_empty() {
+            return Ok(());
+        }
+        deliver(
+            batcher
+                .batch_of_bytes(block)
+                .expect("only bytes are spilled"),
+        )?;
+    }
+}
