@@ -897,7 +897,8 @@ fn read_head(path: &str) -> Vec<u8> {
 }
 
 /// Follows the build log directory `dir` until `stop` is set or the build is over, handing
-/// events to `emit` as they complete. Polls every `interval`.
+/// events to `emit` as they complete. Polls every `interval`; `polled` is called after every
+/// look at the files (the events of one look can go out together).
 pub fn follow_dir(
     dir: &Path,
     opts: &ParseOptions,
@@ -905,14 +906,17 @@ pub fn follow_dir(
     interval: Duration,
     stop: &AtomicBool,
     emit: &mut dyn FnMut(Event) -> io::Result<()>,
+    polled: &mut dyn FnMut() -> io::Result<()>,
 ) -> ParseReport {
     let mut f = Follower::new(dir, opts, HashMap::new()).with_timing(timing);
     loop {
         if stop.load(Ordering::SeqCst) {
             let _ = f.stop(emit, &mut |_| {});
+            let _ = polled();
             return f.into_report();
         }
-        if f.poll(emit, &mut |_| {}).is_err() || f.finished() {
+        let r = f.poll(emit, &mut |_| {});
+        if polled().is_err() || r.is_err() || f.finished() {
             return f.into_report();
         }
         std::thread::sleep(interval);

@@ -157,13 +157,24 @@ fn follow(
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
-    let mut out: Box<dyn Write> = match &args.output {
+    let out: Box<dyn Write> = match &args.output {
         Some(p) => {
             Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
         }
         None => Box::new(std::io::stdout().lock()),
     };
-    let mut line = Vec::with_capacity(1024);
+    // The events of one look at the files go out in one write, at the end of the look (or
+    // sooner when they fill the buffer): a write and a flush per event cost more CPU than
+    // reading the lines.
+    let buf = std::cell::RefCell::new(Vec::with_capacity(256 * 1024));
+    let out = std::cell::RefCell::new(out);
+    let write_out = || -> std::io::Result<()> {
+        let mut buf = buf.borrow_mut();
+        let mut out = out.borrow_mut();
+        out.write_all(&buf)?;
+        buf.clear();
+        out.flush()
+    };
     let timing = follow_timing(args.twin_wait, args.idle_end);
     let report = crate::build::follow::follow_dir(
         &dir,
@@ -172,10 +183,18 @@ fn follow(
         args.poll_interval.max(std::time::Duration::from_millis(10)),
         &stop,
         &mut |event| {
-            line.clear();
-            event.write_json_line(&mut line);
-            out.write_all(&line).and_then(|_| out.flush())
+            let full = {
+                let mut buf = buf.borrow_mut();
+                event.write_json_line(&mut buf);
+                buf.len() >= 256 * 1024
+            };
+            if full {
+                write_out()
+            } else {
+                Ok(())
+            }
         },
+        &mut || write_out(),
     );
     for w in &report.warnings {
         eprintln!("buildlog: warning: {w}");
