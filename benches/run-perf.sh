@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Reproduces the table of docs/performance.md: `buildlog convert` throughput on one core
-# and its peak RSS, against `wc -l` and `cat` on the same files in the same run.
+# Reproduces the tables of docs/performance.md in one run: `buildlog convert` throughput on
+# one core and its peak RSS, against `wc -l` and `cat` on the same files; the cost of
+# scrubbing; Fluent Bit (tail + one regex parser) on the same file; an archive of eight builds
+# with --jobs 1 and all cores; `ship` to a real Loki against `convert` of the same build.
+# The Fluent Bit and Loki sections need the real servers: BUILDLOG_PEERS=path/to/peers.
 #
 #   benches/run-perf.sh                 # the corpus build 13 and generated builds of 64MB 256MB 1GB
 #   benches/run-perf.sh 16MB 200MB      # other generated sizes
@@ -57,7 +60,7 @@ peak_rss_kb() {
 row() {
     local name=$1 dir=$2 files bytes lines
     # Every file the conversion reads: the same list for wc and cat.
-    mapfile -t files < <(find "$dir" -type f | sort)
+    mapfile -t files < <(find -L "$dir" -type f | sort)
     bytes=$(cat "${files[@]}" | wc -c)
     lines=$(cat "${files[@]}" | wc -l)
     read -r wc_wall wc_cpu < <(measure wc -l "${files[@]}")
@@ -93,3 +96,124 @@ for size in "${SIZES[@]}"; do
     fi
     row "generated $size" "$dir"
 done
+
+# CPU seconds (user+sys, mean of RUNS) of a command, as `measure` gives them.
+cpu_of() { measure "$@" | awk '{ printf "%.2f", $2 }'; }
+wall_of() { measure "$@" | cut -d' ' -f1; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }'; }
+mb_per() { awk -v bytes="$1" -v s="$2" 'BEGIN { printf (s > 0 ? "%.0f" : "-"), bytes / 1e6 / s }'; }
+
+FIRST=$WORK/gen-${SIZES[0]}
+FIRST_BYTES=$(find -L "$FIRST" -type f -exec cat {} + | wc -c)
+B13=tests/fixtures/corpus/build-13-large
+B13_BYTES=$(find "$B13" -type f -exec cat {} + | wc -c)
+
+echo
+echo "## Scrubbing"
+echo
+echo "CPU seconds (user+sys) of \`convert\` with scrubbing on (the default) and off, on the same input."
+echo
+echo "| input | MB | --no-scrub CPU-s | scrubbing CPU-s | scrubbing costs | MB per CPU-s (scrubbing on) |"
+echo "|---|---:|---:|---:|---:|---:|"
+for pair in "corpus build-13-large:$B13:$B13_BYTES" "generated ${SIZES[0]}:$FIRST:$FIRST_BYTES"; do
+    IFS=: read -r name dir bytes <<<"$pair"
+    off=$(cpu_of "$BIN" convert --quiet --no-scrub "$dir")
+    on=$(cpu_of "$BIN" convert --quiet "$dir")
+    awk -v n="$name" -v b="$bytes" -v off="$off" -v on="$on" 'BEGIN {
+        printf "| %s | %.1f | %.2f | %.2f | +%.0f%% | %.0f |\n", n, b / 1e6, off, on, (on / off - 1) * 100, b / 1e6 / on }'
+done
+
+# Fluent Bit on the same bytes: one file (the generated build's install logs end to end),
+# `tail` from the head to the end of the file, one regex parser, JSON lines on stdout.
+if [ -n "${BUILDLOG_PEERS:-}" ] && [ -x "$BUILDLOG_PEERS/peer" ]; then
+    FB=$("$BUILDLOG_PEERS/peer" path fluent-bit)
+    ONE=$WORK/all-install-${SIZES[0]}.log
+    [ -f "$ONE" ] || cat "$FIRST"/*-install.log >"$ONE"
+    ONE_BYTES=$(wc -c <"$ONE")
+    cat >"$WORK/parsers.conf" <<'CONF'
+[PARSER]
+    Name   install
+    Format regex
+    Regex  ^(\[(?<clock>[0-9:]+)\] )?(?<message>.*)$
+CONF
+    echo
+    echo "## Against Fluent Bit"
+    echo
+    echo "One file of $(awk -v b="$ONE_BYTES" 'BEGIN { printf "%.1f", b / 1e6 }') MB ($(wc -l <"$ONE") lines: the generated ${SIZES[0]} build's install logs end to end). Fluent Bit $("$FB" --version | head -1 | cut -d' ' -f3): \`tail\` from the head to the end of the file, one regex parser, JSON lines on stdout."
+    echo
+    echo "| command | CPU-s | MB per CPU-s | CPU ÷ buildlog convert |"
+    echo "|---|---:|---:|---:|"
+    conv=$(cpu_of "$BIN" convert --quiet "$ONE")
+    for c in "wc -l:wc -l $ONE" "cat:cat $ONE" \
+        "buildlog convert --no-scrub:$BIN convert --quiet --no-scrub $ONE" \
+        "buildlog convert:$BIN convert --quiet $ONE" \
+        "Fluent Bit tail + regex:$FB -q -R $WORK/parsers.conf -i tail -p path=$ONE -p read_from_head=true -p exit_on_eof=true -p parser=install -p buffer_max_size=1m -o stdout -p format=json_lines -m *"; do
+        name=${c%%:*}
+        # Split into words, no glob (`-m *` is Fluent Bit's).
+        set -f
+        # shellcheck disable=SC2086
+        cpu=$(cpu_of ${c#*:})
+        set +f
+        echo "| $name | $cpu | $(mb_per "$ONE_BYTES" "$cpu") | $(ratio "$cpu" "$conv")x |"
+    done
+fi
+
+# Many builds: eight generated builds of 25MB, one after the other and on every core.
+ARCHIVE=$WORK/archive-8x25MB
+for i in 1 2 3 4 5 6 7 8; do
+    [ -f "$ARCHIVE/build-$i/master-summary.log" ] ||
+        "$GEN" --size 25MB --seed "$i" --out "$ARCHIVE/build-$i" >/dev/null
+done
+ARCHIVE_BYTES=$(find -L "$ARCHIVE" -type f -exec cat {} + | wc -c)
+echo
+echo "## An archive on every core"
+echo
+echo "\`convert\` of eight generated builds (25MB each, $(awk -v b="$ARCHIVE_BYTES" 'BEGIN { printf "%.0f", b / 1e6 }') MB in all) with \`--jobs 1\` and \`--jobs $(nproc)\` (not pinned to a core). The outputs are compared byte for byte."
+echo
+echo "| --jobs | wall s (median) | CPU-s | peak RSS MB | wall ÷ --jobs 1 |"
+echo "|---:|---:|---:|---:|---:|"
+# Unpinned: `measure` pins to core 0, which would defeat the threads.
+unpinned() {
+    for _ in $(seq "$RUNS"); do
+        /usr/bin/time -f '%e %U %S' "$@" 2>&1 >/dev/null | tail -1
+    done | sort -n | awk '{ w[NR] = $1; c += $2 + $3 } END { printf "%s %.2f\n", w[int((NR + 1) / 2)], c / NR }'
+}
+w1=
+for j in 1 "$(nproc)"; do
+    read -r w c < <(unpinned "$BIN" convert --quiet --jobs "$j" "$ARCHIVE")
+    w1=${w1:-$w}
+    rss=$(peak_rss_kb "$BIN" convert --quiet --jobs "$j" "$ARCHIVE")
+    echo "| $j | $w | $c | $(awk -v r="$rss" 'BEGIN { printf "%.1f", r / 1024 }') | $(ratio "$w" "$w1") |"
+done
+cmp <("$BIN" convert --quiet --jobs 1 "$ARCHIVE") <("$BIN" convert --quiet --jobs "$(nproc)" "$ARCHIVE") >/dev/null &&
+    echo && echo "Output of \`--jobs 1\` and \`--jobs $(nproc)\`: identical." ||
+    { echo && echo "Output of \`--jobs 1\` and \`--jobs $(nproc)\`: DIFFERENT"; }
+
+# Shipping to a real Loki (from the peers), against converting the same build.
+if [ -n "${BUILDLOG_PEERS:-}" ] && [ -x "$BUILDLOG_PEERS/peer" ]; then
+    LK=$WORK/loki
+    rm -rf "$LK" && mkdir -p "$LK"
+    "$BUILDLOG_PEERS/peer" loki-config "$LK" 3199 9199 >"$LK/loki.yaml"
+    LOKI_BIN=$("$BUILDLOG_PEERS/peer" path loki)
+    taskset -c 1 "$LOKI_BIN" -config.file="$LK/loki.yaml" >"$LK/log" 2>&1 &
+    LOKI_PID=$!
+    trap 'kill $LOKI_PID 2>/dev/null' EXIT
+    for _ in $(seq 120); do
+        curl -fsS http://127.0.0.1:3199/ready 2>/dev/null | grep -q ready && break
+        sleep 1
+    done
+    echo
+    echo "## Shipping to Loki"
+    echo
+    echo "CPU seconds of the buildlog process only (pinned to core 0; Loki on core 1) for corpus build 13, pushing to a real Loki (from the peers) on 127.0.0.1."
+    echo
+    echo "| command | CPU-s | ÷ convert |"
+    echo "|---|---:|---:|"
+    conv=$(cpu_of "$BIN" convert --quiet "$B13")
+    echo "| convert | $conv | 1.00x |"
+    for lf in json raw logfmt; do
+        cpu=$(cpu_of "$BIN" ship --quiet --loki http://127.0.0.1:3199 --line-format "$lf" "$B13")
+        echo "| ship --loki --line-format $lf | $cpu | $(ratio "$cpu" "$conv")x |"
+    done
+    kill "$LOKI_PID" 2>/dev/null || true
+fi
