@@ -44,7 +44,18 @@ struct Ctx<'a, 'b> {
     visited: HashSet<(u64, u64)>,
 }
 
-impl Ctx<'_, '_> {
+impl<'a, 'b> Ctx<'a, 'b> {
+    fn new(opts: &'a ParseOptions, progress: &'a mut Progress, emit: &'a mut Emit<'b>) -> Self {
+        Ctx {
+            opts,
+            progress,
+            emit,
+            report: ParseReport::default(),
+            build: None,
+            visited: HashSet::new(),
+        }
+    }
+
     fn send(&mut self, e: Event) -> Result<(), Stop> {
         if let Some(t) = self.build.as_mut() {
             if let Some(mut s) = t.before(&e) {
@@ -92,14 +103,7 @@ pub fn parse_inputs(
             });
         }
     }
-    let mut ctx = Ctx {
-        opts,
-        progress,
-        emit,
-        report: ParseReport::default(),
-        build: None,
-        visited: HashSet::new(),
-    };
+    let mut ctx = Ctx::new(opts, progress, emit);
     for input in inputs {
         let r = match input {
             Input::Stdin => {
@@ -176,14 +180,8 @@ fn plan(inputs: &[Input], opts: &ParseOptions) -> Option<Vec<Unit>> {
         return None;
     }
     let mut progress = Progress::hidden();
-    let mut ctx = Ctx {
-        opts,
-        progress: &mut progress,
-        emit: &mut |_| Err(io::Error::other("only planning")),
-        report: ParseReport::default(),
-        build: None,
-        visited: HashSet::new(),
-    };
+    let mut no_events = |_| Err(io::Error::other("only planning"));
+    let mut ctx = Ctx::new(opts, &mut progress, &mut no_events);
     let mut units = Vec::new();
     for input in inputs {
         let Input::Path(p) = input else { continue };
@@ -246,14 +244,7 @@ fn push_unit(ctx: &mut Ctx, units: &mut Vec<Unit>, unit: Unit) {
 /// Reads one unit as `parse_inputs` reads it in its turn, handing its events to `emit`.
 pub(super) fn parse_unit(unit: &Unit, opts: &ParseOptions, emit: &mut Emit<'_>) -> ParseReport {
     let mut progress = Progress::hidden();
-    let mut ctx = Ctx {
-        opts,
-        progress: &mut progress,
-        emit,
-        report: ParseReport::default(),
-        build: None,
-        visited: HashSet::new(),
-    };
+    let mut ctx = Ctx::new(opts, &mut progress, emit);
     let _ = match unit {
         Unit::Dir(d) => parse_dir(&mut ctx, d),
         Unit::File(p) => parse_single_file(&mut ctx, p),
@@ -757,14 +748,8 @@ pub fn correlation_id_of_dir(dir: &Path, opts: &ParseOptions) -> String {
         return id.clone();
     }
     let mut progress = Progress::new(true);
-    let mut ctx = Ctx {
-        opts,
-        progress: &mut progress,
-        emit: &mut |_| Err(io::Error::other("only the id is wanted")),
-        report: ParseReport::default(),
-        build: None,
-        visited: HashSet::new(),
-    };
+    let mut no_events = |_| Err(io::Error::other("only the id is wanted"));
+    let mut ctx = Ctx::new(opts, &mut progress, &mut no_events);
     let Ok((b, _)) = scan_dir(&mut ctx, dir) else {
         return crate::enrich::ids::derived_correlation_id(0, dir.display().to_string().as_bytes());
     };
