@@ -10,6 +10,8 @@
 # Needs: cargo, python3 (the writer), curl (Loki's readiness).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/peers.sh
+. benches/peers.sh
 
 RATE=${RATE:-1000000}
 DURATION=${SECONDS_:-60}
@@ -76,17 +78,8 @@ echo "|---|---|---:|---:|"
 printf '| convert --follow '
 follow_cost "$BIN" convert --follow --quiet
 
-if [ -n "${BUILDLOG_PEERS:-}" ] && [ -x "$BUILDLOG_PEERS/peer" ]; then
-    LK=$WORK/live-loki
-    rm -rf "$LK" && mkdir -p "$LK"
-    "$BUILDLOG_PEERS/peer" loki-config "$LK" 3198 9198 >"$LK/loki.yaml"
-    "$("$BUILDLOG_PEERS/peer" path loki)" -config.file="$LK/loki.yaml" >"$LK/log" 2>&1 &
-    LOKI_PID=$!
-    trap 'kill $LOKI_PID 2>/dev/null' EXIT
-    for _ in $(seq 120); do
-        curl -fsS http://127.0.0.1:3198/ready 2>/dev/null | grep -q ready && break
-        sleep 1
-    done
+if have_peers; then
+    start_loki "$WORK/live-loki" 3198 9198
     printf '| ship --follow --loki '
     follow_cost "$BIN" ship --follow --quiet --loki http://127.0.0.1:3198
     kill "$LOKI_PID" 2>/dev/null || true

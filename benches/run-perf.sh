@@ -15,6 +15,8 @@
 # go, default $TMPDIR/buildlog-bench; kept between runs, regenerated only when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/peers.sh
+. benches/peers.sh
 
 RUNS=${RUNS:-5}
 WORK=${BENCH_DIR:-${TMPDIR:-/tmp}/buildlog-bench}
@@ -125,7 +127,7 @@ done
 
 # Fluent Bit on the same bytes: one file (the generated build's install logs end to end),
 # `tail` from the head to the end of the file, one regex parser, JSON lines on stdout.
-if [ -n "${BUILDLOG_PEERS:-}" ] && [ -x "$BUILDLOG_PEERS/peer" ]; then
+if have_peers; then
     FB=$("$BUILDLOG_PEERS/peer" path fluent-bit)
     ONE=$WORK/all-install-${SIZES[0]}.log
     [ -f "$ONE" ] || cat "$FIRST"/*-install.log >"$ONE"
@@ -190,18 +192,8 @@ cmp <("$BIN" convert --quiet --jobs 1 "$ARCHIVE") <("$BIN" convert --quiet --job
     { echo && echo "Output of \`--jobs 1\` and \`--jobs $(nproc)\`: DIFFERENT"; }
 
 # Shipping to a real Loki (from the peers), against converting the same build.
-if [ -n "${BUILDLOG_PEERS:-}" ] && [ -x "$BUILDLOG_PEERS/peer" ]; then
-    LK=$WORK/loki
-    rm -rf "$LK" && mkdir -p "$LK"
-    "$BUILDLOG_PEERS/peer" loki-config "$LK" 3199 9199 >"$LK/loki.yaml"
-    LOKI_BIN=$("$BUILDLOG_PEERS/peer" path loki)
-    taskset -c 1 "$LOKI_BIN" -config.file="$LK/loki.yaml" >"$LK/log" 2>&1 &
-    LOKI_PID=$!
-    trap 'kill $LOKI_PID 2>/dev/null' EXIT
-    for _ in $(seq 120); do
-        curl -fsS http://127.0.0.1:3199/ready 2>/dev/null | grep -q ready && break
-        sleep 1
-    done
+if have_peers; then
+    start_loki "$WORK/loki" 3199 9199 1
     echo
     echo "## Shipping to Loki"
     echo
