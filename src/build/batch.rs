@@ -82,6 +82,22 @@ impl<'a, 'b> Ctx<'a, 'b> {
             None => Ok(()),
         }
     }
+    /// False when `dir` (by device and inode) was read already: a link back up (`ln -s .
+    /// self`) or a second name for a build (`latest -> build-2026-01`) is not read again.
+    fn first_visit(&mut self, dir: &Path) -> bool {
+        let Ok(m) = std::fs::metadata(dir) else {
+            return true;
+        };
+        let first = self.visited.insert((m.dev(), m.ino()));
+        if !first {
+            tracing::debug!(
+                "{}: read already (a link to a directory read before); skipped",
+                dir.display()
+            );
+        }
+        first
+    }
+
     fn error(&mut self, what: String) {
         self.report.errors.push(what);
     }
@@ -195,21 +211,15 @@ fn plan(inputs: &[Input], opts: &ParseOptions) -> Option<Vec<Unit>> {
         .iter()
         .filter(|u| !matches!(u, Unit::Found(_)))
         .count();
-    push_unit(&mut ctx, &mut units, Unit::Found(ParseReport::default()));
+    push_found(&mut ctx, &mut units);
     (builds >= 2).then_some(units)
 }
 
 /// Mirrors `parse_dir`'s walk: a build directory becomes a unit, a directory of builds is
 /// walked, each real directory once.
 fn plan_dir(ctx: &mut Ctx, dir: &Path, units: &mut Vec<Unit>) {
-    if let Ok(m) = std::fs::metadata(dir) {
-        if !ctx.visited.insert((m.dev(), m.ino())) {
-            tracing::debug!(
-                "{}: read already (a link to a directory read before); skipped",
-                dir.display()
-            );
-            return;
-        }
+    if !ctx.first_visit(dir) {
+        return;
     }
     // What scanning a build directory finds is found again when the unit is read.
     let before = std::mem::take(&mut ctx.report);
@@ -232,12 +242,15 @@ fn plan_dir(ctx: &mut Ctx, dir: &Path, units: &mut Vec<Unit>) {
 
 /// Appends `unit` after what was found before it.
 fn push_unit(ctx: &mut Ctx, units: &mut Vec<Unit>, unit: Unit) {
+    push_found(ctx, units);
+    units.push(unit);
+}
+
+/// Appends what looking through the inputs found since the last unit (errors, skipped files).
+fn push_found(ctx: &mut Ctx, units: &mut Vec<Unit>) {
     let found = std::mem::take(&mut ctx.report);
     if !found.errors.is_empty() || !found.skipped.is_empty() || !found.warnings.is_empty() {
         units.push(Unit::Found(found));
-    }
-    if !matches!(&unit, Unit::Found(r) if r.errors.is_empty() && r.skipped.is_empty()) {
-        units.push(unit);
     }
 }
 
@@ -611,14 +624,8 @@ fn decide_correlation_id(ctx: &mut Ctx, b: &BuildDir, asm: &mut Assembler, dir: 
 }
 
 fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
-    if let Ok(m) = std::fs::metadata(dir) {
-        if !ctx.visited.insert((m.dev(), m.ino())) {
-            tracing::debug!(
-                "{}: read already (a link to a directory read before); skipped",
-                dir.display()
-            );
-            return Ok(());
-        }
+    if !ctx.first_visit(dir) {
+        return Ok(());
     }
     let (b, subdirs) = match scan_dir(ctx, dir) {
         Ok(x) => x,
