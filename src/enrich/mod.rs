@@ -215,7 +215,7 @@ fn scrub_output_line(s: &Scrubber, pem: &mut PemTracker, e: &mut Event) {
 }
 
 /// Scrubs the feature name (a Loki label, an OTLP attribute, a metric label when it leaves)
-/// and the version, remembering the last feature's result in `last`.
+/// and the version, remembering the last feature's result in `last` (names leave too).
 fn scrub_names(s: &Scrubber, last: &mut Option<(String, String)>, e: &mut Event) {
     match last {
         Some((name, scrubbed)) if *name == e.feature => {
@@ -259,11 +259,7 @@ fn scrub_value(s: &Scrubber, v: &mut Value) {
 
 /// Scrubs every string of an event that can carry log text.
 pub fn scrub_event(s: &Scrubber, e: &mut Event) {
-    // Names leave too: as Loki stream labels, OTLP attributes, metric labels.
-    scrub_string(s, &mut e.feature);
-    if let Some(v) = e.version.as_mut() {
-        scrub_string(s, v);
-    }
+    scrub_names(s, &mut None, e);
     scrub_event_text(s, e, true);
 }
 
