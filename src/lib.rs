@@ -17,6 +17,7 @@ pub mod live_metrics;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;
+pub mod recent;
 pub mod report;
 pub mod sink;
 pub mod source;

@@ -17,6 +17,7 @@
 
 use crate::enrich::Enricher;
 use crate::event::{Event, EventType, Timestamp};
+use crate::recent::RecentMap;
 use std::collections::{HashMap, VecDeque};
 
 /// A text time without a twin was placed this far into its second by the parser.
@@ -98,11 +99,11 @@ pub struct Assembler {
     tz_name: String,
     json: HashMap<String, JsonFeature>,
     summary_json: VecDeque<Event>,
-    clocks: HashMap<String, SourceClock>,
+    clocks: RecentMap<SourceClock>,
     /// The last offset learnt anywhere in the build, for sources without twins.
     build_offset: Option<i64>,
     /// The latest time of each feature's events, for the events that have none of their own.
-    last_time: HashMap<String, Timestamp>,
+    last_time: RecentMap<Timestamp>,
     warned_tz: bool,
     pub warnings: Vec<String>,
 }
@@ -116,9 +117,9 @@ impl Assembler {
             tz_name: tz_name.to_string(),
             json: HashMap::new(),
             summary_json: VecDeque::new(),
-            clocks: HashMap::new(),
+            clocks: RecentMap::default(),
             build_offset: None,
-            last_time: HashMap::new(),
+            last_time: RecentMap::default(),
             warned_tz: false,
             warnings: Vec::new(),
         }
@@ -183,7 +184,7 @@ impl Assembler {
             }
             twin
         });
-        let clock = self.clocks.entry(name.to_string()).or_default();
+        let clock = self.clocks.entry(name);
         let text_time = if has_json && e.timestamp.0.rem_euclid(1000) == MID_SECOND_MS {
             Timestamp(e.timestamp.0 - MID_SECOND_MS)
         } else {
@@ -303,11 +304,11 @@ impl Assembler {
             enricher.apply(&mut e, source, name);
             return e;
         }
-        let clock = self.clocks.entry(name.to_string()).or_default();
+        let clock = self.clocks.entry(name);
         e.timestamp = e.timestamp.max(clock.last);
         clock.last = e.timestamp;
         if !e.feature.is_empty() {
-            let t = self.last_time.entry(e.feature.clone()).or_default();
+            let t = self.last_time.entry(&e.feature);
             *t = (*t).max(e.timestamp);
         }
         self.enricher

@@ -3,15 +3,18 @@
 
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
-/// Lower-case hex of the low `digits` nibbles of `n`, zero-padded (`format!("{n:0digits$x}")`).
-fn hex(n: u128, digits: usize) -> String {
+/// Lower-case hex of the low `digits` nibbles of `n`, zero-padded (`format!("{n:0digits$x}")`),
+/// written into a stack buffer: an id is made for every event.
+fn hex(mut n: u128, digits: usize) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = n.to_be_bytes();
-    let mut out = Vec::with_capacity(digits);
-    for b in &bytes[16 - digits / 2..] {
-        out.extend_from_slice(&[HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+    let mut buf = [0u8; 32];
+    for b in buf[..digits].iter_mut().rev() {
+        *b = HEX[(n & 0xf) as usize];
+        n >>= 4;
     }
-    String::from_utf8(out).expect("hex digits are ASCII")
+    std::str::from_utf8(&buf[..digits])
+        .expect("hex digits are ASCII")
+        .to_owned()
 }
 
 /// The W3C trace id (32 hex) of a build.

@@ -7,10 +7,10 @@ pub mod ids;
 pub mod scrub;
 
 use crate::event::{Event, EventType};
+use crate::recent::RecentMap;
 use scrub::{PemTracker, Scrubber};
 use serde_json::Value;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 static SCRUBBER: LazyLock<Arc<Scrubber>> = LazyLock::new(|| Arc::new(Scrubber::new()));
@@ -26,11 +26,9 @@ pub struct Enricher {
     trace_id: String,
     build_span: String,
     scrubber: Option<Arc<Scrubber>>,
-    /// Per source: the next `seq`; `last_source` indexes the one used last (events come in
-    /// runs from one source, so the search is rare).
-    seqs: Vec<(String, u64)>,
-    last_source: usize,
-    feature_spans: HashMap<String, String>,
+    /// Per source: the next `seq`.
+    seqs: RecentMap<u64>,
+    feature_spans: RecentMap<String>,
     /// The last command's (feature, number, span id): consecutive events share it.
     command_span: Option<(String, u32, String)>,
     /// Where event-id keys are built, reused.
@@ -38,8 +36,8 @@ pub struct Enricher {
     /// The (source, line) of the last event and how many events that line has given: an
     /// event's position on its line is part of its id.
     line_position: (String, u64, u32),
-    /// Per source, its PEM key tracker; the last one used first (as for `seqs`).
-    pems: Vec<(String, PemTracker)>,
+    /// Per source, its PEM key tracker.
+    pems: RecentMap<PemTracker>,
     /// The last feature name scrubbed and what it became: every event carries one, and a
     /// file's events share it.
     scrubbed_feature: Option<(String, String)>,
@@ -52,13 +50,12 @@ impl Enricher {
             build_span: ids::build_span_id(&correlation_id),
             correlation_id,
             scrubber: scrub.then(scrubber),
-            seqs: Vec::new(),
-            last_source: 0,
-            feature_spans: HashMap::new(),
+            seqs: RecentMap::default(),
+            feature_spans: RecentMap::default(),
             command_span: None,
             key: Vec::with_capacity(128),
             line_position: (String::new(), u64::MAX, 0),
-            pems: Vec::new(),
+            pems: RecentMap::default(),
             scrubbed_feature: None,
         }
     }
@@ -98,7 +95,7 @@ impl Enricher {
             if e.event_type == EventType::Output {
                 // Output lines of one source are consecutive lines of one stream: a PEM key's
                 // body lines are only recognisable from the BEGIN line before them.
-                let pem = pem_tracker_of(&mut self.pems, source_name);
+                let pem = self.pems.entry(source_name);
                 scrub_output_line(s, pem, e);
             }
             scrub_names(s, &mut self.scrubbed_feature, e);
@@ -141,20 +138,7 @@ impl Enricher {
 
 impl Enricher {
     fn next_seq(&mut self, source_name: &str) -> u64 {
-        if self
-            .seqs
-            .get(self.last_source)
-            .is_none_or(|(s, _)| s != source_name)
-        {
-            self.last_source = match self.seqs.iter().position(|(s, _)| s == source_name) {
-                Some(i) => i,
-                None => {
-                    self.seqs.push((source_name.to_string(), 0));
-                    self.seqs.len() - 1
-                }
-            };
-        }
-        let seq = &mut self.seqs[self.last_source].1;
+        let seq = self.seqs.entry(source_name);
         *seq += 1;
         *seq - 1
     }
@@ -171,27 +155,11 @@ impl Enricher {
     }
 
     fn feature_span_id(&mut self, feature: &str) -> String {
-        if let Some(s) = self.feature_spans.get(feature) {
-            return s.clone();
-        }
-        let span = ids::feature_span_id(&self.correlation_id, feature);
-        self.feature_spans.insert(feature.to_string(), span.clone());
-        span
+        let correlation_id = &self.correlation_id;
+        self.feature_spans
+            .get_or_insert_with(feature, || ids::feature_span_id(correlation_id, feature))
+            .clone()
     }
-}
-
-/// The PEM tracker of a source, moved to the front so that the next lookup (most often the
-/// same source) finds it first.
-fn pem_tracker_of<'a>(
-    pems: &'a mut Vec<(String, PemTracker)>,
-    source_name: &str,
-) -> &'a mut PemTracker {
-    match pems.iter().position(|(s, _)| s == source_name) {
-        Some(0) => {}
-        Some(i) => pems[..=i].rotate_right(1),
-        None => pems.insert(0, (source_name.to_string(), PemTracker::default())),
-    }
-    &mut pems[0].1
 }
 
 /// Scrubs an output line through the stream's PEM tracker (the raw form when there is one,
