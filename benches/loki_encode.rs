@@ -88,7 +88,7 @@ fn bench(c: &mut Criterion) {
                 let flush = |batch: Batch| {
                     let streams = batch.finish();
                     let refs: Vec<&StreamBatch> = streams.iter().collect();
-                    encode(&refs, encoding, false).bytes.len()
+                    encode(&encoder, &refs, encoding, false).bytes.len()
                 };
                 parse(&inputs, &mut |e| {
                     batch.push(&encoder, Arc::new(e));

@@ -363,6 +363,11 @@ impl Event {
         json::write_event(self, out);
         out.push(b'\n');
     }
+
+    /// Appends the JSON form (the bytes of `to_json`) to `out`, without a newline.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        json::write_event(self, out);
+    }
 }
 
 /// The hand-written JSON form of an `Event`, byte-identical to its `Serialize` derive.

@@ -8,6 +8,7 @@ pub mod config;
 pub mod encoder;
 pub mod proto;
 pub mod service;
+pub mod wire;
 
 pub use config::{LokiArgs, LokiConfig};
 pub use service::LokiSink;

@@ -181,7 +181,7 @@ impl InFlight {
         let streams = batch.finish();
         let mine: Ranges = streams
             .iter()
-            .map(|s| (s.stream.labels.clone(), s.time_range()))
+            .map(|s| (s.labels.clone(), s.time_range()))
             .collect();
         while !self.tasks.is_empty() && self.must_wait(&mine) {
             if let Some(done) = self.tasks.join_next().await {
@@ -205,12 +205,12 @@ async fn deliver(shared: &Shared, mut streams: Vec<StreamBatch>) -> Tally {
     let mut tally = Tally::default();
     let body = {
         let all: Vec<&StreamBatch> = streams.iter().collect();
-        encode(&all, shared.encoding, shared.gzip)
+        encode(&shared.encoder, &all, shared.encoding, shared.gzip)
     };
     // Only the body and the events (for the dead-letter file) are kept while the request
     // is in flight and retried; the entries can be made again from the events if needed.
     for s in &mut streams {
-        s.stream.entries = Vec::new();
+        s.drop_entries();
     }
     let all: Vec<&StreamBatch> = streams.iter().collect();
     match send(shared, &body, &mut tally).await {
@@ -224,7 +224,12 @@ async fn deliver(shared: &Shared, mut streams: Vec<StreamBatch>) -> Tally {
             drop(body);
             for s in &all {
                 let one = [*s];
-                let body = encode(&[&s.rebuild(&shared.encoder)], shared.encoding, shared.gzip);
+                let body = encode(
+                    &shared.encoder,
+                    &[&s.rebuild(&shared.encoder)],
+                    shared.encoding,
+                    shared.gzip,
+                );
                 match send(shared, &body, &mut tally).await {
                     Final::Stored => {
                         tally.delivered += count(&one);
