@@ -6,11 +6,10 @@
 //! token shapes it does not know (Docker, npm, AWS, JWT, PEM private keys, ...). See
 //! `docs/scrubbing.md` for the table.
 //!
-//! Speed: the parser calls [`Scrubber::scrub`] on every line. One case-insensitive Aho-Corasick
-//! scan looks for the literal anchors that every rule needs (`token`, `ghp_`, `@`, ...); a line
-//! without any is returned borrowed. Otherwise only the rules whose anchors were seen run.
-//! Before that scan, a trigram filter (`scrub/prefilter.rs`) turns away most clean lines in one
-//! cheaper pass.
+//! Speed: the parser calls [`Scrubber::scrub`] on every line. One case-insensitive pass
+//! (`scrub/anchors.rs`) looks for the literal anchors that every rule needs (`token`, `ghp_`,
+//! `@`, ...); a line without any is returned borrowed. Otherwise only the rules whose anchors
+//! were seen run.
 //!
 //! Idempotence: markers and the library's own masks (`ghp_****`) are never replaced again, and
 //! the rules are applied until nothing changes, so `scrub(scrub(x)) == scrub(x)`.
@@ -19,9 +18,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
-mod prefilter;
+mod anchors;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::{Captures, Match, Regex};
 
 /// The library's generic marker, for assignments, headers and arguments.
@@ -72,12 +70,10 @@ pub struct Scrubber {
 }
 
 struct Inner {
-    /// Anchors of all rules, ASCII case-insensitive.
-    anchors: AhoCorasick,
-    /// Rejects most lines without an anchor before `anchors` runs.
-    prefilter: Option<prefilter::TrigramFilter>,
-    /// For each anchor pattern, the bit set of the rules it may trigger.
-    anchor_rules: Vec<u64>,
+    /// Which anchors of the rules (ASCII case-insensitive) a string holds.
+    anchors: anchors::AnchorFinder,
+    /// The anchors, lowercased, each with the bit set of the rules it may trigger.
+    anchor_list: Vec<(String, u64)>,
     rules: Vec<Rule>,
     pem_begin: Regex,
     pem_end: Regex,
@@ -359,20 +355,11 @@ impl Scrubber {
                 matcher,
             });
         }
-        let (patterns, anchor_rules): (Vec<String>, Vec<u64>) = by_anchor.into_iter().unzip();
-        let anchors = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
-            .prefilter(false)
-            .build(&patterns)
-            .expect("anchor automaton builds");
-        let prefilter = prefilter::TrigramFilter::new(&patterns);
+        let anchor_list: Vec<(String, u64)> = by_anchor.into_iter().collect();
         Scrubber {
             inner: Arc::new(Inner {
-                anchors,
-                prefilter,
-                anchor_rules,
+                anchors: anchors::AnchorFinder::new(&anchor_list),
+                anchor_list,
                 rules,
                 pem_begin: Regex::new(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
                     .expect("valid regex"),
@@ -392,13 +379,13 @@ impl Scrubber {
     /// return it unchanged. One pass of a literal search; no regex runs.
     #[inline]
     pub fn is_clean_fast(&self, s: &str) -> bool {
-        let inner = &*self.inner;
-        if let Some(p) = &inner.prefilter {
-            if !p.may_match(s.as_bytes()) {
-                return true;
-            }
-        }
-        !inner.anchors.is_match(s)
+        self.rules_in(s) == 0
+    }
+
+    /// The rules the anchors present in `s` may trigger, as a bit set.
+    #[inline]
+    fn rules_in(&self, s: &str) -> u64 {
+        self.inner.anchors.rules_in(s.as_bytes())
     }
 
     /// `s` with every secret replaced by its marker; borrowed when nothing was replaced.
@@ -408,10 +395,16 @@ impl Scrubber {
         if memchr::memchr(0x1b, s.as_bytes()).is_some() {
             return self.scrub_ansi(s);
         }
-        if self.is_clean_fast(s) {
-            return Cow::Borrowed(s);
+        self.scrub_text(s)
+    }
+
+    /// [`scrub`](Self::scrub) of text without escape sequences.
+    #[inline]
+    fn scrub_text<'a>(&self, s: &'a str) -> Cow<'a, str> {
+        match self.rules_in(s) {
+            0 => Cow::Borrowed(s),
+            rules => self.apply_rules(s, rules, |t| self.rules_in(t)),
         }
-        self.scrub_rules(s)
     }
 
     /// [`scrub`](Self::scrub) of a string holding escape sequences: the rules run on its text
@@ -421,16 +414,14 @@ impl Scrubber {
     fn scrub_ansi<'a>(&self, raw: &'a str) -> Cow<'a, str> {
         let mut cur = Cow::Borrowed(raw);
         let (text, map) = strip_ansi_mapped(raw);
-        if !self.is_clean_fast(&text) {
-            let scrubbed = self.scrub_rules(&text);
-            if scrubbed != text {
-                cur = Cow::Owned(if map.len() != text.len() + 1 {
-                    // A sequence cut a character in two: no byte map, the text replaces it.
-                    scrubbed.into_owned()
-                } else {
-                    splice_change(raw, &text, &scrubbed, &map)
-                });
-            }
+        // Owned only when a rule changed something.
+        if let Cow::Owned(scrubbed) = self.scrub_text(&text) {
+            cur = Cow::Owned(if map.len() != text.len() + 1 {
+                // A sequence cut a character in two: no byte map, the text replaces it.
+                scrubbed
+            } else {
+                splice_change(raw, &text, &scrubbed, &map)
+            });
         }
         match scrub_osc_payloads(self, &cur) {
             Some(s) => Cow::Owned(s),
@@ -455,22 +446,31 @@ impl Scrubber {
         self.inner.rules.iter().map(|r| r.name)
     }
 
-    /// Which rules the anchors present in `s` may trigger, as a bit set.
-    fn candidate_rules(&self, s: &str) -> u64 {
-        let mut set = 0u64;
-        for m in self.inner.anchors.find_overlapping_iter(s) {
-            set |= self.inner.anchor_rules[m.pattern().as_usize()];
-        }
-        set
-    }
-
-    /// The full rules, without the prefilter's shortcut (its result is the same; the tests
-    /// compare both to prove the prefilter never skips a line a rule would change).
+    /// [`scrub`](Self::scrub) of text without escape sequences, with each anchor searched for
+    /// on its own instead of by the one-pass search (the tests compare both to prove that the
+    /// search never misses a rule that would change a line).
     #[doc(hidden)]
     pub fn scrub_rules<'a>(&self, s: &'a str) -> Cow<'a, str> {
+        let each_anchor = |t: &str| {
+            let t = t.to_ascii_lowercase();
+            (self.inner.anchor_list.iter())
+                .filter(|(anchor, _)| t.contains(anchor.as_str()))
+                .fold(0, |set, (_, rules)| set | rules)
+        };
+        self.apply_rules(s, each_anchor(s), each_anchor)
+    }
+
+    /// The rules in `first` applied to `s`, then, while a round changed something, the rules
+    /// that `rules_in` finds for the result, up to [`MAX_ROUNDS`] rounds.
+    fn apply_rules<'a>(
+        &self,
+        s: &'a str,
+        first: u64,
+        rules_in: impl Fn(&str) -> u64,
+    ) -> Cow<'a, str> {
         let mut cur: Cow<'a, str> = Cow::Borrowed(s);
-        for _ in 0..MAX_ROUNDS {
-            let set = self.candidate_rules(&cur);
+        for round in 0..MAX_ROUNDS {
+            let set = if round == 0 { first } else { rules_in(&cur) };
             let mut changed = false;
             for (i, rule) in self.inner.rules.iter().enumerate() {
                 if set & (1 << i) == 0 {
@@ -1058,12 +1058,10 @@ fn scrub_osc_payloads(scrubber: &Scrubber, s: &str) -> Option<String> {
             j += 1;
         }
         let payload = &s[body..j];
-        if !scrubber.is_clean_fast(payload) {
-            if let Cow::Owned(new) = scrubber.scrub_rules(payload) {
-                out.push_str(&s[last..body]);
-                out.push_str(&new);
-                last = j;
-            }
+        if let Cow::Owned(new) = scrubber.scrub_text(payload) {
+            out.push_str(&s[last..body]);
+            out.push_str(&new);
+            last = j;
         }
         i = j.max(at + 1);
         if i >= b.len() {

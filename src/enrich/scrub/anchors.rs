@@ -1,0 +1,288 @@
+//! Which of the scrubber's anchors a line holds, found in one pass that turns clean lines away
+//! cheaply; the answer decides which rules run.
+//!
+//! Why not an automaton: a case-insensitive Aho-Corasick DFA over four dozen anchors, some of one
+//! byte, steps one byte at a time through every line (its own prefilter does not engage), and it
+//! was the largest single cost of `convert` with scrubbing on. Only a few percent of build-log
+//! lines hold an anchor, so the common case must be cheap and the rest exact:
+//!
+//! - Every anchor of three bytes or more contains one chosen trigram (the one made of the
+//!   rarest bytes) at a known offset; anchors of one or two bytes (`@`) are found by their first
+//!   byte. Trigrams are compared ASCII case-folded (`| 0x20` on every byte, which maps both cases
+//!   of a letter to one value) and looked up in a 65,536-bit set by a multiplicative hash. The
+//!   loads of one position do not depend on the last position's, so the loop runs several bytes
+//!   per cycle-chain where a DFA runs one.
+//! - A set bit (a chosen trigram, a hash collision, a short anchor's byte) sends only that word to
+//!   the exact check: the trigram is looked up among the chosen ones and each anchor holding it
+//!   compared (ASCII case-insensitively) where it would start. So a line is reported to hold an
+//!   anchor exactly when it does, and no second scan is needed to learn which rules to run.
+
+/// See the module documentation.
+pub(super) struct AnchorFinder {
+    /// Bit `hash(trigram)` is set for each chosen trigram.
+    bits: Box<[u64; 1024]>,
+    /// The chosen trigrams (as [`fold3`] gives them), sorted, each with the anchors that chose
+    /// it and the offset of the trigram in the anchor.
+    trigrams: Vec<(u32, Vec<Placed>)>,
+    /// Anchors of one or two bytes, each with its first byte lowercased.
+    short: Vec<(u8, usize)>,
+    /// Each short anchor's first byte repeated in the eight bytes of a word, for a
+    /// word-at-a-time search: compared with the case-folded word for a letter, with the raw word
+    /// otherwise (`@ | 0x20` is a backquote, common in compiler output).
+    short_words: Vec<(u64, bool)>,
+    /// The anchors, lowercased.
+    anchors: Vec<Vec<u8>>,
+    /// For each anchor, the bit set of the rules it may trigger.
+    anchor_rules: Vec<u64>,
+}
+
+/// An anchor holding a chosen trigram, and where.
+struct Placed {
+    anchor: usize,
+    offset: usize,
+}
+
+impl AnchorFinder {
+    /// A finder for `anchors` (any case, ASCII, none empty), each with the rules it may trigger.
+    pub(super) fn new(anchors: &[(String, u64)]) -> Self {
+        let mut bits = Box::new([0u64; 1024]);
+        let mut trigrams: Vec<(u32, Vec<Placed>)> = Vec::new();
+        let mut short = Vec::new();
+        for (index, (anchor, _)) in anchors.iter().enumerate() {
+            let a = anchor.as_bytes();
+            assert!(!a.is_empty(), "an empty anchor would match every line");
+            if a.len() < 3 {
+                short.push((a[0].to_ascii_lowercase(), index));
+                continue;
+            }
+            let (offset, best) = a
+                .windows(3)
+                .enumerate()
+                .min_by_key(|(_, w)| w.iter().map(|&b| commonness(b)).sum::<u32>())
+                .expect("three bytes or more");
+            let t = fold3(best[0], best[1], best[2]);
+            let h = hash(t);
+            bits[h / 64] |= 1 << (h % 64);
+            let placed = Placed {
+                anchor: index,
+                offset,
+            };
+            match trigrams.iter_mut().find(|(u, _)| *u == t) {
+                Some((_, list)) => list.push(placed),
+                None => trigrams.push((t, vec![placed])),
+            }
+        }
+        trigrams.sort_unstable_by_key(|(t, _)| *t);
+        let mut first_bytes: Vec<u8> = short.iter().map(|&(b, _)| b).collect();
+        first_bytes.sort_unstable();
+        first_bytes.dedup();
+        let short_words = first_bytes
+            .iter()
+            .map(|&b| (u64::from(b) * 0x0101_0101_0101_0101, b.is_ascii_lowercase()))
+            .collect();
+        AnchorFinder {
+            bits,
+            trigrams,
+            short,
+            short_words,
+            anchors: anchors
+                .iter()
+                .map(|(a, _)| a.to_ascii_lowercase().into_bytes())
+                .collect(),
+            anchor_rules: anchors.iter().map(|&(_, rules)| rules).collect(),
+        }
+    }
+
+    /// The union of the rule sets of the anchors `s` holds; 0 when it holds none.
+    #[inline]
+    pub(super) fn rules_in(&self, s: &[u8]) -> u64 {
+        // Eight bytes at a time give six trigrams; the chunks overlap by two bytes so that
+        // every trigram is seen once. Short anchors' bytes are looked for in the same word.
+        let mut rules = 0;
+        let mut i = 0;
+        while i + 8 <= s.len() {
+            let raw = u64::from_le_bytes(s[i..i + 8].try_into().expect("eight bytes"));
+            let word = raw | 0x2020_2020_2020_2020;
+            let mut hit = 0;
+            for k in 0..6 {
+                hit |= self.bit(hash((word >> (8 * k)) as u32 & 0x00FF_FFFF));
+            }
+            for &(b, letter) in &self.short_words {
+                hit |= has_zero_byte(if letter { word } else { raw } ^ b);
+            }
+            if hit != 0 {
+                rules |= self.rules_at(s, i..i + 6);
+            }
+            i += 6;
+        }
+        if i < s.len() {
+            rules |= self.rules_at(s, i..s.len());
+        }
+        rules
+    }
+
+    /// The exact check: the rules of the anchors that start, or hold their chosen trigram,
+    /// at a position in `starts`. Rare, so kept off the fast path.
+    #[cold]
+    fn rules_at(&self, s: &[u8], starts: std::ops::Range<usize>) -> u64 {
+        let mut rules = 0;
+        for p in starts {
+            if let Some(w) = s.get(p..p + 3) {
+                let t = fold3(w[0], w[1], w[2]);
+                if self.bit(hash(t)) != 0 {
+                    if let Ok(i) = self.trigrams.binary_search_by_key(&t, |(u, _)| *u) {
+                        for placed in &self.trigrams[i].1 {
+                            if let Some(start) = p.checked_sub(placed.offset) {
+                                rules |= self.anchor_at(s, start, placed.anchor);
+                            }
+                        }
+                    }
+                }
+            }
+            let b = s[p].to_ascii_lowercase();
+            for &(first, anchor) in &self.short {
+                if first == b {
+                    rules |= self.anchor_at(s, p, anchor);
+                }
+            }
+        }
+        rules
+    }
+
+    /// The rules of `anchor` when it starts at `start` of `s`, else 0.
+    #[inline]
+    fn anchor_at(&self, s: &[u8], start: usize, anchor: usize) -> u64 {
+        let a = &self.anchors[anchor];
+        match s.get(start..start + a.len()) {
+            Some(there) if there.eq_ignore_ascii_case(a) => self.anchor_rules[anchor],
+            _ => 0,
+        }
+    }
+
+    #[inline(always)]
+    fn bit(&self, h: usize) -> u64 {
+        (self.bits[h / 64] >> (h % 64)) & 1
+    }
+}
+
+/// 1 when a byte of `x` is zero (the classic bit trick; exact for the any-byte question).
+#[inline(always)]
+fn has_zero_byte(x: u64) -> u64 {
+    u64::from(x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080 != 0)
+}
+
+/// Three bytes, ASCII case folded, as one number.
+#[inline(always)]
+fn fold3(a: u8, b: u8, c: u8) -> u32 {
+    (u32::from(a) | u32::from(b) << 8 | u32::from(c) << 16) | 0x0020_2020
+}
+
+/// A trigram's bit: the top 16 bits of a Fibonacci hash.
+#[inline(always)]
+fn hash(t: u32) -> usize {
+    (t.wrapping_mul(0x9E37_79B1) >> 16) as usize
+}
+
+/// How common a byte is in build-log text (lower is rarer), for choosing each anchor's
+/// trigram: letters by their frequency in English; digits and `.`, `-`, `/` (version numbers,
+/// paths) nearly as common as vowels; `_` and other punctuation in between; space most common.
+/// Only speed depends on it, never the result.
+fn commonness(b: u8) -> u32 {
+    const LETTERS_BY_FREQUENCY: &[u8] = b"etaoinsrhldcumfpgwybvkxjqz";
+    let b = b.to_ascii_lowercase();
+    match LETTERS_BY_FREQUENCY.iter().position(|&l| l == b) {
+        Some(rank) => 40 - rank as u32,
+        None => match b {
+            b' ' => 60,
+            b'.' | b'-' | b'/' => 38,
+            b'0'..=b'9' => 36,
+            b'_' => 20,
+            _ => 25,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ANCHORS: &[&str] = &[
+        "token",
+        "passw",
+        "@",
+        "ya29.",
+        "private key",
+        "sk-",
+        "key",
+        "hf_",
+        "xox",
+    ];
+
+    fn finder() -> AnchorFinder {
+        let anchors: Vec<(String, u64)> = ANCHORS
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.to_string(), 1 << i))
+            .collect();
+        AnchorFinder::new(&anchors)
+    }
+
+    /// The rule set by the definition: every anchor searched for on its own.
+    fn naive(s: &[u8]) -> u64 {
+        let lower = s.to_ascii_lowercase();
+        ANCHORS
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| lower.windows(a.len()).any(|w| w == a.as_bytes()))
+            .fold(0, |set, (i, _)| set | 1 << i)
+    }
+
+    #[test]
+    fn finds_exactly_the_anchors_a_line_holds() {
+        let f = finder();
+        let bit = |a: &str| 1u64 << ANCHORS.iter().position(|x| *x == a).expect("an anchor");
+        assert_eq!(f.rules_in(b"Setting up curl (8.5.0-2) ..."), 0);
+        assert_eq!(f.rules_in(b""), 0);
+        assert_eq!(f.rules_in(b"export GITHUB_TOKEN=x"), bit("token"));
+        assert_eq!(f.rules_in(b"user@host"), bit("@"));
+        // A backquote is `@ | 0x20`: it must not count as the `@` anchor.
+        assert_eq!(f.rules_in(b"warning: unused variable: `x`"), 0);
+        assert_eq!(
+            f.rules_in(b"-----BEGIN RSA PRIVATE KEY-----"),
+            bit("private key") | bit("key")
+        );
+        assert_eq!(f.rules_in(b"ya29.abc"), bit("ya29."));
+        assert_eq!(f.rules_in(b"SK-"), bit("sk-"));
+        // The chosen trigram without the rest of its anchor is not the anchor.
+        assert_eq!(f.rules_in(b"the private driver, the hf-x"), 0);
+        // An anchor cut by the end of the line.
+        assert_eq!(f.rules_in(b"abcdefghijklmnopqrstuvwxyz toke"), 0);
+        assert_eq!(
+            f.rules_in(b"abcdefghijklmnopqrstuvwxyz tokEN"),
+            bit("token")
+        );
+    }
+
+    proptest! {
+        /// Exact: the same set as searching for every anchor, in any case, wherever it sits.
+        #[test]
+        fn the_rule_set_is_exactly_the_anchors_present(
+            before in "[ -~]{0,40}",
+            which in 0..ANCHORS.len(),
+            flips in proptest::collection::vec(any::<bool>(), 12),
+            after in "[ -~]{0,40}",
+            noise in "[ -~\u{80}-\u{7ff}]{0,60}",
+        ) {
+            let f = finder();
+            let anchor: String = ANCHORS[which]
+                .chars()
+                .zip(flips.iter().cycle())
+                .map(|(c, &up)| if up { c.to_ascii_uppercase() } else { c })
+                .collect();
+            let line = format!("{before}{anchor}{after}");
+            prop_assert_eq!(f.rules_in(line.as_bytes()), naive(line.as_bytes()), "{}", line);
+            prop_assert_eq!(f.rules_in(noise.as_bytes()), naive(noise.as_bytes()), "{}", noise);
+        }
+    }
+}
