@@ -790,6 +790,9 @@ fn parse_file_with(
     run_parser(ctx, reader, parser, send, false, &name, max_line)
 }
 
+/// How much input [`run_parser`] hands the parser at once.
+const PARSE_PIECE: usize = 8 * 1024;
+
 fn run_parser(
     ctx: &mut Ctx,
     mut reader: Box<dyn Read + Send>,
@@ -816,12 +819,16 @@ fn run_parser(
             }
         };
         ctx.report.bytes += n as u64;
-        lines.feed(parser, &buf[..n], &mut events);
-        let count = events.len() as u64;
-        for e in events.drain(..) {
-            send(ctx, e)?;
+        // Parsed a piece at a time, so that the events between parser and sink stay few and
+        // in cache (a whole read's worth of events is megabytes, moved through memory twice).
+        for piece in buf[..n].chunks(PARSE_PIECE) {
+            lines.feed(parser, piece, &mut events);
+            let count = events.len() as u64;
+            for e in events.drain(..) {
+                send(ctx, e)?;
+            }
+            ctx.progress.add(piece.len() as u64, count);
         }
-        ctx.progress.add(n as u64, count);
     }
     lines.finish(parser, &mut events);
     for e in events.drain(..) {
