@@ -45,9 +45,7 @@ pub fn run(
             build::parse_inputs(&inputs, &opts, &mut progress, &mut |event| {
                 let event = Arc::new(event);
                 for tx in &senders {
-                    if tx.blocking_send(event.clone()).is_err() {
-                        return Err(std::io::Error::other("a sink stopped early"));
-                    }
+                    send(tx, event.clone())?;
                 }
                 Ok(())
             })
@@ -65,4 +63,17 @@ pub fn run(
         }
         Ok(PipelineReport { parse, sinks })
     })
+}
+
+/// Hands `event` to a sink's queue. `try_send` first: parking the parser thread in
+/// `blocking_send` costs a runtime round trip per event, worth paying only when the queue is full.
+fn send(tx: &mpsc::Sender<Arc<Event>>, event: Arc<Event>) -> std::io::Result<()> {
+    let stopped = || std::io::Error::other("a sink stopped early");
+    match tx.try_send(event) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(event)) => {
+            tx.blocking_send(event).map_err(|_| stopped())
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(stopped()),
+    }
 }

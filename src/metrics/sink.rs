@@ -28,10 +28,17 @@ impl Sink for MetricsSink {
         Box::pin(async move {
             let mut report = SinkReport::new("metrics");
             let mut local = MetricsState::new();
-            while let Some(e) = events.recv().await {
-                local.observe(&e);
-                report.received += 1;
-                report.delivered += 1;
+            let mut taken = Vec::with_capacity(crate::sink::TAKE_AT_ONCE);
+            while events
+                .recv_many(&mut taken, crate::sink::TAKE_AT_ONCE)
+                .await
+                > 0
+            {
+                for e in taken.drain(..) {
+                    local.observe(&e);
+                    report.received += 1;
+                    report.delivered += 1;
+                }
             }
             *self.state.lock().unwrap_or_else(|e| e.into_inner()) = local;
             Ok(report)

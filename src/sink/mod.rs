@@ -46,6 +46,10 @@ impl SinkReport {
     }
 }
 
+/// Events a sink takes from its queue per wake-up (`Receiver::recv_many`): the parser, parked
+/// on a full queue, is then woken once per this many events instead of once per event.
+pub const TAKE_AT_ONCE: usize = 512;
+
 pub type SinkFuture = Pin<Box<dyn Future<Output = anyhow::Result<SinkReport>> + Send>>;
 
 /// A destination for events. `run` consumes events until the channel closes, flushes what

@@ -1,7 +1,7 @@
 //! The stdout (or file) sink: one JSON event per line, flushed per event when following.
 //! `convert` writes synchronously without this sink; `ship` uses it to add stdout to a fan-out.
 
-use super::{Sink, SinkFuture, SinkReport};
+use super::{Sink, SinkFuture, SinkReport, TAKE_AT_ONCE};
 use crate::event::Event;
 use std::io::Write;
 use std::sync::Arc;
@@ -22,15 +22,18 @@ impl Sink for StdoutSink {
             // A closed stdout (`| head -1`) is the reader's choice, not a failure: the other
             // sinks still get every event, and stdout takes no more.
             let mut closed = false;
-            while let Some(event) = events.recv().await {
-                report.received += 1;
-                report.delivered += 1;
-                if closed {
-                    continue;
-                }
-                event.write_json_line(&mut buf);
-                if self.flush_each || buf.len() >= 60 * 1024 {
-                    closed = write_out(&mut buf)?;
+            let mut taken = Vec::with_capacity(TAKE_AT_ONCE);
+            while events.recv_many(&mut taken, TAKE_AT_ONCE).await > 0 {
+                for event in taken.drain(..) {
+                    report.received += 1;
+                    report.delivered += 1;
+                    if closed {
+                        continue;
+                    }
+                    event.write_json_line(&mut buf);
+                    if self.flush_each || buf.len() >= 60 * 1024 {
+                        closed = write_out(&mut buf)?;
+                    }
                 }
             }
             if !closed {

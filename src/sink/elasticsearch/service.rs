@@ -9,7 +9,7 @@ use crate::event::Event;
 use crate::sink::ack::Acks;
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::retry::Backoff;
-use crate::sink::{Sink, SinkFuture, SinkReport};
+use crate::sink::{Sink, SinkFuture, SinkReport, TAKE_AT_ONCE};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -132,33 +132,41 @@ impl Sink for ElasticsearchSink {
             let mut batch = Batch::default();
             let mut deadline: Option<Instant> = None;
             let mut scratch = Vec::with_capacity(4096);
+            let mut taken = Vec::with_capacity(TAKE_AT_ONCE);
             loop {
-                let next = match deadline {
-                    None => events.recv().await,
-                    Some(d) => match tokio::time::timeout_at(d, events.recv()).await {
-                        Ok(next) => next,
-                        Err(_) => {
-                            // Nothing more arrived in time (follow mode): send what we hold.
-                            out.send(&mut batch).await?;
-                            deadline = None;
-                            continue;
+                let received = match deadline {
+                    None => events.recv_many(&mut taken, TAKE_AT_ONCE).await,
+                    Some(d) => {
+                        let next = events.recv_many(&mut taken, TAKE_AT_ONCE);
+                        match tokio::time::timeout_at(d, next).await {
+                            Ok(received) => received,
+                            Err(_) => {
+                                // Nothing more arrived in time (follow mode): send what we hold.
+                                out.send(&mut batch).await?;
+                                deadline = None;
+                                continue;
+                            }
                         }
-                    },
+                    }
                 };
-                let Some(event) = next else { break };
-                out.report.received += 1;
-                scratch.clear();
-                encoder.encode(&event, &mut scratch);
-                if !batch.is_empty() && batch.body.len() + scratch.len() > cfg.max_bytes {
-                    out.send(&mut batch).await?;
+                if received == 0 {
+                    break;
                 }
-                if batch.is_empty() {
-                    deadline = Some(Instant::now() + cfg.flush_interval);
-                }
-                batch.push(event, &scratch);
-                if batch.len() >= cfg.max_docs || batch.body.len() >= cfg.max_bytes {
-                    out.send(&mut batch).await?;
-                    deadline = None;
+                for event in taken.drain(..) {
+                    out.report.received += 1;
+                    scratch.clear();
+                    encoder.encode(&event, &mut scratch);
+                    if !batch.is_empty() && batch.body.len() + scratch.len() > cfg.max_bytes {
+                        out.send(&mut batch).await?;
+                    }
+                    if batch.is_empty() {
+                        deadline = Some(Instant::now() + cfg.flush_interval);
+                    }
+                    batch.push(event, &scratch);
+                    if batch.len() >= cfg.max_docs || batch.body.len() >= cfg.max_bytes {
+                        out.send(&mut batch).await?;
+                        deadline = None;
+                    }
                 }
             }
             out.send(&mut batch).await?;

@@ -114,19 +114,7 @@ impl Sink for ForwardSink {
             let mut batch: Vec<Arc<Event>> = Vec::with_capacity(self.config.batch);
             loop {
                 // Wait for one event, then take what is already queued, up to a batch.
-                let open = match events.recv().await {
-                    Some(e) => {
-                        batch.push(e);
-                        while batch.len() < self.config.batch {
-                            match events.try_recv() {
-                                Ok(e) => batch.push(e),
-                                Err(_) => break,
-                            }
-                        }
-                        true
-                    }
-                    None => false,
-                };
+                let open = events.recv_many(&mut batch, self.config.batch).await > 0;
                 if !batch.is_empty() {
                     report.received += batch.len() as u64;
                     match self.deliver(&batch, &mut report).await {

@@ -9,7 +9,7 @@ use crate::sink::ack::Acks;
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::retry::Backoff;
 use crate::sink::retry::{retry, Outcome};
-use crate::sink::{Sink, SinkFuture, SinkReport};
+use crate::sink::{Sink, SinkFuture, SinkReport, TAKE_AT_ONCE};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -92,14 +92,18 @@ impl LokiSink {
         };
         let mut batch = Batch::default();
         let mut deadline: Option<Instant> = None;
+        let mut taken = Vec::with_capacity(TAKE_AT_ONCE);
         loop {
             tokio::select! {
                 biased;
                 Some(done) = flight.tasks.join_next(), if !flight.tasks.is_empty() => {
                     flight.account(done?, &mut report);
                 }
-                event = events.recv() => match event {
-                    Some(event) => {
+                received = events.recv_many(&mut taken, TAKE_AT_ONCE) => {
+                    if received == 0 {
+                        break;
+                    }
+                    for event in taken.drain(..) {
                         report.received += 1;
                         if batch.is_empty() {
                             deadline = Some(Instant::now() + self.cfg.batch_wait);
@@ -110,8 +114,7 @@ impl LokiSink {
                             flight.dispatch(std::mem::take(&mut batch), &shared, &mut report).await?;
                         }
                     }
-                    None => break,
-                },
+                }
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     deadline = None;
                     flight.dispatch(std::mem::take(&mut batch), &shared, &mut report).await?;

@@ -10,7 +10,7 @@ pub mod spans;
 pub use config::{OtlpArgs, OtlpConfig, ParentContext, Protocol};
 
 use super::dead_letter::DeadLetter;
-use super::{Sink, SinkFuture, SinkReport};
+use super::{Sink, SinkFuture, SinkReport, TAKE_AT_ONCE};
 use crate::event::Event;
 use client::{Exporter, Outcome};
 use spans::{SpanBuilder, SpanOut};
@@ -96,18 +96,22 @@ async fn run(sink: OtlpSink, mut rx: mpsc::Receiver<Arc<Event>>) -> anyhow::Resu
         (cfg.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5)),
     );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut taken = Vec::with_capacity(TAKE_AT_ONCE);
     loop {
         tokio::select! {
-            ev = rx.recv() => match ev {
-                Some(e) => {
+            received = rx.recv_many(&mut taken, TAKE_AT_ONCE) => {
+                if received == 0 {
+                    break;
+                }
+                let now = Instant::now();
+                for e in taken.drain(..) {
                     st.report.received += 1;
-                    if !builder.push(&e, Instant::now(), &mut out) {
+                    if !builder.push(&e, now, &mut out) {
                         // Nothing of it goes into a span (an output line): nothing to deliver.
                         st.report.delivered += 1;
                     }
                 }
-                None => break,
-            },
+            }
             _ = tick.tick() => builder.flush_idle(Instant::now(), cfg.idle_timeout, &mut out),
         }
         for s in out.drain(..) {
