@@ -2,8 +2,9 @@
 # Reproduces the tables of docs/performance.md in one run: `buildlog convert` throughput on
 # one core and its peak RSS, against `wc -l` and `cat` on the same files; the cost of
 # scrubbing; Fluent Bit (tail + one regex parser) on the same file; an archive of eight builds
-# with --jobs 1 and all cores; `ship` to a real Loki against `convert` of the same build.
-# The Fluent Bit and Loki sections need the real servers: BUILDLOG_PEERS=path/to/peers.
+# with --jobs 1 and all cores; `ship` to a real Loki, VictoriaLogs (Elasticsearch's `_bulk`)
+# and Tempo (OTLP) against `convert` of the same build.
+# The Fluent Bit and shipping sections need the real servers: BUILDLOG_PEERS=path/to/peers.
 #
 #   benches/run-perf.sh                 # the corpus build 13 and generated builds of 64MB 256MB 1GB
 #   benches/run-perf.sh 16MB 200MB      # other generated sizes
@@ -191,13 +192,17 @@ cmp <("$BIN" convert --quiet --jobs 1 "$ARCHIVE") <("$BIN" convert --quiet --job
     echo && echo "Output of \`--jobs 1\` and \`--jobs $(nproc)\`: identical." ||
     { echo && echo "Output of \`--jobs 1\` and \`--jobs $(nproc)\`: DIFFERENT"; }
 
-# Shipping to a real Loki (from the peers), against converting the same build.
+# Shipping to the real servers of the peers (Loki, VictoriaLogs for Elasticsearch's `_bulk`,
+# Tempo for OTLP), against converting the same build. The servers run on the other core.
 if have_peers; then
-    start_loki "$WORK/loki" 3199 9199 1
+    other_cpu=$(($(nproc) > 1 ? 1 : 0))
+    start_loki "$WORK/loki" 3199 9199 "$other_cpu"
+    start_victoria_logs "$WORK/victoria-logs" 9429 "$other_cpu"
+    start_tempo "$WORK/tempo" 3290 "$other_cpu"
     echo
-    echo "## Shipping to Loki"
+    echo "## Shipping"
     echo
-    echo "CPU seconds of the buildlog process only (pinned to core 0; Loki on core 1) for corpus build 13, pushing to a real Loki (from the peers) on 127.0.0.1."
+    echo "CPU seconds of the buildlog process only (pinned to core 0; the servers on core $other_cpu) for corpus build 13, pushing to real servers from the peers on 127.0.0.1: Loki, VictoriaLogs (Elasticsearch's \`_bulk\`) and Tempo (OTLP/HTTP)."
     echo
     echo "| command | CPU-s | ÷ convert |"
     echo "|---|---:|---:|"
@@ -207,5 +212,8 @@ if have_peers; then
         cpu=$(cpu_of "$BIN" ship --quiet --loki http://127.0.0.1:3199 --line-format "$lf" "$B13")
         echo "| ship --loki --line-format $lf | $cpu | $(ratio "$cpu" "$conv")x |"
     done
-    kill "$LOKI_PID" 2>/dev/null || true
+    cpu=$(cpu_of "$BIN" ship --quiet --elasticsearch http://127.0.0.1:9429/insert/elasticsearch "$B13")
+    echo "| ship --elasticsearch | $cpu | $(ratio "$cpu" "$conv")x |"
+    cpu=$(cpu_of "$BIN" ship --quiet --otlp http://127.0.0.1:3292 "$B13")
+    echo "| ship --otlp | $cpu | $(ratio "$cpu" "$conv")x |"
 fi
