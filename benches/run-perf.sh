@@ -212,8 +212,13 @@ if have_peers; then
         cpu=$(cpu_of "$BIN" ship --quiet --loki http://127.0.0.1:3199 --line-format "$lf" "$B13")
         echo "| ship --loki --line-format $lf | $cpu | $(ratio "$cpu" "$conv")x |"
     done
-    cpu=$(cpu_of "$BIN" ship --quiet --elasticsearch http://127.0.0.1:9429/insert/elasticsearch "$B13")
-    echo "| ship --elasticsearch | $cpu | $(ratio "$cpu" "$conv")x |"
-    cpu=$(cpu_of "$BIN" ship --quiet --otlp http://127.0.0.1:3292 "$B13")
-    echo "| ship --otlp | $cpu | $(ratio "$cpu" "$conv")x |"
+    # The defaults, then without the gzip body compression (what it costs). "label|arguments"
+    ES=http://127.0.0.1:9429/insert/elasticsearch OTLP=http://127.0.0.1:3292
+    for c in "--elasticsearch|--elasticsearch $ES" \
+        "--elasticsearch --es-compression none|--elasticsearch $ES --es-compression none" \
+        "--otlp|--otlp $OTLP" "--otlp --otlp-compression none|--otlp $OTLP --otlp-compression none"; do
+        # shellcheck disable=SC2086
+        cpu=$(cpu_of "$BIN" ship --quiet ${c#*|} "$B13")
+        echo "| ship ${c%%|*} | $cpu | $(ratio "$cpu" "$conv")x |"
+    done
 fi
