@@ -546,6 +546,28 @@ mod json {
     impl Timestamp {
         /// `YYYY-MM-DDTHH:MM:SS.mmmZ` as bytes, the digits written directly.
         pub fn write_rfc3339_bytes(self, out: &mut Vec<u8>) {
+            match self.rfc3339_ascii() {
+                Some(text) => out.extend_from_slice(&text),
+                None => {
+                    // Outside four-digit years: the general formatter (sign, more digits).
+                    let mut s = String::new();
+                    self.write_rfc3339(&mut s);
+                    out.extend_from_slice(s.as_bytes());
+                }
+            }
+        }
+
+        /// Appends `YYYY-MM-DDTHH:MM:SS.mmmZ` to a `String`, as `write_rfc3339` does, without
+        /// the formatter.
+        pub fn push_rfc3339(self, out: &mut String) {
+            match self.rfc3339_ascii() {
+                Some(text) => out.push_str(std::str::from_utf8(&text).expect("ASCII digits")),
+                None => self.write_rfc3339(out),
+            }
+        }
+
+        /// The 24 ASCII bytes of the time, for years 0 to 9999 (else `None`).
+        fn rfc3339_ascii(self) -> Option<[u8; 24]> {
             let ms = self.0.rem_euclid(1000) as u32;
             let secs = self.0.div_euclid(1000);
             let (last, cached) = LAST_SECOND.get();
@@ -555,11 +577,7 @@ mod json {
                 let sod = secs.rem_euclid(86_400) as u32;
                 let (y, m, d) = super::civil_from_days(secs.div_euclid(86_400));
                 if !(0..=9999).contains(&y) {
-                    // Outside four-digit years: the general formatter (sign, more digits).
-                    let mut s = String::new();
-                    self.write_rfc3339(&mut s);
-                    out.extend_from_slice(s.as_bytes());
-                    return;
+                    return None;
                 }
                 let y = y as u32;
                 let two = |n: u32| [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
@@ -577,14 +595,16 @@ mod json {
                 LAST_SECOND.set((secs, dt));
                 dt
             };
-            out.extend_from_slice(&date_time);
-            out.extend_from_slice(&[
+            let mut text = [0; 24];
+            text[..19].copy_from_slice(&date_time);
+            text[19..].copy_from_slice(&[
                 b'.',
                 b'0' + (ms / 100) as u8,
                 b'0' + (ms / 10 % 10) as u8,
                 b'0' + (ms % 10) as u8,
                 b'Z',
             ]);
+            Some(text)
         }
     }
 }
@@ -665,6 +685,19 @@ mod tests {
             serde.push(b'\n');
             prop_assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&serde));
         }
+
+        /// The formatter-free renderings of a time equal the formatter's, in any year.
+        #[test]
+        fn fast_timestamps_equal_the_formatter_anywhere(ms in -1_000_000_000_000_000i64..1_000_000_000_000_000) {
+            let mut slow = String::new();
+            Timestamp(ms).write_rfc3339(&mut slow);
+            let mut bytes = Vec::new();
+            Timestamp(ms).write_rfc3339_bytes(&mut bytes);
+            let mut pushed = String::new();
+            Timestamp(ms).push_rfc3339(&mut pushed);
+            prop_assert_eq!(&String::from_utf8(bytes).unwrap(), &slow);
+            prop_assert_eq!(&pushed, &slow);
+        }
     }
 
     #[test]
@@ -700,6 +733,9 @@ mod tests {
             let mut s = String::new();
             Timestamp(ms).write_rfc3339(&mut s);
             assert_eq!(String::from_utf8(b).unwrap(), s, "{ms}");
+            let mut pushed = String::from("ts=");
+            Timestamp(ms).push_rfc3339(&mut pushed);
+            assert_eq!(pushed, format!("ts={s}"), "{ms}");
         }
     }
 

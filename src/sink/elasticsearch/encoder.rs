@@ -224,9 +224,7 @@ impl Encoder {
                 // `{"@timestamp":"...",` followed by the event's own JSON without its `{`:
                 // one serialisation, no intermediate `Value`.
                 out.extend_from_slice(b"{\"@timestamp\":\"");
-                let mut ts = String::with_capacity(24);
-                event.timestamp.write_rfc3339(&mut ts);
-                out.extend_from_slice(ts.as_bytes());
+                event.timestamp.write_rfc3339_bytes(out);
                 out.push(b'"');
                 let start = out.len();
                 event.write_json_line(out);

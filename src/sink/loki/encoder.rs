@@ -228,10 +228,22 @@ impl Encoder {
     }
 
     pub fn line(&self, e: &Event) -> String {
-        let mut line = match self.line_format {
-            LineFormat::Json => return json_line(e, self.max_line_bytes),
+        match self.line_format {
+            LineFormat::Json => json_line(e, self.max_line_bytes),
+            LineFormat::Raw | LineFormat::Logfmt => {
+                let mut line = String::new();
+                self.write_text_line(e, &mut line);
+                line
+            }
+        }
+    }
+
+    /// Appends the event's raw or logfmt line to the empty `l`, cut to `max_line_bytes`.
+    fn write_text_line(&self, e: &Event, l: &mut String) {
+        match self.line_format {
+            LineFormat::Json => l.push_str(&json_line(e, self.max_line_bytes)),
             LineFormat::Raw => {
-                let mut l = e.raw.clone().unwrap_or_else(|| e.message.clone());
+                l.push_str(e.raw.as_deref().unwrap_or(&e.message));
                 let mut num = itoa::Buffer::new();
                 let mut rest = identifiers(e, &mut num)
                     .filter(|(k, _)| !self.in_sm(k))
@@ -239,45 +251,44 @@ impl Encoder {
                 if rest.peek().is_some() {
                     l.push('\t');
                     for (k, v) in rest {
-                        logfmt_pair(&mut l, k, v);
+                        logfmt_pair(l, k, v);
                     }
                 }
-                l
             }
             LineFormat::Logfmt => {
-                let mut l = String::with_capacity(e.message.len() + 128);
-                logfmt_pair(&mut l, "ts", &e.timestamp.to_rfc3339());
-                logfmt_pair(&mut l, "level", e.level.as_lower());
-                logfmt_pair(&mut l, "feature", &e.feature);
+                l.reserve(e.message.len() + 128);
+                // `ts` first, bare (a time has nothing to quote), as `logfmt_pair` writes it.
+                l.push_str("ts=");
+                e.timestamp.push_rfc3339(l);
+                logfmt_pair(l, "level", e.level.as_lower());
+                logfmt_pair(l, "feature", &e.feature);
                 if self.in_sm("event_type") {
-                    logfmt_pair(&mut l, "event_type", e.event_type.as_str());
+                    logfmt_pair(l, "event_type", e.event_type.as_str());
                 }
                 let mut num = itoa::Buffer::new();
                 for (k, v) in identifiers(e, &mut num).filter(|(k, _)| !self.in_sm(k)) {
-                    logfmt_pair(&mut l, k, v);
+                    logfmt_pair(l, k, v);
                 }
                 for (k, v) in &e.metadata {
                     match v {
-                        serde_json::Value::String(s) => logfmt_pair(&mut l, k, s),
-                        v => logfmt_pair(&mut l, k, &v.to_string()),
+                        serde_json::Value::String(s) => logfmt_pair(l, k, s),
+                        v => logfmt_pair(l, k, &v.to_string()),
                     }
                 }
                 if let Some(o) = e.details.get("outcome").and_then(|v| v.as_str()) {
-                    logfmt_pair(&mut l, "outcome", o);
+                    logfmt_pair(l, "outcome", o);
                 }
                 if let (true, Some(d)) = (self.structured_metadata, e.diagnostic) {
                     // Without structured metadata it is among the identifiers above.
-                    logfmt_pair(&mut l, "diagnostic", d.as_str());
+                    logfmt_pair(l, "diagnostic", d.as_str());
                 }
                 if e.truncated {
-                    logfmt_pair(&mut l, "truncated", "true");
+                    logfmt_pair(l, "truncated", "true");
                 }
-                logfmt_pair(&mut l, "msg", &e.message);
-                l
+                logfmt_pair(l, "msg", &e.message);
             }
-        };
-        cut_line(&mut line, self.max_line_bytes);
-        line
+        }
+        cut_line(l, self.max_line_bytes);
     }
 
     /// The event's entry as a message (the JSON body and tests use it; the protobuf body is
@@ -314,7 +325,12 @@ impl Encoder {
                     *line = json_line(e, self.max_line_bytes).into_bytes();
                 }
             }
-            LineFormat::Raw | LineFormat::Logfmt => line.extend_from_slice(self.line(e).as_bytes()),
+            LineFormat::Raw | LineFormat::Logfmt => {
+                // The scratch space, cleared above, lent as a `String`.
+                let mut text = String::from_utf8(std::mem::take(line)).expect("empty");
+                self.write_text_line(e, &mut text);
+                *line = text.into_bytes();
+            }
         }
         let mut num = itoa::Buffer::new();
         let mut pairs = [("", ""); 8];
