@@ -376,7 +376,9 @@ mod json {
     use serde_json::{Map, Value};
     use std::cell::Cell;
 
-    /// `"key":` after a comma; keys are our own ASCII names and need no escaping.
+    /// `"key":` after a comma; keys are our own ASCII names and need no escaping. Inlined
+    /// (as are the helpers below) so that each key's length is a constant where it is copied.
+    #[inline(always)]
     fn key(out: &mut Vec<u8>, k: &str) {
         out.push(b',');
         out.push(b'"');
@@ -388,17 +390,20 @@ mod json {
         out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     }
 
+    #[inline(always)]
     fn string_field(out: &mut Vec<u8>, k: &str, v: &str) {
         key(out, k);
         write_str(out, v);
     }
 
+    #[inline(always)]
     fn opt_str(out: &mut Vec<u8>, k: &str, v: &Option<String>) {
         if let Some(v) = v {
             string_field(out, k, v);
         }
     }
 
+    #[inline(always)]
     fn opt_uint(out: &mut Vec<u8>, k: &str, v: Option<u64>) {
         if let Some(v) = v {
             key(out, k);
