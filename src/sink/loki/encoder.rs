@@ -199,6 +199,15 @@ impl Encoder {
         out.push('}');
     }
 
+    /// True when `a` and `b` have the same label set: every label's source field is equal
+    /// (a cheaper question than making both sets).
+    pub fn same_labels(&self, a: &Event, b: &Event) -> bool {
+        self.labels.iter().all(|(_, v)| match v {
+            LabelValue::Static(_) => true,
+            LabelValue::Field(f) => f.value(a) == f.value(b),
+        })
+    }
+
     /// The label pairs of a label set, for the JSON body.
     pub fn label_pairs(&self, e: &Event) -> Vec<(String, String)> {
         self.labels
@@ -471,6 +480,9 @@ pub struct Batch {
     key: String,
     /// Scratch space for an entry's line.
     line: Vec<u8>,
+    /// The stream of the last event pushed: the next event, most often of the same stream,
+    /// is compared with that one before its label set is made and looked up.
+    last_stream: Option<usize>,
 }
 
 impl Batch {
@@ -485,23 +497,18 @@ impl Batch {
     }
 
     pub fn push(&mut self, enc: &Encoder, event: Arc<Event>) {
-        enc.labels_into(&event, &mut self.key);
-        let i = match self.index.get(self.key.as_str()) {
-            Some(&i) => i,
-            None => {
-                let i = self.streams.len();
-                self.bytes += self.key.len();
-                self.streams.push(Pending {
-                    labels: self.key.clone(),
-                    label_pairs: enc.label_pairs(&event),
-                    wire: Vec::new(),
-                    entries: Vec::new(),
-                    events: Vec::new(),
-                });
-                self.index.insert(self.key.clone(), i);
-                i
-            }
+        let same_as_last = self.last_stream.filter(|&i| {
+            let last = self.streams[i]
+                .events
+                .last()
+                .expect("a stream holds an event");
+            enc.same_labels(last, &event)
+        });
+        let i = match same_as_last {
+            Some(i) => i,
+            None => self.stream_of(enc, &event),
         };
+        self.last_stream = Some(i);
         let p = &mut self.streams[i];
         let start = p.wire.len();
         let ts = enc.write_entry(&event, &mut self.line, &mut p.wire);
@@ -509,6 +516,27 @@ impl Batch {
         self.entries += 1;
         p.entries.push((ts.as_nanos(), start..p.wire.len()));
         p.events.push(event);
+    }
+
+    /// The index of the stream of `event`'s label set, opened when it is new.
+    fn stream_of(&mut self, enc: &Encoder, event: &Event) -> usize {
+        enc.labels_into(event, &mut self.key);
+        match self.index.get(self.key.as_str()) {
+            Some(&i) => i,
+            None => {
+                let i = self.streams.len();
+                self.bytes += self.key.len();
+                self.streams.push(Pending {
+                    labels: self.key.clone(),
+                    label_pairs: enc.label_pairs(event),
+                    wire: Vec::new(),
+                    entries: Vec::new(),
+                    events: Vec::new(),
+                });
+                self.index.insert(self.key.clone(), i);
+                i
+            }
+        }
     }
 
     /// The streams, each with its entries in time order.
@@ -814,6 +842,55 @@ mod tests {
         let mut s = "x".repeat(100);
         cut_line(&mut s, 100);
         assert_eq!(s.len(), 100, "exactly the limit is not cut");
+    }
+
+    #[test]
+    fn every_event_lands_in_the_stream_of_its_own_label_set() {
+        // The batch compares each event with the last one before making its label set:
+        // on a real build (levels, event types and features changing in every pattern), each
+        // stream must still hold exactly the events whose label set is its own.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus");
+        let inputs = [crate::source::Input::Path(dir.join("build-02-failure"))];
+        let mut events = Vec::new();
+        crate::build::parse_inputs(
+            &inputs,
+            &crate::parse::ParseOptions::default(),
+            &mut crate::source::Progress::new(true),
+            &mut |e| {
+                events.push(e);
+                Ok(())
+            },
+        );
+        for flags in [
+            &[][..],
+            &[
+                "--label-field",
+                "level",
+                "--label-field",
+                "event_type",
+                "--label-field",
+                "source_file",
+            ],
+        ] {
+            let enc = encoder(flags);
+            let mut b = Batch::default();
+            for e in &events {
+                b.push(&enc, Arc::new(e.clone()));
+            }
+            let streams = b.finish();
+            assert!(streams.len() > 3, "{}", streams.len());
+            assert_eq!(
+                streams.iter().map(|s| s.events.len()).sum::<usize>(),
+                events.len()
+            );
+            let mut key = String::new();
+            for s in &streams {
+                for e in &s.events {
+                    enc.labels_into(e, &mut key);
+                    assert_eq!(key, s.labels, "{flags:?}");
+                }
+            }
+        }
     }
 
     #[test]
