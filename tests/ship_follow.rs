@@ -719,9 +719,11 @@ fn the_disk_buffer_takes_the_backlog_while_loki_is_down_and_drains_after_a_resta
         "4096",
     ];
     let s = Shipper::start(&dir, &state, &down, None, &buf);
-    // The follower read on: what the queue cannot hold is on disk.
+    // The follower read on: what the queue (4096 events) and the sink (the events it took
+    // at its last wake-up, and the batch being retried) cannot hold is on disk.
+    let in_memory = buildlog::pipeline::QUEUE_EVENTS + buildlog::sink::TAKE_AT_ONCE + 200;
     wait_for("the backlog in the buffer", Duration::from_secs(60), || {
-        spooled(&buffer).0 + 4096 + 200 >= want.len()
+        spooled(&buffer).0 + in_memory >= want.len()
     });
     let rss = peak_rss(s.pid());
     assert!(rss < 64 << 20, "peak RSS {rss} bytes");
