@@ -328,8 +328,15 @@ fn localize(text: &str, addrs: &[(String, String)], scratch: &Scratch) -> String
             &format!("{root}/user-logs/archive-builds/"),
         )
         .replace("/var/lib/buildlog", &format!("{root}/user-state"));
-    for (from, to) in addrs {
-        t = t.replace(from.as_str(), to);
+    // Two steps, through placeholders: replaced one after the other, a new address could hold
+    // an old one (Tempo on port 43175 makes `127.0.0.1:4318` into `127.0.0.1:43177`, which the
+    // rule for `127.0.0.1:4317` would then change again).
+    let placeholder = |i: usize| format!("\u{0}address {i}\u{0}");
+    for (i, (from, _)) in addrs.iter().enumerate() {
+        t = t.replace(from.as_str(), &placeholder(i));
+    }
+    for (i, (_, to)) in addrs.iter().enumerate() {
+        t = t.replace(&placeholder(i), to);
     }
     t
 }
@@ -464,6 +471,24 @@ fn kill_group(pid: u32) {
 }
 
 use std::os::unix::process::CommandExt;
+
+/// Tempo's ports are `port`, `port + 2` and `port + 3`: with port 43175 the OTLP/HTTP address
+/// (43177) begins with the OTLP/gRPC one the docs use (4317), which once turned
+/// `127.0.0.1:4318` into `127.0.0.1:431787`.
+#[test]
+fn addresses_are_replaced_once_whatever_the_ports() {
+    let scratch = scratch(None);
+    let addrs = [
+        ("127.0.0.1:3200".to_string(), "127.0.0.1:43175".to_string()),
+        ("127.0.0.1:4318".to_string(), "127.0.0.1:43177".to_string()),
+        ("127.0.0.1:4317".to_string(), "127.0.0.1:43178".to_string()),
+    ];
+    let text = "ship --otlp http://127.0.0.1:4318 && ship --otlp http://127.0.0.1:4317 && curl 127.0.0.1:3200";
+    assert_eq!(
+        localize(text, &addrs, &scratch),
+        "ship --otlp http://127.0.0.1:43177 && ship --otlp http://127.0.0.1:43178 && curl 127.0.0.1:43175"
+    );
+}
 
 #[test]
 fn markers_are_read() {
