@@ -154,7 +154,9 @@ pub fn run(mut args: ShipArgs) -> anyhow::Result<i32> {
     sinks.extend(args.forward.build(dead_letter.clone())?);
     sinks.extend(args.otlp.build(dead_letter.clone())?);
     if args.stdout {
-        sinks.push(Box::new(StdoutSink { flush_each: true }));
+        sinks.push(Box::new(StdoutSink {
+            flush_each_wakeup: true,
+        }));
     }
     if sinks.is_empty() {
         return Err(UsageError(

@@ -1,4 +1,5 @@
-//! The stdout (or file) sink: one JSON event per line, flushed per event when following.
+//! The stdout (or file) sink: one JSON event per line, flushed (with `flush_each_wakeup`) once per
+//! wake-up, so every event that has reached the sink is out before it waits again.
 //! `convert` writes synchronously without this sink; `ship` uses it to add stdout to a fan-out.
 
 use super::{Sink, SinkFuture, SinkReport, TAKE_AT_ONCE};
@@ -8,7 +9,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 pub struct StdoutSink {
-    pub flush_each: bool,
+    /// Write out what it holds each time it has taken the queued events (following: events
+    /// reach the reader as they come), not only when 60 KiB have gathered.
+    pub flush_each_wakeup: bool,
 }
 
 impl Sink for StdoutSink {
@@ -31,9 +34,12 @@ impl Sink for StdoutSink {
                         continue;
                     }
                     event.write_json_line(&mut buf);
-                    if self.flush_each || buf.len() >= 60 * 1024 {
+                    if buf.len() >= 60 * 1024 {
                         closed = write_out(&mut buf)?;
                     }
+                }
+                if self.flush_each_wakeup && !closed {
+                    closed = write_out(&mut buf)?;
                 }
             }
             if !closed {
