@@ -43,23 +43,21 @@ start_loki() {
 }
 
 # start_victoria_logs DIR HTTP_PORT [taskset CPU list]: a real VictoriaLogs (Elasticsearch's
-# `_bulk` at /insert/elasticsearch) with a fresh data directory DIR. Sets VL_PID.
+# `_bulk` at /insert/elasticsearch) with a fresh data directory DIR.
 start_victoria_logs() {
     local dir=$1 http=$2 cpus=${3:-}
     rm -rf "$dir" && mkdir -p "$dir"
     run_peer "$cpus" "$dir/log" "$("$BUILDLOG_PEERS/peer" path victoria-logs)" \
         -storageDataPath="$dir/data" -httpListenAddr="127.0.0.1:$http"
-    VL_PID=$PEER_PID
     wait_ready "http://127.0.0.1:$http/health" OK "$dir/log"
 }
 
 # start_tempo DIR HTTP_PORT [taskset CPU list]: a real Tempo with a fresh data directory DIR;
-# OTLP/HTTP listens on HTTP_PORT+2 (and gRPC on +1, OTLP/gRPC on +3). Sets TEMPO_PID.
+# OTLP/HTTP listens on HTTP_PORT+2 (and gRPC on +1, OTLP/gRPC on +3).
 start_tempo() {
     local dir=$1 http=$2 cpus=${3:-}
     rm -rf "$dir" && mkdir -p "$dir"
     "$BUILDLOG_PEERS/peer" tempo-config "$dir" "$http" >"$dir/tempo.yaml"
     run_peer "$cpus" "$dir/log" "$("$BUILDLOG_PEERS/peer" path tempo)" -config.file="$dir/tempo.yaml"
-    TEMPO_PID=$PEER_PID
     wait_ready "http://127.0.0.1:$http/ready" ready "$dir/log"
 }

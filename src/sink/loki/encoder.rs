@@ -237,20 +237,15 @@ impl Encoder {
     }
 
     pub fn line(&self, e: &Event) -> String {
-        match self.line_format {
-            LineFormat::Json => json_line(e, self.max_line_bytes),
-            LineFormat::Raw | LineFormat::Logfmt => {
-                let mut line = String::new();
-                self.write_text_line(e, &mut line);
-                line
-            }
-        }
+        let mut line = String::new();
+        self.write_line(e, &mut line);
+        line
     }
 
-    /// Appends the event's raw or logfmt line to the empty `l`, cut to `max_line_bytes`.
-    fn write_text_line(&self, e: &Event, l: &mut String) {
+    /// Writes the event's line into the empty `l`, cut to `max_line_bytes`.
+    fn write_line(&self, e: &Event, l: &mut String) {
         match self.line_format {
-            LineFormat::Json => l.push_str(&json_line(e, self.max_line_bytes)),
+            LineFormat::Json => *l = json_line(e, self.max_line_bytes),
             LineFormat::Raw => {
                 l.push_str(e.raw.as_deref().unwrap_or(&e.message));
                 let mut num = itoa::Buffer::new();
@@ -337,7 +332,7 @@ impl Encoder {
             LineFormat::Raw | LineFormat::Logfmt => {
                 // The scratch space, cleared above, lent as a `String`.
                 let mut text = String::from_utf8(std::mem::take(line)).expect("empty");
-                self.write_text_line(e, &mut text);
+                self.write_line(e, &mut text);
                 *line = text.into_bytes();
             }
         }
