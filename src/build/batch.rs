@@ -791,7 +791,7 @@ fn parse_file_with(
 }
 
 /// How much input [`run_parser`] hands the parser at once.
-const PARSE_PIECE: usize = 8 * 1024;
+pub(crate) const PARSE_PIECE: usize = 8 * 1024;
 
 fn run_parser(
     ctx: &mut Ctx,

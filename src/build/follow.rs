@@ -25,7 +25,7 @@
 //! `Mark` (how far the file's complete lines go, and how many of its events were handed on).
 
 use super::assemble::{twin_eligible, Assembler};
-use super::batch::{json_line, JsonLine};
+use super::batch::{json_line, JsonLine, PARSE_PIECE};
 use super::identity;
 use super::kind::FileKind;
 use super::{FileParser, ParseReport};
@@ -88,6 +88,9 @@ struct Parsed {
     poll: u64,
 }
 
+/// How much of a file one read takes.
+const READ_BYTES: usize = 256 * 1024;
+
 /// One followed file.
 struct Tail {
     /// The file read, or none where its lines are handed in (`Follower::feed`).
@@ -101,6 +104,8 @@ struct Tail {
     source: String,
     /// Parsed, not yet handed on, with when each was parsed.
     pending: VecDeque<(Event, Parsed)>,
+    /// The events of one piece of a read, on their way to `pending` (kept for its capacity).
+    parsed: Vec<Event>,
     /// The parser was finished (the feature aborted, or the build is over).
     closed: bool,
     /// Its JSON twins that no text event claimed were emitted.
@@ -147,6 +152,7 @@ impl Tail {
             name: path.strip_prefix(dir).unwrap_or(path).display().to_string(),
             source: path.display().to_string(),
             pending: VecDeque::new(),
+            parsed: Vec::new(),
             closed: false,
             leftovers_done: false,
         }
@@ -154,19 +160,23 @@ impl Tail {
 
     /// Bytes of the file, handed in or read; the events of their complete lines are queued.
     fn take(&mut self, bytes: &[u8], poll: u64) {
-        let mut events = Vec::new();
-        self.lines.feed(self.parser.as_mut(), bytes, &mut events);
         let at = Instant::now();
-        self.pending
-            .extend(events.into_iter().map(|e| (e, Parsed { at, poll })));
+        // A piece at a time, as in batch: a whole read's events would be megabytes, grown
+        // and moved through memory on every poll.
+        for piece in bytes.chunks(PARSE_PIECE) {
+            self.lines
+                .feed(self.parser.as_mut(), piece, &mut self.parsed);
+            self.pending
+                .extend(self.parsed.drain(..).map(|e| (e, Parsed { at, poll })));
+        }
     }
 
-    /// Reads what the file gained; the events of its complete lines are queued.
-    fn read_new(&mut self, report: &mut ParseReport, poll: u64) -> io::Result<u64> {
+    /// Reads what the file gained into `buf`; the events of its complete lines are queued.
+    fn read_new(&mut self, report: &mut ParseReport, poll: u64, buf: &mut [u8]) -> io::Result<u64> {
         let Some(mut file) = self.file.take().filter(|_| !self.closed) else {
             return Ok(0);
         };
-        let r = self.read_from(&mut file, report, poll);
+        let r = self.read_from(&mut file, report, poll, buf);
         self.file = Some(file);
         r
     }
@@ -176,12 +186,12 @@ impl Tail {
         file: &mut File,
         report: &mut ParseReport,
         poll: u64,
+        buf: &mut [u8],
     ) -> io::Result<u64> {
-        let mut buf = vec![0u8; 256 * 1024];
         let mut total = 0;
         file.seek(SeekFrom::Start(self.offset))?;
         loop {
-            let n = match file.read(&mut buf) {
+            let n = match file.read(buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -196,18 +206,17 @@ impl Tail {
     }
 
     /// The file is complete: its last line and what its parser still holds are queued.
-    fn close(&mut self, report: &mut ParseReport, poll: u64) {
+    fn close(&mut self, report: &mut ParseReport, poll: u64, buf: &mut [u8]) {
         if self.closed {
             return;
         }
-        if let Err(e) = self.read_new(report, poll) {
+        if let Err(e) = self.read_new(report, poll, buf) {
             report.errors.push(format!("{}: {e}", self.source));
         }
-        let mut events = Vec::new();
-        self.lines.finish(self.parser.as_mut(), &mut events);
+        self.lines.finish(self.parser.as_mut(), &mut self.parsed);
         let at = Instant::now();
         self.pending
-            .extend(events.into_iter().map(|e| (e, Parsed { at, poll })));
+            .extend(self.parsed.drain(..).map(|e| (e, Parsed { at, poll })));
         self.closed = true;
     }
 
@@ -277,6 +286,8 @@ pub struct Follower {
     finished: bool,
     /// Polls so far.
     polls: u64,
+    /// What each read of a file goes into.
+    read_buf: Box<[u8]>,
     /// The build's `build_start` and `build_end`, as in batch.
     tracker: BuildTracker,
     /// An event has been handed on.
@@ -323,6 +334,7 @@ impl Follower {
             over: false,
             finished: false,
             polls: 0,
+            read_buf: vec![0u8; READ_BYTES].into_boxed_slice(),
             fed: false,
             tracker: BuildTracker::new(),
             started: false,
@@ -534,7 +546,7 @@ impl Follower {
             let paths: Vec<PathBuf> = self.tails.keys().cloned().collect();
             for p in paths {
                 let t = self.tails.get_mut(&p).expect("listed");
-                t.close(&mut self.report, self.polls);
+                t.close(&mut self.report, self.polls, &mut self.read_buf);
             }
         }
         let force = stopping || self.over;
@@ -571,14 +583,17 @@ impl Follower {
     fn read_all(&mut self) {
         let mut grew = false;
         for old in &mut self.retired {
-            grew |= old.read_new(&mut self.report, self.polls).unwrap_or(0) > 0;
+            grew |= old
+                .read_new(&mut self.report, self.polls, &mut self.read_buf)
+                .unwrap_or(0)
+                > 0;
         }
         // JSON files first: a text line's twin is written just after it.
         let mut paths: Vec<PathBuf> = self.tails.keys().cloned().collect();
         paths.sort_by_key(|p| (!is_json(&self.tails[p].kind), p.clone()));
         for p in paths {
             let t = self.tails.get_mut(&p).expect("listed");
-            match t.read_new(&mut self.report, self.polls) {
+            match t.read_new(&mut self.report, self.polls, &mut self.read_buf) {
                 Ok(n) => grew |= n > 0,
                 Err(e) => self.report.errors.push(format!("{}: {e}", t.source)),
             }
@@ -621,7 +636,7 @@ impl Follower {
                     command_num,
                     exit_code,
                 });
-                t.close(&mut self.report, self.polls);
+                t.close(&mut self.report, self.polls, &mut self.read_buf);
             }
         }
     }
@@ -721,7 +736,7 @@ impl Follower {
     ) -> Result<(), ConsumerGone> {
         let json_dir = self.dir.join("json").is_dir();
         for mut old in std::mem::take(&mut self.retired) {
-            if let Err(e) = old.read_new(&mut self.report, self.polls) {
+            if let Err(e) = old.read_new(&mut self.report, self.polls, &mut self.read_buf) {
                 self.report.errors.push(format!("{}: {e}", old.source));
             }
             let slug = old.slug().to_string();
