@@ -441,7 +441,9 @@ fn follow_paths(
         if stopping || followers.iter().all(|(_, f)| f.finished()) {
             break;
         }
-        std::thread::sleep(interval);
+        if !followers.iter().any(|(_, f)| f.behind()) {
+            std::thread::sleep(interval);
+        }
     }
     let mut report = ParseReport::default();
     for (_, f) in followers {

@@ -14,6 +14,12 @@
 //! what decides it has been written (the first feature's JSON line or its first command
 //! block).
 //!
+//! A look reads at most `FollowLimits::round_bytes` of each text log, and none of a file that
+//! holds `FollowLimits::max_pending` waiting events; install logs are read in the order their
+//! features started, each once the earlier ones are read to their end. A backlog (a build
+//! followed late) is so read in rounds, one feature after another as batch writes it, with
+//! the next look at once, and memory stays bounded.
+//!
 //! The build is over when `build-failure.log` names the feature that aborted (that feature's
 //! log is then closed as an aborted one, as at the end of a batch read) or when no file has
 //! grown for `FollowTiming::idle_end`; then every open feature is closed, the JSON logger's
@@ -63,6 +69,28 @@ impl Default for FollowTiming {
     }
 }
 
+/// How much a follower takes in before it hands events on: a backlog (a build followed
+/// late, a restart without checkpoints) is read in rounds, not held in memory whole.
+#[derive(Debug, Clone, Copy)]
+pub struct FollowLimits {
+    /// A text log is read at most this much per look (a `json/` file is read whole: its
+    /// lines are the twins the text events wait for).
+    pub round_bytes: u64,
+    /// While this many of a file's events wait (for JSON twins, for the build's id, or for
+    /// the first feature's first event), the file is not read further. Every such wait ends
+    /// (`FollowTiming::twin_wait` at most), so reading resumes.
+    pub max_pending: usize,
+}
+
+impl Default for FollowLimits {
+    fn default() -> Self {
+        FollowLimits {
+            round_bytes: 256 * 1024,
+            max_pending: 16 * 1024,
+        }
+    }
+}
+
 /// A `json/` file's lines as events (its twins, or `build-summary.jsonl`'s lines), the
 /// logger's id in `logger_correlation_id`.
 struct JsonLines;
@@ -106,6 +134,12 @@ struct Tail {
     pending: VecDeque<(Event, Parsed)>,
     /// The events of one piece of a read, on their way to `pending` (kept for its capacity).
     parsed: Vec<Event>,
+    /// The file holds bytes not read yet (the last read stopped at its limit, or the file
+    /// was not read: enough of its events were waiting, or a feature that started earlier
+    /// has not been read to its end).
+    unread: bool,
+    /// An install log's `Start Time:` (UTC seconds), once its header is final.
+    start: Option<Option<i64>>,
     /// The parser was finished (the feature aborted, or the build is over).
     closed: bool,
     /// Its JSON twins that no text event claimed were emitted.
@@ -153,6 +187,8 @@ impl Tail {
             source: path.display().to_string(),
             pending: VecDeque::new(),
             parsed: Vec::new(),
+            unread: false,
+            start: None,
             closed: false,
             leftovers_done: false,
         }
@@ -171,12 +207,20 @@ impl Tail {
         }
     }
 
-    /// Reads what the file gained into `buf`; the events of its complete lines are queued.
-    fn read_new(&mut self, report: &mut ParseReport, poll: u64, buf: &mut [u8]) -> io::Result<u64> {
+    /// Reads what the file gained (at most `limit` bytes of it) through `buf`; the events of
+    /// its complete lines are queued.
+    fn read_new(
+        &mut self,
+        report: &mut ParseReport,
+        poll: u64,
+        buf: &mut [u8],
+        limit: u64,
+    ) -> io::Result<u64> {
+        self.unread = false;
         let Some(mut file) = self.file.take().filter(|_| !self.closed) else {
             return Ok(0);
         };
-        let r = self.read_from(&mut file, report, poll, buf);
+        let r = self.read_from(&mut file, report, poll, buf, limit);
         self.file = Some(file);
         r
     }
@@ -187,11 +231,19 @@ impl Tail {
         report: &mut ParseReport,
         poll: u64,
         buf: &mut [u8],
+        limit: u64,
     ) -> io::Result<u64> {
         let mut total = 0;
         file.seek(SeekFrom::Start(self.offset))?;
         loop {
-            let n = match file.read(buf) {
+            if total >= limit {
+                self.unread = true;
+                break;
+            }
+            let room = buf
+                .len()
+                .min(usize::try_from(limit - total).unwrap_or(usize::MAX));
+            let n = match file.read(&mut buf[..room]) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -210,7 +262,7 @@ impl Tail {
         if self.closed {
             return;
         }
-        if let Err(e) = self.read_new(report, poll, buf) {
+        if let Err(e) = self.read_new(report, poll, buf, u64::MAX) {
             report.errors.push(format!("{}: {e}", self.source));
         }
         self.lines.finish(self.parser.as_mut(), &mut self.parsed);
@@ -218,6 +270,31 @@ impl Tail {
         self.pending
             .extend(self.parsed.drain(..).map(|e| (e, Parsed { at, poll })));
         self.closed = true;
+    }
+
+    /// When an install log's feature started (as batch orders them); `i64::MAX` for other
+    /// files, or while the header is not written.
+    fn start_seconds(&mut self, tz: &jiff::tz::TimeZone) -> i64 {
+        if self.start.is_none() && matches!(self.kind, FileKind::Install(_)) {
+            let mut head = Vec::new();
+            if let Ok(f) = File::open(&self.source) {
+                let _ = f.take(identity::START_SCAN as u64).read_to_end(&mut head);
+            }
+            let start = identity::start_seconds(&head, tz);
+            // Without a `Start Time:` in its first bytes, the file never gets one.
+            if start.is_some() || head.len() >= identity::START_SCAN || self.closed {
+                self.start = Some(start);
+            }
+        }
+        self.start.flatten().unwrap_or(i64::MAX)
+    }
+
+    /// The file holds more than has been read.
+    fn grown(&self) -> bool {
+        self.file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .is_some_and(|m| m.len() > self.offset)
     }
 
     fn mark(&self, next_seq: u64) -> Mark {
@@ -265,6 +342,7 @@ pub struct Follower {
     only: Option<PathBuf>,
     opts: ParseOptions,
     timing: FollowTiming,
+    limits: FollowLimits,
     /// Saved positions not yet matched with an opened file, by `source`.
     resume: HashMap<String, FilePosition>,
     tails: BTreeMap<PathBuf, Tail>,
@@ -288,6 +366,8 @@ pub struct Follower {
     polls: u64,
     /// What each read of a file goes into.
     read_buf: Box<[u8]>,
+    /// The last look stopped reading a file at its round's limit.
+    more_to_read: bool,
     /// The build's `build_start` and `build_end`, as in batch.
     tracker: BuildTracker,
     /// An event has been handed on.
@@ -317,6 +397,7 @@ impl Follower {
             only,
             opts: opts.clone(),
             timing: FollowTiming::default(),
+            limits: FollowLimits::default(),
             resume,
             tails: BTreeMap::new(),
             retired: Vec::new(),
@@ -335,6 +416,7 @@ impl Follower {
             finished: false,
             polls: 0,
             read_buf: vec![0u8; READ_BYTES].into_boxed_slice(),
+            more_to_read: false,
             fed: false,
             tracker: BuildTracker::new(),
             started: false,
@@ -425,6 +507,16 @@ impl Follower {
     pub fn with_timing(mut self, timing: FollowTiming) -> Self {
         self.timing = timing;
         self
+    }
+
+    pub fn with_limits(mut self, limits: FollowLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// A file was read only to its round's limit: the next look should come at once.
+    pub fn behind(&self) -> bool {
+        self.more_to_read
     }
 
     pub fn report(&self) -> &ParseReport {
@@ -584,19 +676,47 @@ impl Follower {
         let mut grew = false;
         for old in &mut self.retired {
             grew |= old
-                .read_new(&mut self.report, self.polls, &mut self.read_buf)
+                .read_new(&mut self.report, self.polls, &mut self.read_buf, u64::MAX)
                 .unwrap_or(0)
                 > 0;
         }
-        // JSON files first: a text line's twin is written just after it.
-        let mut paths: Vec<PathBuf> = self.tails.keys().cloned().collect();
-        paths.sort_by_key(|p| (!is_json(&self.tails[p].kind), p.clone()));
-        for p in paths {
+        // JSON files first: a text line's twin is written just after it. Then the install
+        // logs in the order their features started, each only once every earlier one has been
+        // read to its end: a backlog goes out a feature after another, as batch writes it, and
+        // only one of its files is held at a time.
+        let tz = self.opts.timezone.clone();
+        let mut order: Vec<(bool, i64, PathBuf)> = self
+            .tails
+            .iter_mut()
+            .map(|(p, t)| (!is_json(&t.kind), t.start_seconds(&tz), p.clone()))
+            .collect();
+        order.sort();
+        self.more_to_read = false;
+        let mut earlier_unread = false;
+        for (_, _, p) in order {
             let t = self.tails.get_mut(&p).expect("listed");
-            match t.read_new(&mut self.report, self.polls, &mut self.read_buf) {
+            let install = matches!(t.kind, FileKind::Install(_));
+            let json = is_json(&t.kind);
+            if !json && (t.pending.len() >= self.limits.max_pending || (install && earlier_unread))
+            {
+                // Enough of it is held, or it waits for an earlier feature: the file waits
+                // for a later look; its growth counts (the build goes on).
+                t.unread = t.grown();
+                grew |= t.unread;
+                earlier_unread |= install && t.unread;
+                continue;
+            }
+            let limit = if json {
+                u64::MAX
+            } else {
+                self.limits.round_bytes
+            };
+            match t.read_new(&mut self.report, self.polls, &mut self.read_buf, limit) {
                 Ok(n) => grew |= n > 0,
                 Err(e) => self.report.errors.push(format!("{}: {e}", t.source)),
             }
+            self.more_to_read |= t.unread;
+            earlier_unread |= install && t.unread;
             self.absorb_json(&p);
         }
         if grew {
@@ -736,7 +856,8 @@ impl Follower {
     ) -> Result<(), ConsumerGone> {
         let json_dir = self.dir.join("json").is_dir();
         for mut old in std::mem::take(&mut self.retired) {
-            if let Err(e) = old.read_new(&mut self.report, self.polls, &mut self.read_buf) {
+            if let Err(e) = old.read_new(&mut self.report, self.polls, &mut self.read_buf, u64::MAX)
+            {
                 self.report.errors.push(format!("{}: {e}", old.source));
             }
             let slug = old.slug().to_string();
@@ -753,13 +874,9 @@ impl Follower {
         let mut order: Vec<(u8, i64, PathBuf)> = paths
             .into_iter()
             .map(|p| {
-                let t = &self.tails[&p];
+                let t = self.tails.get_mut(&p).expect("listed");
                 let (rank, start) = match t.kind {
-                    FileKind::Install(_) if !self.started => (
-                        0,
-                        identity::start_seconds(&read_head(&t.source), &tz).unwrap_or(i64::MAX),
-                    ),
-                    FileKind::Install(_) => (0, 0),
+                    FileKind::Install(_) => (0, t.start_seconds(&tz)),
                     FileKind::Master => (1, 0),
                     FileKind::Failure => (2, 0),
                     _ => (3, 0),
@@ -860,7 +977,7 @@ impl Follower {
         self.tails.values().any(|t| {
             matches!(t.kind, FileKind::Install(_))
                 && t.parser.feature() == Some(feature)
-                && (!t.pending.is_empty() || (t.closed && !t.leftovers_done))
+                && (!t.pending.is_empty() || t.unread || (t.closed && !t.leftovers_done))
         })
     }
 
@@ -934,7 +1051,9 @@ pub fn follow_dir(
         if polled().is_err() || r.is_err() || f.finished() {
             return f.into_report();
         }
-        std::thread::sleep(interval);
+        if !f.behind() {
+            std::thread::sleep(interval);
+        }
     }
 }
 
@@ -966,4 +1085,150 @@ fn list(dir: &Path) -> io::Result<Vec<(PathBuf, FileKind)>> {
     }
     v.sort();
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{Input, Progress};
+
+    fn corpus(build: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/corpus")
+            .join(build)
+    }
+
+    fn batch_lines(dir: &Path, opts: &ParseOptions) -> Vec<String> {
+        let mut out = Vec::new();
+        let inputs = [Input::Path(dir.to_path_buf())];
+        super::super::batch::parse_inputs_as_json(
+            &inputs,
+            opts,
+            &mut Progress::hidden(),
+            false,
+            &mut |b| {
+                out.extend_from_slice(b);
+                Ok(())
+            },
+        );
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Follows a finished build directory to its idle end with `limits`; its events' lines,
+    /// and the most events any one file held at once.
+    fn follow_lines(dir: &Path, opts: &ParseOptions, limits: FollowLimits) -> (Vec<String>, usize) {
+        let timing = FollowTiming {
+            twin_wait: Duration::from_millis(300),
+            idle_end: Some(Duration::from_millis(300)),
+        };
+        let mut f = Follower::new(dir, opts, HashMap::new())
+            .with_timing(timing)
+            .with_limits(limits);
+        let (mut lines, mut most_held) = (Vec::new(), 0);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !f.finished() {
+            assert!(Instant::now() < deadline, "the follower never finished");
+            f.poll(
+                &mut |e| {
+                    lines.push(e.to_json());
+                    Ok(())
+                },
+                &mut |_| {},
+            )
+            .unwrap();
+            let held = f.tails.values().map(|t| t.pending.len()).max().unwrap_or(0);
+            most_held = most_held.max(held);
+            if !f.behind() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        (lines, most_held)
+    }
+
+    /// The lines of each source file, in the order they came.
+    fn by_source(lines: &[String]) -> BTreeMap<String, Vec<String>> {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for l in lines {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let source = v["source"]["file"].as_str().unwrap_or("").to_string();
+            m.entry(source).or_default().push(l.clone());
+        }
+        m
+    }
+
+    #[test]
+    fn a_backlog_is_read_in_rounds_and_gives_the_events_of_batch() {
+        // With JSON twins (13: 16 MB, 19 features) and without (07): the follower reads
+        // 1 KB of a file per look and stops reading a file that holds 64 events, yet gives
+        // exactly batch's events, each file's in batch's order.
+        let limits = FollowLimits {
+            round_bytes: 1024,
+            max_pending: 64,
+        };
+        for build in ["build-13-large", "build-07-config-summary-2025-11"] {
+            let dir = corpus(build);
+            let opts = ParseOptions::default();
+            let want = batch_lines(&dir, &opts);
+            let (got, most_held) = follow_lines(&dir, &opts, limits);
+            assert!(want.len() > 1000, "{build}: {} events", want.len());
+            assert_eq!(got.len(), want.len(), "{build}");
+            assert_eq!(by_source(&got), by_source(&want), "{build}");
+            // One look reads 1 KB (no 1 KB of these logs has 64 lines) into a file that
+            // holds fewer than 64 events.
+            assert!(
+                most_held < 64 + 64,
+                "{build}: a file held {most_held} events"
+            );
+            // Without JSON logging, events wait (`twin_wait`) before the follower knows
+            // none will come: that is when the limit holds reading back.
+            if build.starts_with("build-07") {
+                assert!(most_held >= 64, "{build}: the limit was never reached");
+            }
+        }
+    }
+
+    #[test]
+    fn a_backlog_goes_out_one_feature_after_another() {
+        // Install logs are read whole in the order their features started, as batch writes
+        // them: the events of two features never alternate.
+        let dir = corpus("build-13-large");
+        let opts = ParseOptions::default();
+        let limits = FollowLimits {
+            round_bytes: 4096,
+            max_pending: 64,
+        };
+        let (got, _) = follow_lines(&dir, &opts, limits);
+        let mut features_seen: Vec<String> = Vec::new();
+        for l in &got {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let source = v["source"]["file"].as_str().unwrap_or("");
+            if !source.ends_with("-install.log") {
+                continue;
+            }
+            if features_seen.last().map(String::as_str) != Some(source) {
+                assert!(
+                    !features_seen.iter().any(|s| s == source),
+                    "{source} came back after another feature's events"
+                );
+                features_seen.push(source.to_string());
+            }
+        }
+        assert_eq!(features_seen.len(), 19);
+        let batch_order: Vec<String> = {
+            let mut seen: Vec<String> = Vec::new();
+            for l in batch_lines(&dir, &opts) {
+                let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+                let source = v["source"]["file"].as_str().unwrap_or("").to_string();
+                if source.ends_with("-install.log") && !seen.contains(&source) {
+                    seen.push(source);
+                }
+            }
+            seen
+        };
+        assert_eq!(features_seen, batch_order);
+    }
 }

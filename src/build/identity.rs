@@ -41,9 +41,12 @@ pub fn seed(bytes: &[u8], at_end: bool) -> Option<&[u8]> {
     at_end.then_some(bytes)
 }
 
+/// Only this much of an install log's start is searched for its `Start Time:`.
+pub const START_SCAN: usize = 4096;
+
 /// The `Start Time:` of an install log's header, as UTC seconds in `tz`.
 pub fn start_seconds(head: &[u8], tz: &TimeZone) -> Option<i64> {
-    let text = String::from_utf8_lossy(&head[..head.len().min(4096)]);
+    let text = String::from_utf8_lossy(&head[..head.len().min(START_SCAN)]);
     let start = text
         .lines()
         .take(8)
