@@ -503,12 +503,25 @@ mod json {
             }
             i += 8;
         }
-        // The tail, padded with a byte that needs no escaping.
-        let rest = &b[i.min(b.len())..];
-        let mut word = [b'a'; 8];
-        word[..rest.len()].copy_from_slice(rest);
-        let mask = escape_mask(u64::from_le_bytes(word));
-        (mask != 0).then(|| at(i, mask))
+        // The tail, fewer than eight bytes.
+        let rest = b.len().saturating_sub(i);
+        if rest == 0 {
+            return None;
+        }
+        if b.len() < 8 {
+            return b[i..]
+                .iter()
+                .position(|&c| c < 0x20 || c == b'"' || c == b'\\')
+                .map(|k| i + k);
+        }
+        // The last eight bytes, those before `i` (already looked at) replaced by a byte that
+        // needs no escaping. Copying the tail into a padded word instead cost a call to
+        // memcpy and a stalled load for every string.
+        let last = b.len() - 8;
+        let raw = u64::from_le_bytes(b[last..].try_into().expect("eight bytes"));
+        let seen = u64::MAX >> (8 * rest);
+        let mask = escape_mask((raw & !seen) | ((LO * u64::from(b'a')) & seen));
+        (mask != 0).then(|| at(last, mask))
     }
 
     /// A JSON string, escaped exactly as serde_json does: `\"`, `\\`, `\b \t \n \f \r`,
@@ -676,6 +689,24 @@ mod tests {
                 source: SourceRef { file, line }, logger_correlation_id, details, raw,
                 truncated: flags.0, original_length: counts.4.or(counts.5), invalid_utf8: flags.1,
                 incomplete: flags.2, stream: None, diagnostic,
+            }
+        }
+    }
+
+    proptest! {
+        /// Any string, with a byte that needs escaping at any place (in the eight-byte steps
+        /// or in the tail after them, of any length), is escaped as serde_json escapes it.
+        #[test]
+        fn a_string_is_escaped_as_serde_json_escapes_it(
+            before in "[ -~é]{0,20}",
+            special in "[\\x00-\\x1f\"\\\\]",
+            after in "[ -~]{0,20}",
+            any_text in text(),
+        ) {
+            for s in [format!("{before}{special}{after}"), any_text] {
+                let mut out = Vec::new();
+                json::write_str(&mut out, &s);
+                prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
             }
         }
     }
