@@ -68,6 +68,14 @@ pub fn mark_line(e: &mut crate::event::Event, line: &crate::source::Line<'_>, in
 /// Bytes to text: borrowed when valid UTF-8; otherwise invalid sequences become U+FFFD and
 /// the second value is true (the event is flagged `invalid_utf8`).
 pub fn decode(bytes: &[u8]) -> (Cow<'_, str>, bool) {
+    if bytes.is_ascii() {
+        // Nearly every line: the ASCII check is cheaper than validating UTF-8 in general.
+        // SAFETY: ASCII is valid UTF-8.
+        return (
+            Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(bytes) }),
+            false,
+        );
+    }
     match std::str::from_utf8(bytes) {
         Ok(s) => (Cow::Borrowed(s), false),
         Err(_) => (String::from_utf8_lossy(bytes), true),
