@@ -318,24 +318,10 @@ impl Encoder {
     }
 
     /// Appends the event's entry in its wire form to `out`, as field 2 of a `StreamAdapter`:
-    /// the bytes prost writes for `entry(e)`, with no allocation on the way (`line` is
-    /// scratch space for the line). Returns the entry's timestamp.
+    /// the bytes prost writes for `entry(e)`, with no allocation on the way. A JSON line is
+    /// written straight into `out` (the lengths before it filled in after); the other line
+    /// formats are made in `line`, scratch space. Returns the entry's timestamp.
     pub fn write_entry(&self, e: &Event, line: &mut Vec<u8>, out: &mut Vec<u8>) -> Timestamp {
-        line.clear();
-        match self.line_format {
-            LineFormat::Json => {
-                e.write_json(line);
-                if line.len() > self.max_line_bytes {
-                    *line = json_line(e, self.max_line_bytes).into_bytes();
-                }
-            }
-            LineFormat::Raw | LineFormat::Logfmt => {
-                // The scratch space, cleared above, lent as a `String`.
-                let mut text = String::from_utf8(std::mem::take(line)).expect("empty");
-                self.write_line(e, &mut text);
-                *line = text.into_bytes();
-            }
-        }
         let mut num = itoa::Buffer::new();
         let mut pairs = [("", ""); 8];
         let mut n = 0;
@@ -345,27 +331,37 @@ impl Encoder {
                 n += 1;
             }
         }
-        let pairs = &pairs[..n];
-        let pair_len = |(k, v): &(&str, &str)| {
-            wire::string_field_len(k.len()) + wire::string_field_len(v.len())
-        };
         let ts = entry_timestamp(e);
-        let ts_len = wire::timestamp_len(ts.seconds, ts.nanos);
-        let len = wire::message_field_len(ts_len)
-            + wire::string_field_len(line.len())
-            + pairs
-                .iter()
-                .map(|p| wire::message_field_len(pair_len(p)))
-                .sum::<usize>();
-        wire::message_header(out, 0x12, len);
-        wire::message_header(out, 0x0a, ts_len);
+        let entry = wire::open_len(out, 0x12);
+        wire::message_header(out, 0x0a, wire::timestamp_len(ts.seconds, ts.nanos));
         wire::timestamp(out, ts.seconds, ts.nanos);
-        wire::string_field(out, 0x12, line);
-        for p in pairs {
-            wire::message_header(out, 0x1a, pair_len(p));
-            wire::string_field(out, 0x0a, p.0.as_bytes());
-            wire::string_field(out, 0x12, p.1.as_bytes());
+        match self.line_format {
+            LineFormat::Json => {
+                // Never empty, so always written (proto3 leaves out only empty strings).
+                let start = wire::open_len(out, 0x12);
+                e.write_json(out);
+                if out.len() - start > self.max_line_bytes {
+                    out.truncate(start);
+                    out.extend_from_slice(json_line(e, self.max_line_bytes).as_bytes());
+                }
+                wire::close_len(out, start);
+            }
+            LineFormat::Raw | LineFormat::Logfmt => {
+                // The scratch space, cleared, lent as a `String`.
+                line.clear();
+                let mut text = String::from_utf8(std::mem::take(line)).expect("empty");
+                self.write_line(e, &mut text);
+                *line = text.into_bytes();
+                wire::string_field(out, 0x12, line);
+            }
         }
+        for (k, v) in &pairs[..n] {
+            let pair_len = wire::string_field_len(k.len()) + wire::string_field_len(v.len());
+            wire::message_header(out, 0x1a, pair_len);
+            wire::string_field(out, 0x0a, k.as_bytes());
+            wire::string_field(out, 0x12, v.as_bytes());
+        }
+        wire::close_len(out, entry);
         ts
     }
 }
@@ -558,13 +554,23 @@ pub fn encode(enc: &Encoder, streams: &[&StreamBatch], encoding: LokiEncoding, g
                 .iter()
                 .map(|s| wire::message_field_len(s.wire_len()))
                 .sum();
-            let mut buf = Vec::with_capacity(len);
-            for s in streams {
-                wire::message_header(&mut buf, 0x0a, s.wire_len());
-                wire::string_field(&mut buf, 0x0a, s.labels.as_bytes());
-                buf.extend_from_slice(&s.entries);
-            }
-            let compressed = crate::sink::compression::snappy(&buf)
+            // The uncompressed body is only snappy's input: its buffer is kept per thread.
+            thread_local!(static BODY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
+            let compressed = BODY
+                .with_borrow_mut(|buf| {
+                    buf.clear();
+                    buf.reserve(len);
+                    for s in streams {
+                        wire::message_header(buf, 0x0a, s.wire_len());
+                        wire::string_field(buf, 0x0a, s.labels.as_bytes());
+                        buf.extend_from_slice(&s.entries);
+                    }
+                    let compressed = crate::sink::compression::snappy(buf);
+                    if buf.capacity() > 8 << 20 {
+                        *buf = Vec::new(); // a rare huge body does not pin its memory
+                    }
+                    compressed
+                })
                 .expect("snappy accepts any input below 4 GiB");
             Body {
                 bytes: compressed.into(),

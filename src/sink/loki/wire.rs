@@ -49,6 +49,34 @@ pub fn message_field_len(len: usize) -> usize {
     1 + varint_len(len as u64) + len
 }
 
+/// Room left for a length written after its content (`open_len`, `close_len`): two varint
+/// bytes hold up to 16,383, the length of nearly every entry and line.
+const LEN_ROOM: usize = 2;
+
+/// Starts a length-delimited field whose content is written next, straight into `out`, and
+/// whose length is known only after: its tag and room for the length. Returns where the
+/// content starts, for `close_len`.
+pub fn open_len(out: &mut Vec<u8>, tag: u8) -> usize {
+    out.push(tag);
+    out.extend_from_slice(&[0; LEN_ROOM]);
+    out.len()
+}
+
+/// Ends the field `open_len` started at `start`: writes the content's length into the room
+/// before it, moving the content when the length takes one byte or more than two.
+pub fn close_len(out: &mut Vec<u8>, start: usize) {
+    let len = (out.len() - start) as u64;
+    let room = start - LEN_ROOM..start;
+    if varint_len(len) == LEN_ROOM {
+        out[room.start] = len as u8 | 0x80;
+        out[room.start + 1] = (len >> 7) as u8;
+    } else {
+        let mut v = Vec::with_capacity(10);
+        varint(&mut v, len);
+        out.splice(room, v);
+    }
+}
+
 /// `google.protobuf.Timestamp { seconds = 1 (int64), nanos = 2 (int32) }`: its content.
 pub fn timestamp_len(seconds: i64, nanos: i32) -> usize {
     let int = |v: i64| {
@@ -97,6 +125,23 @@ mod tests {
             assert_eq!(ours, theirs, "{v}");
             assert_eq!(varint_len(v), theirs.len(), "{v}");
             assert_eq!(varint_len(v), prost::encoding::encoded_len_varint(v));
+        }
+    }
+
+    /// A field whose length is written after its content is the field written at once,
+    /// whether the length takes the two bytes left for it, fewer or more.
+    #[test]
+    fn lengths_written_after_the_content_give_the_same_bytes() {
+        for n in [0usize, 1, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152] {
+            let content: Vec<u8> = (0..n).map(|i| i as u8).collect();
+            let mut at_once = vec![7u8];
+            message_header(&mut at_once, 0x12, n);
+            at_once.extend_from_slice(&content);
+            let mut after = vec![7u8];
+            let start = open_len(&mut after, 0x12);
+            after.extend_from_slice(&content);
+            close_len(&mut after, start);
+            assert!(after == at_once, "{n}");
         }
     }
 }
