@@ -58,6 +58,10 @@ pub fn gzip(raw: &[u8]) -> std::io::Result<Vec<u8>> {
     enc.finish()
 }
 
+/// Buffers kept per thread for request bodies are dropped after use above this size, so a
+/// rare huge body does not pin its memory.
+pub const KEEP_BUFFERS_UP_TO: usize = 8 << 20;
+
 /// Snappy's block (raw) format.
 ///
 /// The encoder and its worst-case output buffer are kept per thread and reused, and only the
@@ -65,8 +69,6 @@ pub fn gzip(raw: &[u8]) -> std::io::Result<Vec<u8>> {
 /// allocates) made jemalloc hand its pages back to the kernel to zero them, so every request
 /// faulted its 1.3 MB in again, a tenth of the CPU of `ship --loki`.
 pub fn snappy(raw: &[u8]) -> std::io::Result<Vec<u8>> {
-    /// Output buffers above this are not kept (a rare huge body should not pin its memory).
-    const KEEP_UP_TO: usize = 8 << 20;
     thread_local! {
         static SNAPPY: std::cell::RefCell<(snap::raw::Encoder, Vec<u8>)> =
             std::cell::RefCell::new((snap::raw::Encoder::new(), Vec::new()));
@@ -84,7 +86,7 @@ pub fn snappy(raw: &[u8]) -> std::io::Result<Vec<u8>> {
         }
         let n = encoder.compress(raw, out).map_err(std::io::Error::other)?;
         let compressed = out[..n].to_vec();
-        if out.len() > KEEP_UP_TO {
+        if out.len() > KEEP_BUFFERS_UP_TO {
             *out = Vec::new();
         }
         Ok(compressed)

@@ -566,8 +566,8 @@ pub fn encode(enc: &Encoder, streams: &[&StreamBatch], encoding: LokiEncoding, g
                         buf.extend_from_slice(&s.entries);
                     }
                     let compressed = crate::sink::compression::snappy(buf);
-                    if buf.capacity() > 8 << 20 {
-                        *buf = Vec::new(); // a rare huge body does not pin its memory
+                    if buf.capacity() > crate::sink::compression::KEEP_BUFFERS_UP_TO {
+                        *buf = Vec::new();
                     }
                     compressed
                 })
