@@ -392,10 +392,20 @@ impl Scrubber {
     /// Colour codes do not hide a secret: `\e[36mDB_PASSWORD\e[0m=x` is scrubbed as
     /// `DB_PASSWORD=x` is, the codes outside the secret kept.
     pub fn scrub<'a>(&self, s: &'a str) -> Cow<'a, str> {
+        self.scrub_noting_anchors(s).0
+    }
+
+    /// [`scrub`](Self::scrub), and whether `s` held an anchor or an escape sequence. When it
+    /// did not, the result is `s` itself and holds no anchor either: no `PRIVATE KEY`, so no
+    /// key block can start on it, and the key tracker need not look for one.
+    fn scrub_noting_anchors<'a>(&self, s: &'a str) -> (Cow<'a, str>, bool) {
         if memchr::memchr(0x1b, s.as_bytes()).is_some() {
-            return self.scrub_ansi(s);
+            return (self.scrub_ansi(s), true);
         }
-        self.scrub_text(s)
+        match self.rules_in(s) {
+            0 => (Cow::Borrowed(s), false),
+            rules => (self.apply_rules(s, rules, |t| self.rules_in(t)), true),
+        }
     }
 
     /// [`scrub`](Self::scrub) of text without escape sequences.
@@ -930,8 +940,10 @@ impl PemTracker {
             }
             self.blocks.remove(i);
         }
-        let out = scrubber.scrub(line);
-        self.open_block(scrubber, stream, &out);
+        let (out, anchored) = scrubber.scrub_noting_anchors(line);
+        if anchored {
+            self.open_block(scrubber, stream, &out);
+        }
         out
     }
 
