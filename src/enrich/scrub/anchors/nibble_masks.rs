@@ -1,0 +1,184 @@
+//! The SIMD filter of the anchor search (AVX2, where the CPU has it): for 32 positions of a
+//! line at once, which *buckets* of short patterns may start there.
+//!
+//! The idea is Teddy's (the multi-literal search of the `aho-corasick` crate, after Geoff
+//! Langdale's design): a byte is split in its low and high nibble, and a shuffle looks each up
+//! in a 16-entry table whose entry holds the set of buckets (one bit each) having a pattern
+//! with that nibble at that position. A pattern's three bytes are checked at three offsets, and
+//! a position is a candidate for a bucket when all six lookups agree. With one pattern in a
+//! bucket the answer is exact (both nibbles of each byte are pinned); patterns sharing a bucket
+//! add false candidates, which the caller's exact check turns away.
+//!
+//! Why not the crate's searcher: it finds one leftmost match per call and is built for long
+//! haystacks; build-log lines are 60 bytes, every one is searched, and every pattern present
+//! must be reported. This scan reads the line once, case-folding it as it goes, with no copy
+//! except of the last 32 bytes or fewer.
+
+use std::arch::x86_64::{
+    __m256i, _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8,
+    _mm256_or_si256, _mm256_set1_epi8, _mm256_setzero_si256, _mm256_shuffle_epi8,
+    _mm256_srli_epi16, _mm256_storeu_si256,
+};
+
+/// Sets of eight buckets: 32 buckets for the four dozen anchors, most alone in theirs.
+pub(super) const SETS: usize = 2;
+/// How many buckets there are.
+pub(super) const BUCKETS: usize = 8 * SETS;
+
+/// A pattern as the filter sees it: up to three case-folded bytes (`| 0x20`), `None` for a
+/// position that matches any byte (patterns shorter than three bytes).
+pub(super) type Pattern = [Option<u8>; 3];
+
+/// The lookup tables, each a 16-entry table written twice (a shuffle works within each
+/// 128-bit half of the register).
+pub(super) struct NibbleMasks {
+    /// `[set][position][0 = low nibble, 1 = high nibble]`.
+    tables: [[[[u8; 32]; 2]; 3]; SETS],
+}
+
+impl NibbleMasks {
+    /// The tables for `buckets` (at most [`BUCKETS`]), or `None` when this CPU has no AVX2.
+    pub(super) fn new(buckets: &[Vec<Pattern>]) -> Option<Self> {
+        assert!(buckets.len() <= BUCKETS, "at most {BUCKETS} buckets");
+        if !std::is_x86_feature_detected!("avx2") {
+            return None;
+        }
+        let mut tables = [[[[0u8; 32]; 2]; 3]; SETS];
+        for (bucket, patterns) in buckets.iter().enumerate() {
+            let bit = 1u8 << (bucket % 8);
+            let set = &mut tables[bucket / 8];
+            for pattern in patterns {
+                for (position, byte) in pattern.iter().enumerate() {
+                    let [low, high] = &mut set[position];
+                    for half in 0..2 {
+                        let at = 16 * half;
+                        match byte {
+                            Some(b) => {
+                                low[at + usize::from(b & 0xf)] |= bit;
+                                high[at + usize::from(b >> 4)] |= bit;
+                            }
+                            None => {
+                                low[at..at + 16].iter_mut().for_each(|x| *x |= bit);
+                                high[at..at + 16].iter_mut().for_each(|x| *x |= bit);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Some(NibbleMasks { tables })
+    }
+
+    /// Calls `candidate(position, bucket)` for every position of `s` where a pattern of
+    /// `bucket` may start (as `s` case-folded reads), and for no position where none does.
+    pub(super) fn scan(&self, s: &[u8], candidate: &mut impl FnMut(usize, usize)) {
+        // SAFETY: `new` returned `Some` only on a CPU with AVX2.
+        unsafe { self.scan_avx2(s, candidate) }
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn scan_avx2(&self, s: &[u8], candidate: &mut impl FnMut(usize, usize)) {
+        let fold = _mm256_set1_epi8(0x20);
+        let mut i = 0;
+        // Whole blocks straight from the line: the loads read s[i..i + 34].
+        while i + 34 <= s.len() {
+            // SAFETY: i + 2 + 32 <= s.len(), so each unaligned load reads inside `s`.
+            let v = unsafe {
+                let p = s.as_ptr().add(i);
+                [
+                    _mm256_or_si256(_mm256_loadu_si256(p.cast()), fold),
+                    _mm256_or_si256(_mm256_loadu_si256(p.add(1).cast()), fold),
+                    _mm256_or_si256(_mm256_loadu_si256(p.add(2).cast()), fold),
+                ]
+            };
+            self.block(i, v, candidate);
+            i += 32;
+        }
+        // The rest (under 34 bytes), copied into a buffer padded with spaces: what starts
+        // past the end of the line is a false candidate, turned away by the exact check.
+        if i < s.len() {
+            let mut tail = [b' '; 66];
+            tail[..s.len() - i].copy_from_slice(&s[i..]);
+            let mut at = 0;
+            while i + at < s.len() {
+                // SAFETY: at <= 32, so the loads read tail[..66].
+                let v = unsafe {
+                    let p = tail.as_ptr().add(at);
+                    [
+                        _mm256_or_si256(_mm256_loadu_si256(p.cast()), fold),
+                        _mm256_or_si256(_mm256_loadu_si256(p.add(1).cast()), fold),
+                        _mm256_or_si256(_mm256_loadu_si256(p.add(2).cast()), fold),
+                    ]
+                };
+                self.block(i + at, v, candidate);
+                at += 32;
+            }
+        }
+    }
+
+    /// The candidates among the 32 positions from `start`, given the bytes at offsets 0, 1
+    /// and 2 from each, folded.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn block(&self, start: usize, v: [__m256i; 3], candidate: &mut impl FnMut(usize, usize)) {
+        let low_nibble = _mm256_set1_epi8(0x0f);
+        let mut nibbles = [[_mm256_setzero_si256(); 2]; 3];
+        for (n, x) in nibbles.iter_mut().zip(v) {
+            *n = [
+                _mm256_and_si256(x, low_nibble),
+                _mm256_and_si256(_mm256_srli_epi16(x, 4), low_nibble),
+            ];
+        }
+        let mut sets = [_mm256_setzero_si256(); SETS];
+        let mut any = _mm256_setzero_si256();
+        for (set, tables) in sets.iter_mut().zip(&self.tables) {
+            let mut c = _mm256_set1_epi8(-1);
+            for (position, [low, high]) in tables.iter().enumerate() {
+                // SAFETY: each table is 32 bytes.
+                let (low, high) = unsafe {
+                    (
+                        _mm256_loadu_si256(low.as_ptr().cast()),
+                        _mm256_loadu_si256(high.as_ptr().cast()),
+                    )
+                };
+                let [lo, hi] = nibbles[position];
+                c = _mm256_and_si256(c, _mm256_shuffle_epi8(low, lo));
+                c = _mm256_and_si256(c, _mm256_shuffle_epi8(high, hi));
+            }
+            *set = c;
+            any = _mm256_or_si256(any, c);
+        }
+        let empty = _mm256_movemask_epi8(_mm256_cmpeq_epi8(any, _mm256_setzero_si256())) as u32;
+        if empty != u32::MAX {
+            let mut bytes = [[0u8; 32]; SETS];
+            for (b, v) in bytes.iter_mut().zip(sets) {
+                // SAFETY: a 32-byte store into a 32-byte array.
+                unsafe { _mm256_storeu_si256(b.as_mut_ptr().cast(), v) };
+            }
+            report(start, !empty, &bytes, candidate);
+        }
+    }
+}
+
+/// The rare part: each position of `positions` (a bit per position from `start`) and each
+/// bucket of it.
+#[cold]
+#[inline(never)]
+fn report(
+    start: usize,
+    mut positions: u32,
+    bytes: &[[u8; 32]; SETS],
+    candidate: &mut impl FnMut(usize, usize),
+) {
+    while positions != 0 {
+        let q = positions.trailing_zeros() as usize;
+        for (set, b) in bytes.iter().enumerate() {
+            let mut buckets = b[q];
+            while buckets != 0 {
+                candidate(start + q, 8 * set + buckets.trailing_zeros() as usize);
+                buckets &= buckets - 1;
+            }
+        }
+        positions &= positions - 1;
+    }
+}
