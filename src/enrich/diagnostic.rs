@@ -4,30 +4,23 @@
 //! this looks at the shapes tools actually print (`file.c:3:5: error:`, `E: `, `npm ERR!`).
 //!
 //! It runs on every output line, so it is built to say "no" cheaply: a line is trimmed, its
-//! first byte picks the few prefixes worth comparing, and one Aho-Corasick search looks for
-//! the `: error:` family anywhere; only a hit of that search runs a (tiny) shape check.
+//! first byte picks the few prefixes worth comparing, and the `: error:` family is looked for
+//! only where it can be, after the first word.
 //! The table of rules is in `docs/schema.md` ("Diagnostics"); the tests below hold a
 //! positive and a negative example of each.
 
 use crate::event::Diagnostic;
-use aho_corasick::{AhoCorasick, MatchKind};
-use std::sync::LazyLock;
-
-/// `<tool or file:line[:col]>: error:` and friends, found anywhere in the line.
-static TOOL_DIAG: LazyLock<AhoCorasick> = LazyLock::new(|| {
-    AhoCorasick::builder()
-        .match_kind(MatchKind::LeftmostFirst)
-        .build([
-            ": fatal error:",
-            ": error:",
-            ": warning:",
-            ": ERROR:",
-            ": WARNING:",
-        ])
-        .expect("fixed patterns build")
-});
 
 use Diagnostic::{Error, Warning};
+
+/// What follows `<tool or file:line[:col]>: ` in a tool's diagnostic.
+const TOOL_SEVERITIES: [(&str, Diagnostic); 5] = [
+    ("fatal error:", Error),
+    ("error:", Error),
+    ("warning:", Warning),
+    ("ERROR:", Error),
+    ("WARNING:", Warning),
+];
 
 /// The diagnostic an output line is, if it is one. `line` is the message (ANSI codes stripped).
 pub fn classify(line: &str) -> Option<Diagnostic> {
@@ -157,17 +150,21 @@ fn go_error(t: &str) -> bool {
 }
 
 /// `src/a.c:3:5: error: ...`, `collect2: error: ...`, `configure: WARNING: ...`: one token
-/// (a file position or a tool's name, no spaces) then the severity.
+/// (a file position or a tool's name, no spaces) then the severity. The token holds no
+/// whitespace, so the severity can only follow the line's first whitespace, which must be the
+/// space of `: `: one short look instead of a search of the whole line.
 fn tool_diagnostic(t: &str) -> Option<Diagnostic> {
-    let m = TOOL_DIAG.find(t)?;
-    let head = &t[..m.start()];
-    if head.is_empty() || head.bytes().any(|c| c.is_ascii_whitespace()) {
+    let b = t.as_bytes();
+    let space = b.iter().position(u8::is_ascii_whitespace)?;
+    // A token of at least one byte, then `: `.
+    if space < 2 || b[space - 1] != b':' || b[space] != b' ' {
         return None;
     }
-    Some(match m.pattern().as_usize() {
-        0..=1 | 3 => Error,
-        _ => Warning,
-    })
+    let rest = &t[space + 1..];
+    TOOL_SEVERITIES
+        .iter()
+        .find(|(severity, _)| rest.starts_with(severity))
+        .map(|&(_, d)| d)
 }
 
 #[cfg(test)]
@@ -403,6 +400,85 @@ mod tests {
             "make: *** No rule. Error x",
         ] {
             assert_eq!(classify(l), None, "{l}");
+        }
+    }
+
+    /// The rule as first written: the leftmost `: <severity>:` anywhere in the line, then the
+    /// token before it checked for whitespace.
+    fn tool_diagnostic_by_search(t: &str) -> Option<Diagnostic> {
+        static SEARCH: std::sync::LazyLock<aho_corasick::AhoCorasick> =
+            std::sync::LazyLock::new(|| {
+                aho_corasick::AhoCorasick::builder()
+                    .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                    .build(TOOL_SEVERITIES.map(|(s, _)| format!(": {s}")))
+                    .expect("fixed patterns build")
+            });
+        let m = SEARCH.find(t)?;
+        let head = &t[..m.start()];
+        if head.is_empty() || head.bytes().any(|c| c.is_ascii_whitespace()) {
+            return None;
+        }
+        Some(TOOL_SEVERITIES[m.pattern().as_usize()].1)
+    }
+
+    #[test]
+    fn the_severity_after_the_first_word_is_the_leftmost_one() {
+        for t in [
+            "a.c:1: error: x",
+            "a.c:1:  error: two spaces",
+            "a.c:1:\terror: a tab",
+            ": error: no token",
+            "x: error:",
+            "x: fatal error: y",
+            "x: warning: a: error: b",
+            "two words: error: x",
+            "x:error: no space",
+            "configure: WARNING: y",
+            "x: Error: other case",
+            "x:\u{a0}error: a no-break space is not ASCII whitespace",
+        ] {
+            assert_eq!(tool_diagnostic(t), tool_diagnostic_by_search(t), "{t}");
+        }
+        assert_eq!(tool_diagnostic("a.c:1: error: x"), Some(Error));
+        assert_eq!(tool_diagnostic("x: warning: a: error: b"), Some(Warning));
+        assert_eq!(tool_diagnostic("two words: error: x"), None);
+    }
+
+    /// Every line of the corpus gets the same answer as the whole-line search gave.
+    #[test]
+    fn the_corpus_lines_get_what_the_search_gave() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus");
+        let mut files = vec![root];
+        let (mut lines, mut found) = (0, 0);
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            for line in text.lines() {
+                let t = crate::parse::text::strip_ansi(line);
+                let t = t.trim_start();
+                let want = tool_diagnostic_by_search(t);
+                assert_eq!(tool_diagnostic(t), want, "{}: {t}", path.display());
+                lines += 1;
+                found += usize::from(want.is_some());
+            }
+        }
+        assert!(lines > 400_000 && found > 10, "{found} of {lines}");
+    }
+
+    proptest::proptest! {
+        /// Lines made of the pieces the rule looks at, in any order.
+        #[test]
+        fn any_line_gets_what_the_search_gives(
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                "src/a.c:3:5", ":", " ", "\t", "error:", "warning:", "fatal error:", "ERROR:",
+                "WARNING:", "fatal", "x", "Error:", ": ", "\u{e9}",
+            ]), 0..8)
+        ) {
+            let t = pieces.concat();
+            proptest::prop_assert_eq!(tool_diagnostic(&t), tool_diagnostic_by_search(&t), "{:?}", t);
         }
     }
 }
