@@ -15,6 +15,8 @@ pub mod fsutil;
 pub mod live;
 pub mod live_metrics;
 pub mod metrics;
+#[cfg(target_arch = "x86_64")]
+mod nibble_filter;
 pub mod parse;
 pub mod pipeline;
 pub mod recent;

@@ -28,8 +28,50 @@ static PATTERNS: LazyLock<AhoCorasick> = LazyLock::new(|| {
         .expect("literal patterns build")
 });
 
+/// The literals by their first three bytes case-folded (`err`, `fai`, `fat`, `war`), one
+/// bucket each, for the SIMD filter; `None` where the CPU has none.
+#[cfg(target_arch = "x86_64")]
+static FILTER: LazyLock<Option<(crate::nibble_filter::NibbleFilter<1>, Vec<Vec<usize>>)>> =
+    LazyLock::new(|| {
+        let mut patterns: Vec<Vec<crate::nibble_filter::Pattern>> = Vec::new();
+        let mut buckets: Vec<Vec<usize>> = Vec::new();
+        for (i, literal) in LITERALS.iter().enumerate() {
+            let pattern = [0, 1, 2].map(|k| Some(literal.as_bytes()[k] | 0x20));
+            match patterns.iter().position(|p| p[0] == pattern) {
+                Some(b) => buckets[b].push(i),
+                None => {
+                    patterns.push(vec![pattern]);
+                    buckets.push(vec![i]);
+                }
+            }
+        }
+        Some((crate::nibble_filter::NibbleFilter::new(&patterns)?, buckets))
+    });
+
 /// Whether the logger counts this line as (an error, a warning).
 pub fn classify(line: &[u8]) -> (bool, bool) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some((filter, buckets)) = &*FILTER {
+        let (mut error, mut warning) = (false, false);
+        filter.scan(line, &mut |p, bucket| {
+            for &i in &buckets[bucket] {
+                if line[p..].starts_with(LITERALS[i].as_bytes()) {
+                    *(if i < ERROR_PATTERNS {
+                        &mut error
+                    } else {
+                        &mut warning
+                    }) = true;
+                }
+            }
+        });
+        return (error, warning);
+    }
+    classify_by_automaton(line)
+}
+
+/// [`classify`] by one Aho-Corasick search (where there is no SIMD filter; the tests compare
+/// both).
+fn classify_by_automaton(line: &[u8]) -> (bool, bool) {
     let (mut error, mut warning) = (false, false);
     for m in PATTERNS.find_iter(line) {
         if m.pattern().as_usize() < ERROR_PATTERNS {
@@ -198,5 +240,68 @@ mod tests {
         assert!(bad);
         assert_eq!(s, "caf\u{fffd}");
         assert!(!decode("café".as_bytes()).1);
+    }
+
+    /// Each literal and near-miss (other casings, cut short) at every place of lines of every
+    /// length around the SIMD filter's 32-byte blocks: the filter and the automaton agree.
+    #[test]
+    fn every_length_and_place_gives_the_automatons_answer() {
+        for len in 0..=80usize {
+            for word in LITERALS
+                .iter()
+                .copied()
+                .chain(["eRRor", "FAILE", "Fatl", "wARN", "war"])
+            {
+                for at in 0..=len.saturating_sub(word.len()) {
+                    let mut line = vec![b'x'; len.max(word.len())];
+                    line[at..at + word.len()].copy_from_slice(word.as_bytes());
+                    assert_eq!(
+                        classify(&line),
+                        classify_by_automaton(&line),
+                        "{word} at {at} of {len}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Every distinct line of the corpus: the filter and the automaton agree.
+    #[test]
+    fn the_corpus_lines_get_the_automatons_answer() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus");
+        let mut files = vec![root];
+        let mut distinct = std::collections::HashSet::new();
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                distinct.extend(bytes.split(|&b| b == b'\n').map(<[u8]>::to_vec));
+            }
+        }
+        let (mut errors, mut warnings) = (0, 0);
+        for line in &distinct {
+            let got = classify(line);
+            assert_eq!(got, classify_by_automaton(line), "{}", line.escape_ascii());
+            errors += usize::from(got.0);
+            warnings += usize::from(got.1);
+        }
+        assert!(
+            distinct.len() > 200_000 && errors > 100 && warnings > 100,
+            "{errors} {warnings}"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_line_gets_the_automatons_answer(
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                "ERROR", "Error", "error", "eRRor", "FAILED", "failed", "FaIled", "fatal", "FATAL",
+                "WARN", "warn", "Warn", "wArn", "err", "x", " ", "\u{1b}[31m", "\u{e9}",
+            ]), 0..24)
+        ) {
+            let line = pieces.concat();
+            prop_assert_eq!(classify(line.as_bytes()), classify_by_automaton(line.as_bytes()), "{:?}", line);
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! The SIMD filter of the anchor search (AVX2, where the CPU has it): for 32 positions of a
-//! line at once, which *buckets* of short patterns may start there.
+//! A SIMD filter for a few dozen short literals in short lines (AVX2, where the CPU has it):
+//! for 32 positions of a line at once, which *buckets* of patterns may start there. The
+//! scrubber's anchor search and the logger's error and warning patterns use it.
 //!
 //! The idea is Teddy's (the multi-literal search of the `aho-corasick` crate, after Geoff
 //! Langdale's design): a byte is split in its low and high nibble, and a shuffle looks each up
@@ -11,8 +12,10 @@
 //!
 //! Why not the crate's searcher: it finds one leftmost match per call and is built for long
 //! haystacks; build-log lines are 60 bytes, every one is searched, and every pattern present
-//! must be reported. This scan reads the line once, case-folding it as it goes, with no copy
-//! except of the last 32 bytes or fewer.
+//! must be reported. This scan reads the line once, case-folding it as it goes (`| 0x20` on
+//! every byte: patterns are given folded), with no copy except of the last 33 bytes or fewer.
+//! Each set of eight buckets costs six shuffles per 32 positions: a user takes as few sets as
+//! keep its patterns apart.
 
 use std::arch::x86_64::{
     __m256i, _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8,
@@ -20,26 +23,29 @@ use std::arch::x86_64::{
     _mm256_srli_epi16, _mm256_storeu_si256,
 };
 
-/// Sets of eight buckets: 32 buckets for the four dozen anchors, most alone in theirs.
-pub(super) const SETS: usize = 2;
-/// How many buckets there are.
-pub(super) const BUCKETS: usize = 8 * SETS;
-
 /// A pattern as the filter sees it: up to three case-folded bytes (`| 0x20`), `None` for a
 /// position that matches any byte (patterns shorter than three bytes).
-pub(super) type Pattern = [Option<u8>; 3];
+pub(crate) type Pattern = [Option<u8>; 3];
 
-/// The lookup tables, each a 16-entry table written twice (a shuffle works within each
-/// 128-bit half of the register).
-pub(super) struct NibbleMasks {
+/// The lookup tables of `SETS` sets of eight buckets, each a 16-entry table written twice (a
+/// shuffle works within each 128-bit half of the register).
+pub(crate) struct NibbleFilter<const SETS: usize> {
     /// `[set][position][0 = low nibble, 1 = high nibble]`.
     tables: [[[[u8; 32]; 2]; 3]; SETS],
 }
 
-impl NibbleMasks {
-    /// The tables for `buckets` (at most [`BUCKETS`]), or `None` when this CPU has no AVX2.
-    pub(super) fn new(buckets: &[Vec<Pattern>]) -> Option<Self> {
-        assert!(buckets.len() <= BUCKETS, "at most {BUCKETS} buckets");
+impl<const SETS: usize> NibbleFilter<SETS> {
+    /// How many buckets there are.
+    pub(crate) const BUCKETS: usize = 8 * SETS;
+
+    /// The tables for `buckets` (at most [`Self::BUCKETS`]), or `None` when this CPU has no
+    /// AVX2.
+    pub(crate) fn new(buckets: &[Vec<Pattern>]) -> Option<Self> {
+        assert!(
+            buckets.len() <= Self::BUCKETS,
+            "at most {} buckets",
+            Self::BUCKETS
+        );
         if !std::is_x86_feature_detected!("avx2") {
             return None;
         }
@@ -66,12 +72,12 @@ impl NibbleMasks {
                 }
             }
         }
-        Some(NibbleMasks { tables })
+        Some(NibbleFilter { tables })
     }
 
     /// Calls `candidate(position, bucket)` for every position of `s` where a pattern of
     /// `bucket` may start (as `s` case-folded reads), and for no position where none does.
-    pub(super) fn scan(&self, s: &[u8], candidate: &mut impl FnMut(usize, usize)) {
+    pub(crate) fn scan(&self, s: &[u8], candidate: &mut impl FnMut(usize, usize)) {
         // SAFETY: `new` returned `Some` only on a CPU with AVX2.
         unsafe { self.scan_avx2(s, candidate) }
     }
@@ -164,7 +170,7 @@ impl NibbleMasks {
 /// bucket of it.
 #[cold]
 #[inline(never)]
-fn report(
+fn report<const SETS: usize>(
     start: usize,
     mut positions: u32,
     bytes: &[[u8; 32]; SETS],
