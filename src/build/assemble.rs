@@ -174,11 +174,11 @@ impl Assembler {
 
     /// A text log's event (install log, summary or errors log of feature `slug`): takes its
     /// twin's time and ids, is timed and stamped.
-    pub fn text_event(&mut self, slug: &str, mut e: Event, source: &str, name: &str) -> Event {
+    pub fn text_event(&mut self, slug: &str, e: &mut Event, source: &str, name: &str) {
         let jf = self.json.get_mut(slug);
         let has_json = jf.is_some();
         let twin = jf.and_then(|jf| {
-            let twin = jf.position(&e).and_then(|i| jf.events.remove(i));
+            let twin = jf.position(e).and_then(|i| jf.events.remove(i));
             if twin.is_none() && e.logger_correlation_id.is_none() {
                 e.logger_correlation_id = jf.logger_id.clone();
             }
@@ -223,7 +223,7 @@ impl Assembler {
                 e.timestamp = Timestamp(text_time.0 + offset);
             }
         }
-        self.stamp(e, source, name)
+        self.stamp(e, source, name);
     }
 
     /// The events the JSON logger wrote for feature `slug` that no text event claimed (a
@@ -236,7 +236,8 @@ impl Assembler {
             .into_iter()
             .map(|mut e| {
                 e.details.insert("from".into(), "json".into());
-                self.stamp(e, &jf.source, &jf.source_name)
+                self.stamp(&mut e, &jf.source, &jf.source_name);
+                e
             })
             .collect()
     }
@@ -250,7 +251,7 @@ impl Assembler {
 
     /// A `master-summary.log` event: timed by its `build-summary.jsonl` twin, else by its
     /// feature's last event.
-    pub fn master_event(&mut self, mut e: Event, source: &str, name: &str) -> Event {
+    pub fn master_event(&mut self, e: &mut Event, source: &str, name: &str) {
         let twin = self
             .summary_json
             .iter()
@@ -264,7 +265,7 @@ impl Assembler {
             }
             None => e.timestamp = self.feature_time(&e.feature),
         }
-        self.stamp(e, source, name)
+        self.stamp(e, source, name);
     }
 
     /// The `build-summary.jsonl` lines no master-summary line claimed.
@@ -273,20 +274,21 @@ impl Assembler {
             .into_iter()
             .map(|mut e| {
                 e.details.insert("from".into(), "json".into());
-                self.stamp(e, source, name)
+                self.stamp(&mut e, source, name);
+                e
             })
             .collect()
     }
 
     /// A `build-failure.log` event: at its feature's last event.
-    pub fn failure_event(&mut self, mut e: Event, source: &str, name: &str) -> Event {
+    pub fn failure_event(&mut self, e: &mut Event, source: &str, name: &str) {
         e.timestamp = self.feature_time(&e.feature);
-        self.stamp(e, source, name)
+        self.stamp(e, source, name);
     }
 
     /// An event whose time is its own (a JSON line, a console line): only ordered and stamped.
-    pub fn event(&mut self, e: Event, source: &str, name: &str) -> Event {
-        self.stamp(e, source, name)
+    pub fn event(&mut self, e: &mut Event, source: &str, name: &str) {
+        self.stamp(e, source, name);
     }
 
     fn feature_time(&self, feature: &str) -> Timestamp {
@@ -294,15 +296,15 @@ impl Assembler {
     }
 
     /// Keeps the source's time from going back, notes the feature's latest time, stamps ids.
-    fn stamp(&mut self, mut e: Event, source: &str, name: &str) -> Event {
+    fn stamp(&mut self, e: &mut Event, source: &str, name: &str) {
         let enricher = self
             .enricher
             .as_mut()
             .expect("the correlation id is set before the first event is stamped");
         if !e.correlation_id.is_empty() && !e.event_id.is_empty() {
             // Replayed buildlog output keeps its identity and time.
-            enricher.apply(&mut e, source, name);
-            return e;
+            enricher.apply(e, source, name);
+            return;
         }
         let clock = self.clocks.entry(name);
         e.timestamp = e.timestamp.max(clock.last);
@@ -314,7 +316,6 @@ impl Assembler {
         self.enricher
             .as_mut()
             .expect("checked above")
-            .apply(&mut e, source, name);
-        e
+            .apply(e, source, name);
     }
 }

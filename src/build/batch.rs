@@ -677,8 +677,8 @@ fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
             });
         }
         let (source, name) = (path.display().to_string(), rel(path));
-        parse_file_with(ctx, path, &mut parser, &mut |ctx, e| {
-            let e = asm.text_event(s, e, &source, &name);
+        parse_file_with(ctx, path, &mut parser, &mut |ctx, mut e| {
+            asm.text_event(s, &mut e, &source, &name);
             ctx.send(e)
         })?;
         // What the logger wrote that the text does not show (a text log cut short): kept.
@@ -701,8 +701,8 @@ fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
             .unwrap_or_else(|| s.clone());
         let mut parser = ErrorsLogParser::new(feature);
         let (source, name) = (path.display().to_string(), rel(path));
-        parse_file_with(ctx, path, &mut parser, &mut |ctx, e| {
-            let e = asm.event(e, &source, &name);
+        parse_file_with(ctx, path, &mut parser, &mut |ctx, mut e| {
+            asm.event(&mut e, &source, &name);
             ctx.send(e)
         })?;
     }
@@ -715,7 +715,7 @@ fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
         let (source, name) = (path.display().to_string(), rel(path));
         parse_file_with(ctx, path, &mut parser, &mut |ctx, mut e| {
             e.details.insert("from".into(), "summary log".into());
-            let e = asm.text_event(s, e, &source, &name);
+            asm.text_event(s, &mut e, &source, &name);
             ctx.send(e)
         })?;
     }
@@ -727,8 +727,8 @@ fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
     // build-summary.jsonl where it has the line, else by the feature's end.
     if let Some(p) = &b.master {
         let (source, name) = (p.display().to_string(), rel(p));
-        parse_file_with(ctx, p, &mut MasterSummaryParser, &mut |ctx, e| {
-            let e = asm.master_event(e, &source, &name);
+        parse_file_with(ctx, p, &mut MasterSummaryParser, &mut |ctx, mut e| {
+            asm.master_event(&mut e, &source, &name);
             ctx.send(e)
         })?;
     }
@@ -739,8 +739,8 @@ fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
     }
     if let Some(p) = &b.failure {
         let (source, name) = (p.display().to_string(), rel(p));
-        parse_file_with(ctx, p, &mut BuildFailureParser, &mut |ctx, e| {
-            let e = asm.failure_event(e, &source, &name);
+        parse_file_with(ctx, p, &mut BuildFailureParser, &mut |ctx, mut e| {
+            asm.failure_event(&mut e, &source, &name);
             ctx.send(e)
         })?;
     }
@@ -948,7 +948,7 @@ fn parse_stream(
         ctx,
         reader,
         parser.as_mut(),
-        &mut |ctx, e| {
+        &mut |ctx, mut e| {
             if asm.correlation_id().is_none() {
                 // No id given or written: the stream's own, from its first event.
                 let id = e
@@ -969,11 +969,11 @@ fn parse_stream(
                     });
                 asm.set_correlation_id(id);
             }
-            let e = if text {
-                asm.text_event(&slug, e, source, source)
+            if text {
+                asm.text_event(&slug, &mut e, source, source);
             } else {
-                asm.event(e, source, source)
-            };
+                asm.event(&mut e, source, source);
+            }
             ctx.send(e)
         },
         live,

@@ -871,8 +871,8 @@ impl Follower {
                 self.report.errors.push(format!("{}: {e}", old.source));
             }
             let slug = old.slug().to_string();
-            while let Some((e, _)) = old.pending.pop_front() {
-                let e = self.asm.text_event(&slug, e, &old.source, &old.name);
+            while let Some((mut e, _)) = old.pending.pop_front() {
+                self.asm.text_event(&slug, &mut e, &old.source, &old.name);
                 self.hand_on(e, emit)?;
             }
         }
@@ -934,8 +934,8 @@ impl Follower {
                     if !ready {
                         break;
                     }
-                    let (e, _) = t.pending.pop_front().expect("front");
-                    let e = self.asm.text_event(&slug, e, &t.source, &t.name);
+                    let (mut e, _) = t.pending.pop_front().expect("front");
+                    self.asm.text_event(&slug, &mut e, &t.source, &t.name);
                     self.hand_on(e, emit)?;
                 }
                 if t.closed && t.pending.is_empty() && !t.leftovers_done {
@@ -956,8 +956,8 @@ impl Follower {
                     if !ready {
                         break;
                     }
-                    let (e, _) = t.pending.pop_front().expect("front");
-                    let e = self.asm.master_event(e, &t.source, &t.name);
+                    let (mut e, _) = t.pending.pop_front().expect("front");
+                    self.asm.master_event(&mut e, &t.source, &t.name);
                     self.hand_on(e, emit)?;
                 }
             }
@@ -966,8 +966,8 @@ impl Follower {
                     if !force && self.feature_pending(&e.feature) {
                         break;
                     }
-                    let (e, _) = t.pending.pop_front().expect("front");
-                    let e = self.asm.failure_event(e, &t.source, &t.name);
+                    let (mut e, _) = t.pending.pop_front().expect("front");
+                    self.asm.failure_event(&mut e, &t.source, &t.name);
                     self.hand_on(e, emit)?;
                 }
             }
