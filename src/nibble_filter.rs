@@ -77,6 +77,8 @@ impl<const SETS: usize> NibbleFilter<SETS> {
 
     /// Calls `candidate(position, bucket)` for every position of `s` where a pattern of
     /// `bucket` may start (as `s` case-folded reads), and for no position where none does.
+    /// Positions are below `s.len()`; a pattern reported near the end may run past it (the
+    /// caller's exact check, bounded by the line, turns it away).
     pub(crate) fn scan(&self, s: &[u8], candidate: &mut impl FnMut(usize, usize)) {
         // SAFETY: `new` returned `Some` only on a CPU with AVX2.
         unsafe { self.scan_avx2(s, candidate) }
@@ -97,11 +99,11 @@ impl<const SETS: usize> NibbleFilter<SETS> {
                     _mm256_or_si256(_mm256_loadu_si256(p.add(2).cast()), fold),
                 ]
             };
-            self.block(i, v, candidate);
+            self.block(i, v, u32::MAX, candidate);
             i += 32;
         }
-        // The rest (under 34 bytes), copied into a buffer padded with spaces: what starts
-        // past the end of the line is a false candidate, turned away by the exact check.
+        // The rest (under 34 bytes), copied into a buffer padded with spaces; positions past
+        // the end of the line are masked off.
         if i < s.len() {
             let mut tail = [b' '; 66];
             tail[..s.len() - i].copy_from_slice(&s[i..]);
@@ -116,17 +118,29 @@ impl<const SETS: usize> NibbleFilter<SETS> {
                         _mm256_or_si256(_mm256_loadu_si256(p.add(2).cast()), fold),
                     ]
                 };
-                self.block(i + at, v, candidate);
+                let left = s.len() - (i + at);
+                let within = if left >= 32 {
+                    u32::MAX
+                } else {
+                    (1 << left) - 1
+                };
+                self.block(i + at, v, within, candidate);
                 at += 32;
             }
         }
     }
 
-    /// The candidates among the 32 positions from `start`, given the bytes at offsets 0, 1
-    /// and 2 from each, folded.
+    /// The candidates among the 32 positions from `start` that `within` has a bit for, given
+    /// the bytes at offsets 0, 1 and 2 from each, folded.
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn block(&self, start: usize, v: [__m256i; 3], candidate: &mut impl FnMut(usize, usize)) {
+    fn block(
+        &self,
+        start: usize,
+        v: [__m256i; 3],
+        within: u32,
+        candidate: &mut impl FnMut(usize, usize),
+    ) {
         let low_nibble = _mm256_set1_epi8(0x0f);
         let mut nibbles = [[_mm256_setzero_si256(); 2]; 3];
         for (n, x) in nibbles.iter_mut().zip(v) {
@@ -155,13 +169,14 @@ impl<const SETS: usize> NibbleFilter<SETS> {
             any = _mm256_or_si256(any, c);
         }
         let empty = _mm256_movemask_epi8(_mm256_cmpeq_epi8(any, _mm256_setzero_si256())) as u32;
-        if empty != u32::MAX {
+        let positions = !empty & within;
+        if positions != 0 {
             let mut bytes = [[0u8; 32]; SETS];
             for (b, v) in bytes.iter_mut().zip(sets) {
                 // SAFETY: a 32-byte store into a 32-byte array.
                 unsafe { _mm256_storeu_si256(b.as_mut_ptr().cast(), v) };
             }
-            report(start, !empty, &bytes, candidate);
+            report(start, positions, &bytes, candidate);
         }
     }
 }
