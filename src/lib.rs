@@ -24,5 +24,7 @@ pub mod report;
 pub mod sink;
 pub mod source;
 pub mod spool;
+#[cfg(test)]
+mod test_support;
 
 pub use event::{Event, EventType, Level, SourceRef, Timestamp};

@@ -268,17 +268,7 @@ mod tests {
     /// Every distinct line of the corpus: the filter and the automaton agree.
     #[test]
     fn the_corpus_lines_get_the_automatons_answer() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus");
-        let mut files = vec![root];
-        let mut distinct = std::collections::HashSet::new();
-        while let Some(path) = files.pop() {
-            if path.is_dir() {
-                files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
-            } else {
-                let bytes = std::fs::read(&path).unwrap();
-                distinct.extend(bytes.split(|&b| b == b'\n').map(<[u8]>::to_vec));
-            }
-        }
+        let distinct = crate::test_support::corpus_lines();
         let (mut errors, mut warnings) = (0, 0);
         for line in &distinct {
             let got = classify(line);

@@ -439,19 +439,10 @@ mod tests {
     fn the_scrubbers_anchors_on_the_corpus() {
         let anchors = scrubber_anchors();
         let [fast, portable] = finders(&anchors);
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus");
-        let mut files = vec![root];
         let mut distinct = std::collections::HashSet::new();
-        while let Some(path) = files.pop() {
-            if path.is_dir() {
-                files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
-            } else {
-                let bytes = std::fs::read(&path).unwrap();
-                for line in bytes.split(|&b| b == b'\n') {
-                    distinct.insert(line.to_vec());
-                    distinct.insert(line.to_ascii_uppercase());
-                }
-            }
+        for line in crate::test_support::corpus_lines() {
+            distinct.insert(line.to_ascii_uppercase());
+            distinct.insert(line);
         }
         let mut holding = 0;
         for (i, line) in distinct.iter().enumerate() {
