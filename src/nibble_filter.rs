@@ -13,7 +13,7 @@
 //! Why not the crate's searcher: it finds one leftmost match per call and is built for long
 //! haystacks; build-log lines are 60 bytes, every one is searched, and every pattern present
 //! must be reported. This scan reads the line once, case-folding it as it goes (`| 0x20` on
-//! every byte: patterns are given folded), with no copy except of the last 33 bytes or fewer.
+//! every byte: patterns are given folded), with no copy except of a line under 34 bytes.
 //! Each set of eight buckets costs six shuffles per 32 positions: a user takes as few sets as
 //! keep its patterns apart.
 
@@ -32,6 +32,9 @@ pub(crate) type Pattern = [Option<u8>; 3];
 pub(crate) struct NibbleFilter<const SETS: usize> {
     /// `[set][position][0 = low nibble, 1 = high nibble]`.
     tables: [[[[u8; 32]; 2]; 3]; SETS],
+    /// The patterns shorter than three bytes, with their buckets: the only ones that can
+    /// start in a line's last two bytes.
+    short: Vec<(usize, Pattern)>,
 }
 
 impl<const SETS: usize> NibbleFilter<SETS> {
@@ -50,10 +53,14 @@ impl<const SETS: usize> NibbleFilter<SETS> {
             return None;
         }
         let mut tables = [[[[0u8; 32]; 2]; 3]; SETS];
+        let mut short = Vec::new();
         for (bucket, patterns) in buckets.iter().enumerate() {
             let bit = 1u8 << (bucket % 8);
             let set = &mut tables[bucket / 8];
             for pattern in patterns {
+                if pattern.contains(&None) {
+                    short.push((bucket, *pattern));
+                }
                 for (position, byte) in pattern.iter().enumerate() {
                     let [low, high] = &mut set[position];
                     for half in 0..2 {
@@ -72,7 +79,7 @@ impl<const SETS: usize> NibbleFilter<SETS> {
                 }
             }
         }
-        Some(NibbleFilter { tables })
+        Some(NibbleFilter { tables, short })
     }
 
     /// Calls `candidate(position, bucket)` for every position of `s` where a pattern of
@@ -102,30 +109,66 @@ impl<const SETS: usize> NibbleFilter<SETS> {
             self.block(i, v, u32::MAX, candidate);
             i += 32;
         }
-        // The rest (under 34 bytes), copied into a buffer padded with spaces; positions past
-        // the end of the line are masked off.
-        if i < s.len() {
-            let mut tail = [b' '; 66];
-            tail[..s.len() - i].copy_from_slice(&s[i..]);
-            let mut at = 0;
-            while i + at < s.len() {
-                // SAFETY: at <= 32, so the loads read tail[..66].
+        if i == s.len() {
+            return;
+        }
+        if s.len() >= 34 {
+            // The last 34 bytes, read again from the line: positions from s.len() - 34 on,
+            // those already seen masked off. The last two positions start only short patterns.
+            let start = s.len() - 34;
+            if i - start < 32 {
+                // SAFETY: start + 2 + 32 == s.len().
                 let v = unsafe {
-                    let p = tail.as_ptr().add(at);
+                    let p = s.as_ptr().add(start);
                     [
                         _mm256_or_si256(_mm256_loadu_si256(p.cast()), fold),
                         _mm256_or_si256(_mm256_loadu_si256(p.add(1).cast()), fold),
                         _mm256_or_si256(_mm256_loadu_si256(p.add(2).cast()), fold),
                     ]
                 };
-                let left = s.len() - (i + at);
-                let within = if left >= 32 {
-                    u32::MAX
-                } else {
-                    (1 << left) - 1
-                };
-                self.block(i + at, v, within, candidate);
-                at += 32;
+                self.block(start, v, u32::MAX << (i - start), candidate);
+            }
+            for p in (s.len() - 2).max(i)..s.len() {
+                self.short_at(s, p, candidate);
+            }
+            return;
+        }
+        // A line under 34 bytes, copied into a buffer padded with spaces; positions past its
+        // end are masked off.
+        let mut tail = [b' '; 66];
+        tail[..s.len()].copy_from_slice(s);
+        let mut at = 0;
+        while at < s.len() {
+            // SAFETY: at <= 32, so the loads read tail[..66].
+            let v = unsafe {
+                let p = tail.as_ptr().add(at);
+                [
+                    _mm256_or_si256(_mm256_loadu_si256(p.cast()), fold),
+                    _mm256_or_si256(_mm256_loadu_si256(p.add(1).cast()), fold),
+                    _mm256_or_si256(_mm256_loadu_si256(p.add(2).cast()), fold),
+                ]
+            };
+            let left = s.len() - at;
+            let within = if left >= 32 {
+                u32::MAX
+            } else {
+                (1 << left) - 1
+            };
+            self.block(at, v, within, candidate);
+            at += 32;
+        }
+    }
+
+    /// The short patterns that start at position `p` of `s`, checked one by one.
+    #[inline]
+    fn short_at(&self, s: &[u8], p: usize, candidate: &mut impl FnMut(usize, usize)) {
+        for &(bucket, pattern) in &self.short {
+            let starts = pattern.iter().enumerate().all(|(k, byte)| match byte {
+                None => true,
+                Some(b) => s.get(p + k).is_some_and(|&x| x | 0x20 == *b),
+            });
+            if starts {
+                candidate(p, bucket);
             }
         }
     }
