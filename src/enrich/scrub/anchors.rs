@@ -21,8 +21,9 @@
 //!   position: a quarter of the instructions per line. Its candidates go to the same exact
 //!   check, so both ways give the same answer (the tests compare them on the corpus).
 
-/// Two sets of eight buckets: four sets (one trigram in most buckets) gave no fewer
-/// candidates on build logs, one gave 25 times as many.
+/// Two sets of eight buckets. On the generated aws-cli log (61,000 true trigram occurrences)
+/// two sets give 75,000 candidates; four (one trigram in most buckets) 61,000 for twice the
+/// shuffles; one set 1.57 million.
 #[cfg(target_arch = "x86_64")]
 type AnchorFilter = crate::nibble_filter::NibbleFilter<2>;
 
