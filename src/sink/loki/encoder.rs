@@ -474,9 +474,21 @@ pub struct Batch {
     /// The stream of the last event pushed: the next event, most often of the same stream,
     /// is compared with that one before its label set is made and looked up.
     last_stream: Option<usize>,
+    /// The room the batch's first stream is given at once (the request's size): a build's
+    /// events come a feature at a time, so one stream takes most of a batch, and growing it
+    /// by doubling copied its bytes again and again.
+    first_stream_room: usize,
 }
 
 impl Batch {
+    /// A batch sent once it holds about `bytes` bytes.
+    pub fn with_room(bytes: usize) -> Self {
+        Batch {
+            first_stream_room: bytes,
+            ..Batch::default()
+        }
+    }
+
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -517,10 +529,15 @@ impl Batch {
             None => {
                 let i = self.streams.len();
                 self.bytes += self.key.len();
+                let wire = match i {
+                    // Room for the request, and for the entry that takes it past its size.
+                    0 => Vec::with_capacity(self.first_stream_room + self.first_stream_room / 16),
+                    _ => Vec::new(),
+                };
                 self.streams.push(Pending {
                     labels: self.key.clone(),
                     label_pairs: enc.label_pairs(event),
-                    wire: Vec::new(),
+                    wire,
                     entries: Vec::new(),
                     events: Vec::new(),
                 });
@@ -892,6 +909,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The room given to a batch's first stream changes where its bytes live, not what they
+    /// are: a room the stream outgrows, one it fits in, and none give the same streams.
+    #[test]
+    fn a_batch_given_room_holds_the_same_streams() {
+        let enc = encoder(&[]);
+        let finished = |mut b: Batch| {
+            for i in 0..3000u64 {
+                let feature = ["Python", "Rust", "Node.js"][(i / 1000) as usize];
+                let message = "x".repeat((i % 300) as usize);
+                b.push(
+                    &enc,
+                    Arc::new(event(feature, Level::Info, &message, i as i64, i)),
+                );
+            }
+            b.finish()
+                .into_iter()
+                .map(|s| (s.labels, s.entries, s.range, s.events.len()))
+                .collect::<Vec<_>>()
+        };
+        let without = finished(Batch::default());
+        assert_eq!(without.len(), 3);
+        assert!(without[0].1.len() > 100_000, "{}", without[0].1.len());
+        assert_eq!(finished(Batch::with_room(4096)), without);
+        assert_eq!(finished(Batch::with_room(1 << 20)), without);
     }
 
     #[test]
