@@ -27,6 +27,44 @@ use std::arch::x86_64::{
 /// position that matches any byte (patterns shorter than three bytes).
 pub(crate) type Pattern = [Option<u8>; 3];
 
+/// A filter's buckets as they are filled: each bucket's patterns, and what the caller checks
+/// for a candidate of it.
+pub(crate) struct Buckets<T> {
+    pub(crate) patterns: Vec<Vec<Pattern>>,
+    pub(crate) items: Vec<Vec<T>>,
+}
+
+impl<T> Buckets<T> {
+    pub(crate) fn new() -> Self {
+        Buckets {
+            patterns: Vec::new(),
+            items: Vec::new(),
+        }
+    }
+
+    /// `item` in the bucket opened for `pattern` (a new one if none was).
+    pub(crate) fn group(&mut self, pattern: Pattern, item: T) {
+        match self
+            .patterns
+            .iter()
+            .position(|p| p.first() == Some(&pattern))
+        {
+            Some(b) => self.items[b].push(item),
+            None => self.put(self.patterns.len(), pattern, item),
+        }
+    }
+
+    /// `pattern` and `item` in bucket `b`: an open one, or the next.
+    pub(crate) fn put(&mut self, b: usize, pattern: Pattern, item: T) {
+        if b == self.patterns.len() {
+            self.patterns.push(Vec::new());
+            self.items.push(Vec::new());
+        }
+        self.patterns[b].push(pattern);
+        self.items[b].push(item);
+    }
+}
+
 /// The lookup tables of `SETS` sets of eight buckets, each a 16-entry table written twice (a
 /// shuffle works within each 128-bit half of the register).
 pub(crate) struct NibbleFilter<const SETS: usize> {
@@ -93,19 +131,11 @@ impl<const SETS: usize> NibbleFilter<SETS> {
 
     #[target_feature(enable = "avx2")]
     unsafe fn scan_avx2(&self, s: &[u8], candidate: &mut impl FnMut(usize, usize)) {
-        let fold = _mm256_set1_epi8(0x20);
         let mut i = 0;
         // Whole blocks straight from the line: the loads read s[i..i + 34].
         while i + 34 <= s.len() {
             // SAFETY: i + 2 + 32 <= s.len(), so each unaligned load reads inside `s`.
-            let v = unsafe {
-                let p = s.as_ptr().add(i);
-                [
-                    _mm256_or_si256(_mm256_loadu_si256(p.cast()), fold),
-                    _mm256_or_si256(_mm256_loadu_si256(p.add(1).cast()), fold),
-                    _mm256_or_si256(_mm256_loadu_si256(p.add(2).cast()), fold),
-                ]
-            };
+            let v = unsafe { load_folded(s.as_ptr().add(i)) };
             self.block(i, v, u32::MAX, candidate);
             i += 32;
         }
@@ -118,14 +148,7 @@ impl<const SETS: usize> NibbleFilter<SETS> {
             let start = s.len() - 34;
             if i - start < 32 {
                 // SAFETY: start + 2 + 32 == s.len().
-                let v = unsafe {
-                    let p = s.as_ptr().add(start);
-                    [
-                        _mm256_or_si256(_mm256_loadu_si256(p.cast()), fold),
-                        _mm256_or_si256(_mm256_loadu_si256(p.add(1).cast()), fold),
-                        _mm256_or_si256(_mm256_loadu_si256(p.add(2).cast()), fold),
-                    ]
-                };
+                let v = unsafe { load_folded(s.as_ptr().add(start)) };
                 self.block(start, v, u32::MAX << (i - start), candidate);
             }
             for p in (s.len() - 2).max(i)..s.len() {
@@ -140,14 +163,7 @@ impl<const SETS: usize> NibbleFilter<SETS> {
         let mut at = 0;
         while at < s.len() {
             // SAFETY: at <= 32, so the loads read tail[..66].
-            let v = unsafe {
-                let p = tail.as_ptr().add(at);
-                [
-                    _mm256_or_si256(_mm256_loadu_si256(p.cast()), fold),
-                    _mm256_or_si256(_mm256_loadu_si256(p.add(1).cast()), fold),
-                    _mm256_or_si256(_mm256_loadu_si256(p.add(2).cast()), fold),
-                ]
-            };
+            let v = unsafe { load_folded(tail.as_ptr().add(at)) };
             let left = s.len() - at;
             let within = if left >= 32 {
                 u32::MAX
@@ -221,6 +237,24 @@ impl<const SETS: usize> NibbleFilter<SETS> {
             }
             report(start, positions, &bytes, candidate);
         }
+    }
+}
+
+/// The 32 bytes at `p`, `p + 1` and `p + 2`, case-folded (`| 0x20`).
+///
+/// # Safety
+/// The CPU has AVX2 and `p[..34]` is readable.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn load_folded(p: *const u8) -> [__m256i; 3] {
+    let fold = _mm256_set1_epi8(0x20);
+    // SAFETY: the caller's: 34 readable bytes from `p`.
+    unsafe {
+        [
+            _mm256_or_si256(_mm256_loadu_si256(p.cast()), fold),
+            _mm256_or_si256(_mm256_loadu_si256(p.add(1).cast()), fold),
+            _mm256_or_si256(_mm256_loadu_si256(p.add(2).cast()), fold),
+        ]
     }
 }
 

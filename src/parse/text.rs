@@ -33,19 +33,12 @@ static PATTERNS: LazyLock<AhoCorasick> = LazyLock::new(|| {
 #[cfg(target_arch = "x86_64")]
 static FILTER: LazyLock<Option<(crate::nibble_filter::NibbleFilter<1>, Vec<Vec<usize>>)>> =
     LazyLock::new(|| {
-        let mut patterns: Vec<Vec<crate::nibble_filter::Pattern>> = Vec::new();
-        let mut buckets: Vec<Vec<usize>> = Vec::new();
+        let mut buckets = crate::nibble_filter::Buckets::new();
         for (i, literal) in LITERALS.iter().enumerate() {
-            let pattern = [0, 1, 2].map(|k| Some(literal.as_bytes()[k] | 0x20));
-            match patterns.iter().position(|p| p[0] == pattern) {
-                Some(b) => buckets[b].push(i),
-                None => {
-                    patterns.push(vec![pattern]);
-                    buckets.push(vec![i]);
-                }
-            }
+            buckets.group([0, 1, 2].map(|k| Some(literal.as_bytes()[k] | 0x20)), i);
         }
-        Some((crate::nibble_filter::NibbleFilter::new(&patterns)?, buckets))
+        let filter = crate::nibble_filter::NibbleFilter::new(&buckets.patterns)?;
+        Some((filter, buckets.items))
     });
 
 /// Whether the logger counts this line as (an error, a warning).

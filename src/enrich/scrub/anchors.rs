@@ -143,23 +143,18 @@ impl AnchorFinder {
     /// candidates).
     #[cfg(target_arch = "x86_64")]
     fn simd_filter(&self) -> Option<Simd> {
-        use crate::nibble_filter::Pattern;
+        use crate::nibble_filter::{Buckets, Pattern};
         const BUCKETS: usize = AnchorFilter::BUCKETS;
-        let mut patterns: Vec<Vec<Pattern>> = Vec::new();
-        let mut buckets: Vec<Vec<Candidate>> = Vec::new();
+        let mut buckets = Buckets::new();
         for &(_, anchor) in &self.short {
             let a = &self.anchors[anchor];
             let pattern: Pattern = [Some(a[0] | 0x20), a.get(1).map(|b| b | 0x20), None];
-            match patterns.iter().position(|p| p[0] == pattern) {
-                Some(b) => buckets[b].push(Candidate::Short(anchor)),
-                None => {
-                    patterns.push(vec![pattern]);
-                    buckets.push(vec![Candidate::Short(anchor)]);
-                }
-            }
+            buckets.group(pattern, Candidate::Short(anchor));
         }
-        let free = BUCKETS.checked_sub(buckets.len()).filter(|&n| n > 0)?;
-        let first_trigram_bucket = buckets.len();
+        let first_trigram_bucket = buckets.patterns.len();
+        let free = BUCKETS
+            .checked_sub(first_trigram_bucket)
+            .filter(|&n| n > 0)?;
         let capacity = self.trigrams.len().div_ceil(free);
         for (i, &(t, _)) in self.trigrams.iter().enumerate() {
             let pattern: Pattern = [0, 8, 16].map(|shift| Some((t >> shift) as u8));
@@ -177,19 +172,14 @@ impl AnchorFinder {
                 n
             };
             let best = (first_trigram_bucket..BUCKETS)
-                .filter(|&b| patterns.get(b).is_none_or(|held| held.len() < capacity))
-                .min_by_key(|&b| patterns.get(b).map_or(0, new_nibbles))
+                .filter(|&b| (buckets.patterns.get(b)).is_none_or(|held| held.len() < capacity))
+                .min_by_key(|&b| buckets.patterns.get(b).map_or(0, new_nibbles))
                 .expect("capacity leaves room");
-            if best == patterns.len() {
-                patterns.push(Vec::new());
-                buckets.push(Vec::new());
-            }
-            patterns[best].push(pattern);
-            buckets[best].push(Candidate::Trigram(i));
+            buckets.put(best, pattern, Candidate::Trigram(i));
         }
         Some(Simd {
-            masks: AnchorFilter::new(&patterns)?,
-            buckets,
+            masks: AnchorFilter::new(&buckets.patterns)?,
+            buckets: buckets.items,
         })
     }
 
