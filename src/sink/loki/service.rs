@@ -90,7 +90,8 @@ impl LokiSink {
             next_id: 0,
             limit: self.cfg.concurrency,
         };
-        let mut batch = Batch::with_room(self.cfg.batch_bytes);
+        let new_batch = || Batch::with_room(self.cfg.batch_bytes);
+        let mut batch = new_batch();
         let mut deadline: Option<Instant> = None;
         let mut taken = Vec::with_capacity(TAKE_AT_ONCE);
         loop {
@@ -111,13 +112,13 @@ impl LokiSink {
                         batch.push(&encoder, event);
                         if batch.bytes() >= self.cfg.batch_bytes {
                             deadline = None;
-                            flight.dispatch(std::mem::replace(&mut batch, Batch::with_room(self.cfg.batch_bytes)), &shared, &mut report).await?;
+                            flight.dispatch(std::mem::replace(&mut batch, new_batch()), &shared, &mut report).await?;
                         }
                     }
                 }
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     deadline = None;
-                    flight.dispatch(std::mem::replace(&mut batch, Batch::with_room(self.cfg.batch_bytes)), &shared, &mut report).await?;
+                    flight.dispatch(std::mem::replace(&mut batch, new_batch()), &shared, &mut report).await?;
                 }
             }
         }
