@@ -276,10 +276,13 @@ fn big_install_log(path: &Path, lines: usize) {
     }
 }
 
-fn peak_rss_kib(pid: u32) -> Option<u64> {
+/// The process's anonymous resident memory (heap, stacks), in KiB: what events piling up
+/// would grow. Not VmHWM: that counts the pages of the binary's own code too, which are
+/// 27 MB of a debug build and have nothing to do with the input.
+fn anon_rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with("RssAnon:"))?
         .split_whitespace()
         .nth(1)?
         .parse()
@@ -304,7 +307,7 @@ fn a_big_input_ships_in_bounded_memory() {
         .unwrap();
     let mut peak = 0;
     let status = loop {
-        if let Some(kib) = peak_rss_kib(child.id()) {
+        if let Some(kib) = anon_rss_kib(child.id()) {
             peak = peak.max(kib);
         }
         if let Some(status) = child.try_wait().unwrap() {
@@ -318,14 +321,16 @@ fn a_big_input_ships_in_bounded_memory() {
     let (stored, dups) = loki.counts();
     // output lines plus the feature, command and end events
     assert!(stored >= lines as u64 && dups == 0, "{stored} {dups}");
-    // The events' JSON alone is several times the input; none of it may pile up.
+    // The events' JSON alone is several times the input; none of it may pile up. What may
+    // be held: the queue (4096 events), four requests in flight with their events, the
+    // batch being filled (31-35 MB measured, debug or release).
     assert!(input_mb >= 25, "{input_mb} MB");
     assert!(
-        peak > 0 && peak < 64 * 1024,
-        "peak RSS {peak} KiB for {input_mb} MB of input"
+        peak > 0 && peak < 48 * 1024,
+        "peak anonymous RSS {peak} KiB for {input_mb} MB of input"
     );
     eprintln!(
-        "shipped {stored} entries from {input_mb} MB with peak RSS {} MiB",
+        "shipped {stored} entries from {input_mb} MB with peak anonymous RSS {} MiB",
         peak / 1024
     );
 }
