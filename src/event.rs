@@ -376,37 +376,44 @@ mod json {
     use serde_json::{Map, Value};
     use std::cell::Cell;
 
-    /// `"key":` after a comma; keys are our own ASCII names and need no escaping. Inlined
-    /// (as are the helpers below) so that each key's length is a constant where it is copied.
-    #[inline(always)]
-    fn key(out: &mut Vec<u8>, k: &str) {
-        out.push(b',');
-        out.push(b'"');
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(b"\":");
+    /// `,"key":`: keys are our own ASCII names and need no escaping, and each is made at
+    /// compile time so that it is copied in one piece.
+    macro_rules! key {
+        ($k:literal) => {
+            concat!(",\"", $k, "\":").as_bytes()
+        };
+    }
+
+    /// `,"key":"`, the key of a string and the string's opening quote in one piece.
+    macro_rules! str_key {
+        ($k:literal) => {
+            concat!(",\"", $k, "\":\"").as_bytes()
+        };
     }
 
     fn uint(out: &mut Vec<u8>, n: u64) {
         out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     }
 
+    /// A string field; `key` from `str_key!`.
     #[inline(always)]
-    fn string_field(out: &mut Vec<u8>, k: &str, v: &str) {
-        key(out, k);
-        write_str(out, v);
+    fn string_field(out: &mut Vec<u8>, key: &[u8], v: &str) {
+        out.extend_from_slice(key);
+        write_str_after_quote(out, v);
     }
 
     #[inline(always)]
-    fn opt_str(out: &mut Vec<u8>, k: &str, v: &Option<String>) {
+    fn opt_str(out: &mut Vec<u8>, key: &[u8], v: &Option<String>) {
         if let Some(v) = v {
-            string_field(out, k, v);
+            string_field(out, key, v);
         }
     }
 
+    /// An integer field; `key` from `key!`.
     #[inline(always)]
-    fn opt_uint(out: &mut Vec<u8>, k: &str, v: Option<u64>) {
+    fn opt_uint(out: &mut Vec<u8>, key: &[u8], v: Option<u64>) {
         if let Some(v) = v {
-            key(out, k);
+            out.extend_from_slice(key);
             uint(out, v);
         }
     }
@@ -428,43 +435,45 @@ mod json {
         out.extend_from_slice(b"\",\"level\":\"");
         out.extend_from_slice(e.level.as_str().as_bytes());
         out.push(b'"');
-        string_field(out, "correlation_id", &e.correlation_id);
-        key(out, "event_type");
-        out.push(b'"');
+        string_field(out, str_key!("correlation_id"), &e.correlation_id);
+        out.extend_from_slice(str_key!("event_type"));
         out.extend_from_slice(e.event_type.as_str().as_bytes());
         out.push(b'"');
-        string_field(out, "feature", &e.feature);
-        string_field(out, "message", &e.message);
-        key(out, "metadata");
+        string_field(out, str_key!("feature"), &e.feature);
+        string_field(out, str_key!("message"), &e.message);
+        out.extend_from_slice(key!("metadata"));
         map(out, &e.metadata);
-        opt_str(out, "version", &e.version);
-        opt_str(out, "stage", &e.stage);
-        opt_uint(out, "command_num", e.command_num.map(u64::from));
-        opt_uint(out, "duration_ms", e.duration_ms);
-        opt_uint(out, "command_count", e.command_count);
-        opt_uint(out, "error_count", e.error_count);
-        opt_uint(out, "warning_count", e.warning_count);
-        key(out, "seq");
+        opt_str(out, str_key!("version"), &e.version);
+        opt_str(out, str_key!("stage"), &e.stage);
+        opt_uint(out, key!("command_num"), e.command_num.map(u64::from));
+        opt_uint(out, key!("duration_ms"), e.duration_ms);
+        opt_uint(out, key!("command_count"), e.command_count);
+        opt_uint(out, key!("error_count"), e.error_count);
+        opt_uint(out, key!("warning_count"), e.warning_count);
+        out.extend_from_slice(key!("seq"));
         uint(out, e.seq);
-        string_field(out, "event_id", &e.event_id);
-        opt_str(out, "trace_id", &e.trace_id);
-        opt_str(out, "span_id", &e.span_id);
-        key(out, "source");
-        out.extend_from_slice(b"{\"file\":");
-        write_str(out, &e.source.file);
-        key(out, "line");
+        string_field(out, str_key!("event_id"), &e.event_id);
+        opt_str(out, str_key!("trace_id"), &e.trace_id);
+        opt_str(out, str_key!("span_id"), &e.span_id);
+        out.extend_from_slice(b",\"source\":{\"file\":\"");
+        write_str_after_quote(out, &e.source.file);
+        out.extend_from_slice(key!("line"));
         uint(out, e.source.line);
         out.push(b'}');
-        opt_str(out, "logger_correlation_id", &e.logger_correlation_id);
+        opt_str(
+            out,
+            str_key!("logger_correlation_id"),
+            &e.logger_correlation_id,
+        );
         if !e.details.is_empty() {
-            key(out, "details");
+            out.extend_from_slice(key!("details"));
             map(out, &e.details);
         }
-        opt_str(out, "raw", &e.raw);
+        opt_str(out, str_key!("raw"), &e.raw);
         if e.truncated {
             out.extend_from_slice(b",\"truncated\":true");
         }
-        opt_uint(out, "original_length", e.original_length);
+        opt_uint(out, key!("original_length"), e.original_length);
         if e.invalid_utf8 {
             out.extend_from_slice(b",\"invalid_utf8\":true");
         }
@@ -479,110 +488,142 @@ mod json {
         out.push(b'}');
     }
 
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-
-    /// The high bit of each byte of `w` (little-endian) that is `"`, `\\` or below 0x20,
-    /// what JSON must escape. Bits above the first true one may be false positives (a
-    /// borrow runs upwards), so the lowest set bit is exact: that is all we read.
-    #[inline]
-    fn escape_mask(w: u64) -> u64 {
-        let zero_byte = |x: u64| x.wrapping_sub(LO) & !x & HI;
-        let below_space = w.wrapping_sub(LO * 0x20) & !w & HI;
-        below_space | zero_byte(w ^ (LO * b'"' as u64)) | zero_byte(w ^ (LO * b'\\' as u64))
-    }
-
-    /// One bit for each of the sixteen bytes that needs escaping: below 0x20 (unsigned:
-    /// `min(x, 0x1f) == x`), a quote or a backslash.
-    #[cfg(target_arch = "x86_64")]
+    /// One bit per byte of `block` (the lowest for its first byte) that JSON must escape:
+    /// below 0x20, a quote or a backslash.
     #[inline(always)]
-    fn escapes_in_16(b: &[u8]) -> u32 {
-        use std::arch::x86_64::{
-            _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
-            _mm_set1_epi8,
-        };
-        assert!(b.len() >= 16);
-        // SAFETY: SSE2 is part of the x86-64 baseline, so every x86-64 CPU has these; the
-        // unaligned load reads b[..16], which the assertion guarantees.
-        unsafe {
-            let x = _mm_loadu_si128(b.as_ptr().cast());
-            let control = _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(0x1f)), x);
-            let quote = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'"' as i8));
-            let backslash = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'\\' as i8));
-            _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash))) as u32
-        }
-    }
-
-    /// The index of the first byte at or after `i` that needs escaping: sixteen bytes at a
-    /// time where SSE2 is (every x86-64), then eight at a time.
-    #[inline]
-    fn next_escape(b: &[u8], mut i: usize) -> Option<usize> {
+    pub(super) fn escapes(block: [u8; 16]) -> u32 {
         #[cfg(target_arch = "x86_64")]
-        while i + 16 <= b.len() {
-            let mask = escapes_in_16(&b[i..i + 16]);
-            if mask != 0 {
-                return Some(i + mask.trailing_zeros() as usize);
+        {
+            use std::arch::x86_64::{
+                _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+                _mm_set1_epi8,
+            };
+            // SAFETY: SSE2 is part of the x86-64 baseline, so every x86-64 CPU has these; the
+            // unaligned load reads the sixteen bytes of `block`.
+            unsafe {
+                let x = _mm_loadu_si128(block.as_ptr().cast());
+                // Below 0x20, unsigned: `min(x, 0x1f) == x`.
+                let control = _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(0x1f)), x);
+                let quote = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'"' as i8));
+                let backslash = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'\\' as i8));
+                _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash))) as u32
             }
-            i += 16;
         }
-        let at = |i: usize, mask: u64| i + (mask.trailing_zeros() / 8) as usize;
-        while let Some(chunk) = b.get(i..i + 8) {
-            let mask = escape_mask(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
-            if mask != 0 {
-                return Some(at(i, mask));
-            }
-            i += 8;
-        }
-        // The tail, fewer than eight bytes.
-        let rest = b.len().saturating_sub(i);
-        if rest == 0 {
-            return None;
-        }
-        if b.len() < 8 {
-            return b[i..]
-                .iter()
-                .position(|&c| c < 0x20 || c == b'"' || c == b'\\')
-                .map(|k| i + k);
-        }
-        // The last eight bytes, those before `i` (already looked at) replaced by a byte that
-        // needs no escaping. Copying the tail into a padded word instead cost a call to
-        // memcpy and a stalled load for every string.
-        let last = b.len() - 8;
-        let raw = u64::from_le_bytes(b[last..].try_into().expect("eight bytes"));
-        let seen = u64::MAX >> (8 * rest);
-        let mask = escape_mask((raw & !seen) | ((LO * u64::from(b'a')) & seen));
-        (mask != 0).then(|| at(last, mask))
+        #[cfg(not(target_arch = "x86_64"))]
+        escapes_portable(block)
     }
 
-    /// A JSON string, escaped exactly as serde_json does: `\"`, `\\`, `\b \t \n \f \r`,
-    /// other control bytes as `\u00xx`; everything else (DEL, non-ASCII) as is.
+    /// [`escapes`] a byte at a time, where there is no SSE2 (and as its reference in tests).
+    #[cfg(any(test, not(target_arch = "x86_64")))]
+    pub(super) fn escapes_portable(block: [u8; 16]) -> u32 {
+        block.iter().enumerate().fold(0, |m, (i, &c)| {
+            m | u32::from(c < 0x20 || c == b'"' || c == b'\\') << i
+        })
+    }
+
+    /// `s`, shorter than sixteen bytes, as a block with zeros after it: two overlapping loads
+    /// (or three single bytes) instead of a copy into a padded buffer.
+    #[inline(always)]
+    fn short_block(s: &[u8]) -> [u8; 16] {
+        let n = s.len();
+        debug_assert!(n < 16);
+        let v = if n >= 8 {
+            let lo = u64::from_le_bytes(s[..8].try_into().expect("eight bytes"));
+            let hi = u64::from_le_bytes(s[n - 8..].try_into().expect("eight bytes"));
+            u128::from(lo) | u128::from(hi) << (8 * (n - 8))
+        } else if n >= 4 {
+            let lo = u32::from_le_bytes(s[..4].try_into().expect("four bytes"));
+            let hi = u32::from_le_bytes(s[n - 4..].try_into().expect("four bytes"));
+            u128::from(u64::from(lo) | u64::from(hi) << (8 * (n - 4)))
+        } else if n > 0 {
+            u128::from(s[0])
+                | u128::from(s[n / 2]) << (8 * (n / 2))
+                | u128::from(s[n - 1]) << (8 * (n - 1))
+        } else {
+            0
+        };
+        v.to_le_bytes()
+    }
+
+    /// The escape of a byte that needs one, as serde_json writes it.
+    fn push_escape(out: &mut Vec<u8>, c: u8) {
+        let short = match c {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            b'\t' => b't',
+            b'\n' => b'n',
+            0x0c => b'f',
+            b'\r' => b'r',
+            _ => 0,
+        };
+        if short != 0 {
+            out.extend_from_slice(&[b'\\', short]);
+        } else {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.extend_from_slice(&[HEX[(c >> 4) as usize], HEX[(c & 0xf) as usize]]);
+        }
+    }
+
+    /// A JSON string, escaped exactly as serde_json does.
+    #[cfg(test)]
     pub(super) fn write_str(out: &mut Vec<u8>, s: &str) {
         out.push(b'"');
+        write_str_after_quote(out, s);
+    }
+
+    /// A JSON string after its opening quote (written with the key before it), escaped
+    /// exactly as serde_json does: `\"`, `\\`, `\b \t \n \f \r`, other control bytes as
+    /// `\u00xx`; everything else (DEL, non-ASCII) as is.
+    ///
+    /// Sixteen bytes at a time, looked at and copied in one step: each block is stored whole
+    /// at the end of `out` before it is known to be clean, and the length moves on past the
+    /// clean bytes only (those after an escape are written again). The last block of a
+    /// string is its last sixteen bytes shifted, so no byte past its end is read.
+    fn write_str_after_quote(out: &mut Vec<u8>, s: &str) {
         let b = s.as_bytes();
-        let mut start = 0;
-        while let Some(i) = next_escape(b, start) {
-            out.extend_from_slice(&b[start..i]);
-            let c = b[i];
-            let short = match c {
-                b'"' => b'"',
-                b'\\' => b'\\',
-                0x08 => b'b',
-                b'\t' => b't',
-                b'\n' => b'n',
-                0x0c => b'f',
-                b'\r' => b'r',
-                _ => 0,
-            };
-            if short != 0 {
-                out.extend_from_slice(&[b'\\', short]);
+        // Invariant: capacity >= len + unread bytes + 1 (the closing quote) + 16 (a block
+        // stored past the end); an escape makes room for itself.
+        out.reserve(b.len() + 1 + 16);
+        let mut len = out.len();
+        let mut i = 0;
+        while i < b.len() {
+            let rest = b.len() - i;
+            let (block, valid) = if rest >= 16 {
+                (b[i..i + 16].try_into().expect("sixteen bytes"), 16)
+            } else if b.len() >= 16 {
+                let last =
+                    u128::from_le_bytes(b[b.len() - 16..].try_into().expect("sixteen bytes"));
+                ((last >> (8 * (16 - rest))).to_le_bytes(), rest)
             } else {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.extend_from_slice(&[HEX[(c >> 4) as usize], HEX[(c & 0xf) as usize]]);
+                (short_block(&b[i..]), rest)
+            };
+            // SAFETY: the invariant leaves 16 bytes of capacity at `len`.
+            unsafe {
+                out.as_mut_ptr()
+                    .add(len)
+                    .cast::<[u8; 16]>()
+                    .write_unaligned(block)
+            };
+            let mask = escapes(block) & (u32::MAX >> (32 - valid));
+            if mask == 0 {
+                len += valid;
+                i += valid;
+                continue;
             }
-            start = i + 1;
+            let clean = mask.trailing_zeros() as usize;
+            len += clean;
+            i += clean;
+            // SAFETY: within capacity, and every byte up to `len` was written.
+            unsafe { out.set_len(len) };
+            push_escape(out, b[i]);
+            i += 1;
+            out.reserve(b.len() - i + 1 + 16);
+            len = out.len();
         }
-        out.extend_from_slice(&b[start..]);
+        // SAFETY: as above.
+        unsafe { out.set_len(len) };
         out.push(b'"');
     }
 
@@ -764,6 +805,60 @@ mod tests {
             prop_assert_eq!(&String::from_utf8(bytes).unwrap(), &slow);
             prop_assert_eq!(&pushed, &slow);
         }
+    }
+
+    #[test]
+    fn the_block_escape_mask_equals_its_byte_at_a_time_reference() {
+        for c in 0..=255u8 {
+            for at in 0..16 {
+                let mut block = [b'a'; 16];
+                block[at] = c;
+                assert_eq!(
+                    json::escapes(block),
+                    json::escapes_portable(block),
+                    "{c} at {at}"
+                );
+            }
+        }
+    }
+
+    /// Every string length up to three blocks, an escape at every place of it (or none, or
+    /// escapes everywhere), written at the end of a buffer already holding text: the bytes
+    /// serde_json writes, and the text before them untouched.
+    #[test]
+    fn a_string_is_escaped_at_every_length_and_place() {
+        for len in 0..=48 {
+            let plain: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            let mut cases = vec![plain.clone(), "\"".repeat(len), "\u{1}".repeat(len)];
+            for at in 0..len {
+                for special in ["\"", "\\", "\n", "\u{1f}", "\u{0}", "\u{7f}", "é"] {
+                    let mut s = plain.clone();
+                    s.replace_range(at..at + 1, special);
+                    cases.push(s);
+                }
+            }
+            for s in cases {
+                for before in [&b""[..], b"{\"k\":"] {
+                    let mut out = before.to_vec();
+                    json::write_str(&mut out, &s);
+                    let mut want = before.to_vec();
+                    want.extend(serde_json::to_vec(&s).unwrap());
+                    assert_eq!(
+                        String::from_utf8_lossy(&out),
+                        String::from_utf8_lossy(&want)
+                    );
+                }
+            }
+        }
+        // A long string with escapes far apart: the buffer grows as the escapes need.
+        let long: String = (0..5000)
+            .map(|i| if i % 997 == 0 { '\u{2}' } else { 'x' })
+            .collect();
+        let mut out = Vec::new();
+        json::write_str(&mut out, &long);
+        assert_eq!(out, serde_json::to_vec(&long).unwrap());
     }
 
     #[test]
