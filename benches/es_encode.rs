@@ -30,7 +30,7 @@ fn parse(inputs: &[Input], f: &mut dyn FnMut(Event)) -> u64 {
     let opts = ParseOptions::default();
     let mut progress = Progress::new(true);
     let report = parse_inputs(inputs, &opts, &mut progress, &mut |e| {
-        f(e);
+        f(e.take());
         Ok(())
     });
     report.events

@@ -32,7 +32,9 @@ fn input() -> (Vec<Input>, u64) {
 
 fn parse(inputs: &[Input], emit: &mut dyn FnMut(buildlog::Event) -> std::io::Result<()>) {
     let mut progress = Progress::new(true);
-    let report = parse_inputs(inputs, &ParseOptions::default(), &mut progress, emit);
+    let report = parse_inputs(inputs, &ParseOptions::default(), &mut progress, &mut |e| {
+        emit(e.take())
+    });
     assert!(report.errors.is_empty());
 }
 

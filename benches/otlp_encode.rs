@@ -77,7 +77,7 @@ fn convert(dir: &Path, with_spans: Option<&Envelope>) -> usize {
         &mut |e| {
             e.write_json_line(&mut out);
             if with_spans.is_some() {
-                builder.push(&Arc::new(e), now, &mut spans);
+                builder.push(&Arc::new(e.take()), now, &mut spans);
             }
             if out.len() > (1 << 20) {
                 out.clear();
@@ -101,7 +101,7 @@ fn bench(c: &mut Criterion) {
         &opts(),
         &mut progress,
         &mut |e| {
-            events.push(Arc::new(e));
+            events.push(Arc::new(e.take()));
             Ok(())
         },
     );

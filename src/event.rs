@@ -337,6 +337,15 @@ impl Event {
         }
     }
 
+    /// The event, an empty one left in its place: for a consumer handed `&mut Event` that
+    /// keeps it (a sink's queue).
+    pub fn take(&mut self) -> Event {
+        std::mem::replace(
+            self,
+            Event::new(EventType::Output, Level::Info, String::new(), String::new()),
+        )
+    }
+
     pub fn with_meta(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.metadata.insert(key.to_string(), value.into());
         self

@@ -43,7 +43,7 @@ pub fn run(
         let parser = tokio::task::spawn_blocking(move || {
             let mut progress = crate::source::Progress::new(quiet);
             build::parse_inputs(&inputs, &opts, &mut progress, &mut |event| {
-                let event = Arc::new(event);
+                let event = Arc::new(event.take());
                 for tx in &senders {
                     send(tx, event.clone())?;
                 }

@@ -17,7 +17,7 @@ fn convert(dir: &std::path::Path) -> Vec<Event> {
         &ParseOptions::default(),
         &mut Progress::new(true),
         &mut |e| {
-            events.push(e);
+            events.push(e.take());
             Ok(())
         },
     );

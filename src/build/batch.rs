@@ -27,7 +27,9 @@ use std::path::{Path, PathBuf};
 /// The longest JSON line read whole (a replayed event or dead-letter record).
 const JSON_MAX_LINE: usize = 64 * 1024 * 1024;
 
-pub(super) type Emit<'a> = dyn FnMut(Event) -> io::Result<()> + 'a;
+/// Takes each finished event. By reference, so that an event is not copied (536 bytes) at
+/// each call on its way; a consumer that keeps it takes it out (`Event::take`).
+pub(super) type Emit<'a> = dyn FnMut(&mut Event) -> io::Result<()> + 'a;
 
 /// The emitter was told to stop (broken pipe, a sink gone): unwind quietly.
 struct Stop;
@@ -56,12 +58,12 @@ impl<'a, 'b> Ctx<'a, 'b> {
         }
     }
 
-    fn send(&mut self, e: Event) -> Result<(), Stop> {
+    fn send(&mut self, e: &mut Event) -> Result<(), Stop> {
         if let Some(t) = self.build.as_mut() {
-            if let Some(mut s) = t.before(&e) {
+            if let Some(mut s) = t.before(e) {
                 t.stamp(&mut s);
                 self.report.events += 1;
-                (self.emit)(s).map_err(|_| Stop)?;
+                (self.emit)(&mut s).map_err(|_| Stop)?;
             }
         }
         self.report.events += 1;
@@ -77,7 +79,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
             Some(mut e) => {
                 t.stamp(&mut e);
                 self.report.events += 1;
-                (self.emit)(e).map_err(|_| Stop)
+                (self.emit)(&mut e).map_err(|_| Stop)
             }
             None => Ok(()),
         }
@@ -115,7 +117,7 @@ pub fn parse_inputs(
         if let Some(units) = plan(inputs, opts) {
             let batcher = super::parallel::Events;
             return super::parallel::parse_units(&units, opts, &batcher, progress, &mut |b| {
-                b.into_iter().try_for_each(&mut *emit)
+                b.into_iter().try_for_each(|mut e| emit(&mut e))
             });
         }
     }
@@ -165,7 +167,7 @@ pub fn parse_inputs_as_json(
     // once when live): no per-event copy into a second buffer.
     let mut buf = Vec::with_capacity(JSON_BATCH + 64 * 1024);
     let mut failed = false;
-    let report = parse_inputs(inputs, opts, progress, &mut |event| {
+    let report = parse_inputs(inputs, opts, progress, &mut |event: &mut Event| {
         event.write_json_line(&mut buf);
         if !live && buf.len() < JSON_BATCH {
             return Ok(());
@@ -196,7 +198,7 @@ fn plan(inputs: &[Input], opts: &ParseOptions) -> Option<Vec<Unit>> {
         return None;
     }
     let mut progress = Progress::hidden();
-    let mut no_events = |_| Err(io::Error::other("only planning"));
+    let mut no_events = |_: &mut Event| Err(io::Error::other("only planning"));
     let mut ctx = Ctx::new(opts, &mut progress, &mut no_events);
     let mut units = Vec::new();
     for input in inputs {
@@ -677,13 +679,13 @@ fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
             });
         }
         let (source, name) = (path.display().to_string(), rel(path));
-        parse_file_with(ctx, path, &mut parser, &mut |ctx, mut e| {
-            asm.text_event(s, &mut e, &source, &name);
+        parse_file_with(ctx, path, &mut parser, &mut |ctx, e| {
+            asm.text_event(s, e, &source, &name);
             ctx.send(e)
         })?;
         // What the logger wrote that the text does not show (a text log cut short): kept.
-        for e in asm.json_leftovers(s) {
-            ctx.send(e)?;
+        for mut e in asm.json_leftovers(s) {
+            ctx.send(&mut e)?;
         }
     }
 
@@ -701,8 +703,8 @@ fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
             .unwrap_or_else(|| s.clone());
         let mut parser = ErrorsLogParser::new(feature);
         let (source, name) = (path.display().to_string(), rel(path));
-        parse_file_with(ctx, path, &mut parser, &mut |ctx, mut e| {
-            asm.event(&mut e, &source, &name);
+        parse_file_with(ctx, path, &mut parser, &mut |ctx, e| {
+            asm.event(e, &source, &name);
             ctx.send(e)
         })?;
     }
@@ -713,34 +715,34 @@ fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
         seen_slugs.push(s.clone());
         let mut parser = InstallLogParser::summary_only(tz.clone());
         let (source, name) = (path.display().to_string(), rel(path));
-        parse_file_with(ctx, path, &mut parser, &mut |ctx, mut e| {
+        parse_file_with(ctx, path, &mut parser, &mut |ctx, e| {
             e.details.insert("from".into(), "summary log".into());
-            asm.text_event(s, &mut e, &source, &name);
+            asm.text_event(s, e, &source, &name);
             ctx.send(e)
         })?;
     }
-    for e in asm.all_json_leftovers() {
-        ctx.send(e)?;
+    for mut e in asm.all_json_leftovers() {
+        ctx.send(&mut e)?;
     }
 
     // master-summary.log: one build_summary per finished feature, timed by the logger's
     // build-summary.jsonl where it has the line, else by the feature's end.
     if let Some(p) = &b.master {
         let (source, name) = (p.display().to_string(), rel(p));
-        parse_file_with(ctx, p, &mut MasterSummaryParser, &mut |ctx, mut e| {
-            asm.master_event(&mut e, &source, &name);
+        parse_file_with(ctx, p, &mut MasterSummaryParser, &mut |ctx, e| {
+            asm.master_event(e, &source, &name);
             ctx.send(e)
         })?;
     }
     if let Some(p) = &b.build_summary_json {
-        for e in asm.summary_leftovers(&p.display().to_string(), &rel(p)) {
-            ctx.send(e)?;
+        for mut e in asm.summary_leftovers(&p.display().to_string(), &rel(p)) {
+            ctx.send(&mut e)?;
         }
     }
     if let Some(p) = &b.failure {
         let (source, name) = (p.display().to_string(), rel(p));
-        parse_file_with(ctx, p, &mut BuildFailureParser, &mut |ctx, mut e| {
-            asm.failure_event(&mut e, &source, &name);
+        parse_file_with(ctx, p, &mut BuildFailureParser, &mut |ctx, e| {
+            asm.failure_event(e, &source, &name);
             ctx.send(e)
         })?;
     }
@@ -755,7 +757,7 @@ pub fn correlation_id_of_dir(dir: &Path, opts: &ParseOptions) -> String {
         return id.clone();
     }
     let mut progress = Progress::new(true);
-    let mut no_events = |_| Err(io::Error::other("only the id is wanted"));
+    let mut no_events = |_: &mut Event| Err(io::Error::other("only the id is wanted"));
     let mut ctx = Ctx::new(opts, &mut progress, &mut no_events);
     let Ok((b, _)) = scan_dir(&mut ctx, dir) else {
         return crate::enrich::ids::derived_correlation_id(0, dir.display().to_string().as_bytes());
@@ -769,7 +771,7 @@ fn tz_name(opts: &ParseOptions) -> &str {
     opts.timezone.iana_name().unwrap_or("UTC")
 }
 
-type Sender<'s> = dyn FnMut(&mut Ctx, Event) -> Result<(), Stop> + 's;
+type Sender<'s> = dyn FnMut(&mut Ctx, &mut Event) -> Result<(), Stop> + 's;
 
 /// Reads one file through `parser`, handing each event to `send`.
 fn parse_file_with(
@@ -788,6 +790,22 @@ fn parse_file_with(
     let max_line = ctx.opts.max_line_bytes;
     let name = path.display().to_string();
     run_parser(ctx, reader, parser, send, false, &name, max_line)
+}
+
+/// Hands each of `events` to `send`, in order, and empties `events`. Each event is dropped
+/// where it lies as soon as it is handed on (`retain_mut` dropping them all): not moved out
+/// (two copies of 536 bytes with `drain`), and its strings, freed one event at a time, are
+/// reused by the next event's (a piece's worth of events freed at once overflows the
+/// allocator's thread cache: +3% instructions measured).
+fn send_each(ctx: &mut Ctx, events: &mut Vec<Event>, send: &mut Sender<'_>) -> Result<(), Stop> {
+    let mut sent = Ok(());
+    events.retain_mut(|e| {
+        if sent.is_ok() {
+            sent = send(ctx, e);
+        }
+        false
+    });
+    sent
 }
 
 /// How much input [`run_parser`] hands the parser at once.
@@ -824,16 +842,12 @@ fn run_parser(
         for piece in buf[..n].chunks(PARSE_PIECE) {
             lines.feed(parser, piece, &mut events);
             let count = events.len() as u64;
-            for e in events.drain(..) {
-                send(ctx, e)?;
-            }
+            send_each(ctx, &mut events, send)?;
             ctx.progress.add(piece.len() as u64, count);
         }
     }
     lines.finish(parser, &mut events);
-    for e in events.drain(..) {
-        send(ctx, e)?;
-    }
+    send_each(ctx, &mut events, send)?;
     Ok(())
 }
 
@@ -948,7 +962,7 @@ fn parse_stream(
         ctx,
         reader,
         parser.as_mut(),
-        &mut |ctx, mut e| {
+        &mut |ctx, e| {
             if asm.correlation_id().is_none() {
                 // No id given or written: the stream's own, from its first event.
                 let id = e
@@ -970,9 +984,9 @@ fn parse_stream(
                 asm.set_correlation_id(id);
             }
             if text {
-                asm.text_event(&slug, &mut e, source, source);
+                asm.text_event(&slug, e, source, source);
             } else {
-                asm.event(&mut e, source, source);
+                asm.event(e, source, source);
             }
             ctx.send(e)
         },
@@ -981,8 +995,8 @@ fn parse_stream(
         max_line,
     )?;
     if text {
-        for e in asm.json_leftovers(&slug) {
-            ctx.send(e)?;
+        for mut e in asm.json_leftovers(&slug) {
+            ctx.send(&mut e)?;
         }
     }
     ctx.report.warnings.append(&mut asm.warnings);

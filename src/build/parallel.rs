@@ -38,7 +38,7 @@ pub(super) trait Batcher: Sync {
     type Batch: Send;
     fn batch(&self) -> Self::Batch;
     /// Adds an event; true when the batch is full and should be sent.
-    fn add(&self, batch: &mut Self::Batch, e: Event) -> bool;
+    fn add(&self, batch: &mut Self::Batch, e: &mut Event) -> bool;
     fn is_empty(&self, batch: &Self::Batch) -> bool;
     fn events(&self, batch: &Self::Batch) -> u64;
     /// The batch as bytes, when it can wait in a file (else the worker waits).
@@ -62,8 +62,8 @@ impl Batcher for Events {
     fn batch(&self) -> Vec<Event> {
         Vec::with_capacity(512)
     }
-    fn add(&self, batch: &mut Vec<Event>, e: Event) -> bool {
-        batch.push(e);
+    fn add(&self, batch: &mut Vec<Event>, e: &mut Event) -> bool {
+        batch.push(e.take());
         batch.len() >= 512
     }
     fn is_empty(&self, batch: &Vec<Event>) -> bool {
@@ -85,7 +85,7 @@ impl Batcher for JsonLines {
     fn batch(&self) -> (Vec<u8>, u64) {
         (Vec::with_capacity(JSON_BATCH + 64 * 1024), 0)
     }
-    fn add(&self, (bytes, n): &mut (Vec<u8>, u64), e: Event) -> bool {
+    fn add(&self, (bytes, n): &mut (Vec<u8>, u64), e: &mut Event) -> bool {
         e.write_json_line(bytes);
         *n += 1;
         bytes.len() >= JSON_BATCH
@@ -212,7 +212,7 @@ fn worker<B: Batcher>(
         }
         let mut out = Outbox::new(batcher, tx);
         let mut batch = batcher.batch();
-        let mut emit = |e: Event| {
+        let mut emit = |e: &mut Event| {
             if !batcher.add(&mut batch, e) {
                 return Ok(());
             }

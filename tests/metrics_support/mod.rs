@@ -27,7 +27,7 @@ pub fn events(dir: &Path) -> Vec<Event> {
         &ParseOptions::default(),
         &mut Progress::hidden(),
         &mut |e| {
-            out.push(e);
+            out.push(e.take());
             Ok(())
         },
     );

@@ -875,7 +875,7 @@ mod tests {
             &crate::parse::ParseOptions::default(),
             &mut crate::source::Progress::new(true),
             &mut |e| {
-                events.push(e);
+                events.push(e.take());
                 Ok(())
             },
         );
@@ -1042,7 +1042,7 @@ mod tests {
                 &crate::parse::ParseOptions::default(),
                 &mut progress,
                 &mut |e| {
-                    events.push(e);
+                    events.push(e.take());
                     Ok(())
                 },
             );

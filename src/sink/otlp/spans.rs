@@ -766,7 +766,7 @@ mod tests {
             &opts,
             &mut progress,
             &mut |e| {
-                events.push(Arc::new(e));
+                events.push(Arc::new(e.take()));
                 Ok(())
             },
         );
