@@ -120,8 +120,8 @@ pub fn run_metrics(args: MetricsArgs) -> anyhow::Result<i32> {
     let mut backfill = args.backfill.then(Backfill::new);
     let report = parse_inputs(&inputs, &opts, &mut progress, &mut |e| {
         match &mut backfill {
-            Some(b) => b.observe(&e),
-            None => state.observe(&e),
+            Some(b) => b.observe(e),
+            None => state.observe(e),
         }
         Ok(())
     });

@@ -49,7 +49,7 @@ fn read(inputs: &[Input], opts: &ParseOptions, quiet: bool) -> (Report, Vec<Stri
     let mut b = ReportBuilder::new();
     let mut progress = Progress::new(quiet);
     let r = parse_inputs(inputs, opts, &mut progress, &mut |e| {
-        b.observe(&e);
+        b.observe(e);
         Ok(())
     });
     (b.finish(), r.errors)

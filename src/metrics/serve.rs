@@ -567,7 +567,7 @@ pub fn build_families(dir: &Path, opts: &ParseOptions) -> Vec<Family> {
         opts,
         &mut Progress::hidden(),
         &mut |e| {
-            state.observe(&e);
+            state.observe(e);
             Ok(())
         },
     );

@@ -72,7 +72,7 @@ mod tests {
             &ParseOptions::default(),
             &mut crate::source::Progress::hidden(),
             &mut |e| {
-                direct.observe(&e);
+                direct.observe(e);
                 Ok(())
             },
         );
