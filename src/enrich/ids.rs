@@ -106,7 +106,7 @@ pub fn event_id(
     event_id_in(
         &mut Vec::new(),
         correlation_id,
-        source_name,
+        source_name.rsplit('/').next().unwrap_or(source_name),
         line,
         position,
         event_type,
@@ -114,17 +114,17 @@ pub fn event_id(
     )
 }
 
-/// `event_id`, building its key in `scratch` (reused across events: no allocation but the id).
+/// `event_id`, building its key in `scratch` (reused across events: no allocation but the
+/// id), given the source's base name (its caller finds it once per source, not per event).
 pub fn event_id_in(
     scratch: &mut Vec<u8>,
     correlation_id: &str,
-    source_name: &str,
+    base: &str,
     line: u64,
     position: u32,
     event_type: &str,
     content: &str,
 ) -> String {
-    let base = source_name.rsplit('/').next().unwrap_or(source_name);
     let (mut l, mut q) = (itoa::Buffer::new(), itoa::Buffer::new());
     join_into(
         scratch,

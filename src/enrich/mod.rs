@@ -26,18 +26,16 @@ pub struct Enricher {
     trace_id: String,
     build_span: String,
     scrubber: Option<Arc<Scrubber>>,
-    /// Per source: the next `seq`.
-    seqs: RecentMap<u64>,
+    /// Per source file, by its name: one lookup per event.
+    sources: RecentMap<SourceState>,
     feature_spans: RecentMap<String>,
     /// The last command's (feature, number, span id): consecutive events share it.
     command_span: Option<(String, u32, String)>,
     /// Where event-id keys are built, reused.
     key: Vec<u8>,
-    /// The (source, line) of the last event and how many events that line has given: an
-    /// event's position on its line is part of its id.
-    line_position: (String, u64, u32),
-    /// Per source, its PEM key tracker.
-    pems: RecentMap<PemTracker>,
+    /// The (source's serial, line) of the last event and how many events that line has
+    /// given: an event's position on its line is part of its id.
+    line_position: (usize, u64, u32),
     /// The last feature name scrubbed and what it became: every event carries one, and a
     /// file's events share it.
     scrubbed_feature: Option<(String, String)>,
@@ -50,12 +48,11 @@ impl Enricher {
             build_span: ids::build_span_id(&correlation_id),
             correlation_id,
             scrubber: scrub.then(scrubber),
-            seqs: RecentMap::default(),
+            sources: RecentMap::default(),
             feature_spans: RecentMap::default(),
             command_span: None,
             key: Vec::with_capacity(128),
-            line_position: (String::new(), u64::MAX, 0),
-            pems: RecentMap::default(),
+            line_position: (usize::MAX, u64::MAX, 0),
             scrubbed_feature: None,
         }
     }
@@ -77,8 +74,6 @@ impl Enricher {
             }
         }
         e.correlation_id.clone_from(&self.correlation_id);
-        let seq = self.next_seq(source_name);
-        e.seq = seq;
         e.source.file = source_file.to_string();
         e.trace_id = Some(self.trace_id.clone());
         e.span_id = Some(match (e.event_type, e.command_num) {
@@ -91,12 +86,17 @@ impl Enricher {
             }
             _ => self.feature_span_id(&e.feature),
         });
+        let serial = self.sources.len();
+        let source = self
+            .sources
+            .get_or_insert_with(source_name, || SourceState::new(source_name, serial));
+        e.seq = source.next_seq;
+        source.next_seq += 1;
         if let Some(s) = &self.scrubber {
             if e.event_type == EventType::Output {
                 // Output lines of one source are consecutive lines of one stream: a PEM key's
                 // body lines are only recognisable from the BEGIN line before them.
-                let pem = self.pems.entry(source_name);
-                scrub_output_line(s, pem, e);
+                scrub_output_line(s, &mut source.pem, e);
             }
             scrub_names(s, &mut self.scrubbed_feature, e);
             // An output line without a raw form had its message scrubbed by the PEM tracker
@@ -109,40 +109,55 @@ impl Enricher {
         }
         e.stream = None;
         // From the scrubbed content: an id must not be a hash of a secret.
-        let position = self.position_on_line(source_name, e.source.line);
+        let position = position_on_line(&mut self.line_position, source.serial, e.source.line);
         e.event_id = ids::event_id_in(
             &mut self.key,
             &self.correlation_id,
-            source_name,
+            &source_name[source.base_name_at..],
             e.source.line,
             position,
             e.event_type.as_str(),
             &e.message,
         );
     }
+}
 
-    /// How many events the same line of the same source gave before this one.
-    fn position_on_line(&mut self, source_name: &str, line: u64) -> u32 {
-        let (s, l, n) = &mut self.line_position;
-        if *l == line && s == source_name {
-            *n += 1;
-        } else {
-            s.clear();
-            s.push_str(source_name);
-            *l = line;
-            *n = 0;
+/// What the enricher keeps per source file.
+struct SourceState {
+    /// Which source this is (the order it was first seen in): compared where the name was.
+    serial: usize,
+    /// Where the file's base name starts in the source's name (event ids are made from it).
+    base_name_at: usize,
+    /// The next `seq`.
+    next_seq: u64,
+    /// Output lines of one source are consecutive lines of one stream, tracked for PEM keys.
+    pem: PemTracker,
+}
+
+impl SourceState {
+    fn new(name: &str, serial: usize) -> Self {
+        SourceState {
+            serial,
+            base_name_at: name.rfind('/').map_or(0, |i| i + 1),
+            next_seq: 0,
+            pem: PemTracker::default(),
         }
-        *n
     }
 }
 
-impl Enricher {
-    fn next_seq(&mut self, source_name: &str) -> u64 {
-        let seq = self.seqs.entry(source_name);
-        *seq += 1;
-        *seq - 1
+/// How many events the same line of the same source gave before this one; `last` holds the
+/// (source serial, line) of the last event and that count.
+fn position_on_line(last: &mut (usize, u64, u32), serial: usize, line: u64) -> u32 {
+    let (s, l, n) = last;
+    if *l == line && *s == serial {
+        *n += 1;
+    } else {
+        (*s, *l, *n) = (serial, line, 0);
     }
+    *n
+}
 
+impl Enricher {
     fn command_span_id(&mut self, feature: &str, n: u32) -> String {
         match &self.command_span {
             Some((f, num, span)) if *num == n && f == feature => span.clone(),
