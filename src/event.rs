@@ -637,8 +637,9 @@ mod json {
     }
 
     thread_local! {
-        /// The last second rendered: events come in runs with one timestamp.
-        static LAST_SECOND: Cell<(i64, [u8; 19])> = const { Cell::new((i64::MIN, [0; 19])) };
+        /// The last time rendered: events come in runs with one timestamp (an install log's
+        /// output lines share their command's), and the next one is often in the same second.
+        static LAST_TIME: Cell<Option<(i64, [u8; 24])>> = const { Cell::new(None) };
     }
 
     impl Timestamp {
@@ -666,35 +667,40 @@ mod json {
 
         /// The 24 ASCII bytes of the time, for years 0 to 9999 (else `None`).
         fn rfc3339_ascii(self) -> Option<[u8; 24]> {
+            let last = LAST_TIME.get();
+            if let Some((ms, text)) = last {
+                if ms == self.0 {
+                    return Some(text);
+                }
+            }
             let ms = self.0.rem_euclid(1000) as u32;
             let secs = self.0.div_euclid(1000);
-            let (last, cached) = LAST_SECOND.get();
-            let date_time = if last == secs {
-                cached
-            } else {
-                let sod = secs.rem_euclid(86_400) as u32;
-                let (y, m, d) = super::civil_from_days(secs.div_euclid(86_400));
-                if !(0..=9999).contains(&y) {
-                    return None;
-                }
-                let y = y as u32;
-                let two = |n: u32| [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
-                let [y1, y2] = two(y / 100);
-                let [y3, y4] = two(y % 100);
-                let [m1, m2] = two(m);
-                let [d1, d2] = two(d);
-                let [h1, h2] = two(sod / 3600);
-                let [n1, n2] = two(sod / 60 % 60);
-                let [s1, s2] = two(sod % 60);
-                let dt = [
-                    y1, y2, y3, y4, b'-', m1, m2, b'-', d1, d2, b'T', h1, h2, b':', n1, n2, b':',
-                    s1, s2,
-                ];
-                LAST_SECOND.set((secs, dt));
-                dt
-            };
             let mut text = [0; 24];
-            text[..19].copy_from_slice(&date_time);
+            match last {
+                Some((t, cached)) if t.div_euclid(1000) == secs => {
+                    text[..19].copy_from_slice(&cached[..19]);
+                }
+                _ => {
+                    let sod = secs.rem_euclid(86_400) as u32;
+                    let (y, m, d) = super::civil_from_days(secs.div_euclid(86_400));
+                    if !(0..=9999).contains(&y) {
+                        return None;
+                    }
+                    let y = y as u32;
+                    let two = |n: u32| [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
+                    let [y1, y2] = two(y / 100);
+                    let [y3, y4] = two(y % 100);
+                    let [m1, m2] = two(m);
+                    let [d1, d2] = two(d);
+                    let [h1, h2] = two(sod / 3600);
+                    let [n1, n2] = two(sod / 60 % 60);
+                    let [s1, s2] = two(sod % 60);
+                    text[..19].copy_from_slice(&[
+                        y1, y2, y3, y4, b'-', m1, m2, b'-', d1, d2, b'T', h1, h2, b':', n1, n2,
+                        b':', s1, s2,
+                    ]);
+                }
+            }
             text[19..].copy_from_slice(&[
                 b'.',
                 b'0' + (ms / 100) as u8,
@@ -702,6 +708,7 @@ mod json {
                 b'0' + (ms % 10) as u8,
                 b'Z',
             ]);
+            LAST_TIME.set(Some((self.0, text)));
             Some(text)
         }
     }
@@ -897,6 +904,20 @@ mod tests {
             253_402_300_799_999,
             253_402_300_800_000,
             -62_167_219_200_001,
+            // Runs as the cache of the last time meets them: the same time again, the same
+            // second, the next second, the same second of another day, out of range between.
+            1_763_321_440_364,
+            1_763_321_440_364,
+            1_763_321_440_000,
+            1_763_321_440_999,
+            1_763_321_441_000,
+            1_763_407_841_000,
+            253_402_300_800_000,
+            1_763_407_841_000,
+            1_763_407_841_001,
+            -1,
+            -1000,
+            -999,
         ] {
             let mut b = Vec::new();
             Timestamp(ms).write_rfc3339_bytes(&mut b);
