@@ -356,10 +356,7 @@ impl Encoder {
             }
         }
         for (k, v) in &pairs[..n] {
-            let pair_len = wire::string_field_len(k.len()) + wire::string_field_len(v.len());
-            wire::message_header(out, 0x1a, pair_len);
-            wire::string_field(out, 0x0a, k.as_bytes());
-            wire::string_field(out, 0x12, v.as_bytes());
+            wire::label_pair(out, 0x1a, k.as_bytes(), v.as_bytes());
         }
         wire::close_len(out, entry);
         ts

@@ -38,6 +38,25 @@ pub fn string_field(out: &mut Vec<u8>, tag: u8, b: &[u8]) {
     }
 }
 
+/// A `LabelPairAdapter` (name, value) as a field with tag `tag` (3: an entry's structured
+/// metadata). Names and values are short (an event id is 32 bytes), so every length fits
+/// one varint byte: then the pair is four fixed bytes and two copies, instead of three
+/// headers with a varint loop each (once per pair, seven pairs per event).
+pub fn label_pair(out: &mut Vec<u8>, tag: u8, name: &[u8], value: &[u8]) {
+    let len = string_field_len(name.len()) + string_field_len(value.len());
+    if len < 0x80 && !name.is_empty() && !value.is_empty() {
+        out.reserve(len + 2);
+        out.extend_from_slice(&[tag, len as u8, 0x0a, name.len() as u8]);
+        out.extend_from_slice(name);
+        out.extend_from_slice(&[0x12, value.len() as u8]);
+        out.extend_from_slice(value);
+    } else {
+        message_header(out, tag, len);
+        string_field(out, 0x0a, name);
+        string_field(out, 0x12, value);
+    }
+}
+
 /// A message field's header: its tag and the length of its content.
 pub fn message_header(out: &mut Vec<u8>, tag: u8, len: usize) {
     out.push(tag);
@@ -125,6 +144,31 @@ mod tests {
             assert_eq!(ours, theirs, "{v}");
             assert_eq!(varint_len(v), theirs.len(), "{v}");
             assert_eq!(varint_len(v), prost::encoding::encoded_len_varint(v));
+        }
+    }
+
+    /// A label pair is the bytes prost writes, at every length around the one-byte fast
+    /// path's limit, and with an empty name or value (left out, as proto3 does).
+    #[test]
+    fn label_pairs_are_the_bytes_prost_writes() {
+        use prost::Message;
+        for name_len in [0, 1, 21, 60, 64, 125, 126, 127, 128, 200] {
+            for value_len in [0, 1, 32, 60, 62, 63, 64, 100, 127, 128, 300, 20_000] {
+                let (name, value) = ("n".repeat(name_len), "v".repeat(value_len));
+                let mut ours = vec![7u8];
+                label_pair(&mut ours, 0x1a, name.as_bytes(), value.as_bytes());
+                let entry = crate::sink::loki::proto::EntryAdapter {
+                    timestamp: None,
+                    line: String::new(),
+                    structured_metadata: vec![crate::sink::loki::proto::LabelPairAdapter {
+                        name,
+                        value,
+                    }],
+                };
+                let mut theirs = vec![7u8];
+                entry.encode(&mut theirs).unwrap();
+                assert_eq!(ours, theirs, "{name_len} {value_len}");
+            }
         }
     }
 
