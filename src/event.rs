@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
+use std::sync::Arc;
 
 /// Milliseconds since the Unix epoch, UTC. Rendered as RFC 3339 with millisecond precision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -222,7 +223,8 @@ impl fmt::Display for Diagnostic {
 /// Where an event came from: the file (as given, or `-` for stdin) and its 1-based line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct SourceRef {
-    pub file: String,
+    /// Shared by the events of one file (one allocation per file, not per event).
+    pub file: Arc<str>,
     pub line: u64,
 }
 
@@ -262,9 +264,11 @@ pub struct Event {
     /// Deterministic: same source bytes give the same id. The Elasticsearch `_id`.
     pub event_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trace_id: Option<String>,
+    /// Shared by the events of a build.
+    pub trace_id: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub span_id: Option<String>,
+    /// Shared by the events of a feature or command.
+    pub span_id: Option<Arc<str>>,
     pub source: SourceRef,
 
     /// The correlation id the JSON logger wrote for this feature, where it differs from the build's.
@@ -412,7 +416,7 @@ mod json {
     }
 
     #[inline(always)]
-    fn opt_str(out: &mut Vec<u8>, key: &[u8], v: &Option<String>) {
+    fn opt_str(out: &mut Vec<u8>, key: &[u8], v: Option<&str>) {
         if let Some(v) = v {
             string_field(out, key, v);
         }
@@ -452,8 +456,8 @@ mod json {
         string_field(out, str_key!("message"), &e.message);
         out.extend_from_slice(key!("metadata"));
         map(out, &e.metadata);
-        opt_str(out, str_key!("version"), &e.version);
-        opt_str(out, str_key!("stage"), &e.stage);
+        opt_str(out, str_key!("version"), e.version.as_deref());
+        opt_str(out, str_key!("stage"), e.stage.as_deref());
         opt_uint(out, key!("command_num"), e.command_num.map(u64::from));
         opt_uint(out, key!("duration_ms"), e.duration_ms);
         opt_uint(out, key!("command_count"), e.command_count);
@@ -462,8 +466,8 @@ mod json {
         out.extend_from_slice(key!("seq"));
         uint(out, e.seq);
         string_field(out, str_key!("event_id"), &e.event_id);
-        opt_str(out, str_key!("trace_id"), &e.trace_id);
-        opt_str(out, str_key!("span_id"), &e.span_id);
+        opt_str(out, str_key!("trace_id"), e.trace_id.as_deref());
+        opt_str(out, str_key!("span_id"), e.span_id.as_deref());
         out.extend_from_slice(b",\"source\":{\"file\":\"");
         write_str_after_quote(out, &e.source.file);
         out.extend_from_slice(key!("line"));
@@ -472,13 +476,13 @@ mod json {
         opt_str(
             out,
             str_key!("logger_correlation_id"),
-            &e.logger_correlation_id,
+            e.logger_correlation_id.as_deref(),
         );
         if !e.details.is_empty() {
             out.extend_from_slice(key!("details"));
             map(out, &e.details);
         }
-        opt_str(out, str_key!("raw"), &e.raw);
+        opt_str(out, str_key!("raw"), e.raw.as_deref());
         if e.truncated {
             out.extend_from_slice(b",\"truncated\":true");
         }
@@ -772,8 +776,9 @@ mod tests {
                 timestamp: Timestamp(ts), level, correlation_id, event_type, feature, message,
                 metadata, version, stage, command_num,
                 duration_ms: counts.0, command_count: counts.1, error_count: counts.2,
-                warning_count: counts.3, seq, event_id, trace_id, span_id,
-                source: SourceRef { file, line }, logger_correlation_id, details, raw,
+                warning_count: counts.3, seq, event_id, trace_id: trace_id.map(Into::into),
+                span_id: span_id.map(Into::into), source: SourceRef { file: file.into(), line },
+                logger_correlation_id, details, raw,
                 truncated: flags.0, original_length: counts.4.or(counts.5), invalid_utf8: flags.1,
                 incomplete: flags.2, stream: None, diagnostic,
             }

@@ -98,7 +98,7 @@ fn corpus_events() -> Vec<Event> {
                 e.event_id = format!("{:016x}", xxh(&format!("{rel}:{n}")));
                 e.seq = n as u64;
                 e.source = SourceRef {
-                    file: rel,
+                    file: rel.into(),
                     line: n as u64 + 1,
                 };
                 events.push(e);

@@ -270,7 +270,7 @@ fn follow_feeds_a_live_build_into_the_stdin_pipeline() {
     let mut want: BTreeMap<String, Vec<&Event>> = BTreeMap::new();
     // `build_start` (no source file) is counted above; the files' own events are compared here.
     for e in all.iter().filter(|e| !e.source.file.is_empty()) {
-        want.entry(e.source.file.clone()).or_default().push(e);
+        want.entry(e.source.file.to_string()).or_default().push(e);
     }
     assert_eq!(want.len(), 2);
     for (file, events) in want {

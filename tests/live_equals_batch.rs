@@ -117,7 +117,7 @@ fn time_never_steps_back_in_a_file_and_no_command_ends_before_it_starts() {
         let mut starts: HashMap<(String, u32), String> = HashMap::new();
         for e in &events {
             let t = e.timestamp.to_rfc3339();
-            let prev = last.insert(e.source.file.clone(), t.clone());
+            let prev = last.insert(e.source.file.to_string(), t.clone());
             if let Some(p) = prev {
                 assert!(
                     p <= t,

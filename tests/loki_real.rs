@@ -101,7 +101,10 @@ fn real_loki_stores_each_event_once_with_its_metadata() {
             );
             assert_eq!(labels["level"], want.level.as_lower());
             assert_eq!(labels["host"], "peer-test");
-            assert_eq!(labels.get("trace_id"), want.trace_id.as_ref());
+            assert_eq!(
+                labels.get("trace_id").map(String::as_str),
+                want.trace_id.as_deref()
+            );
             let back: Event = serde_json::from_str(line).unwrap();
             assert_eq!(back.event_id, want.event_id);
             if !back.truncated {

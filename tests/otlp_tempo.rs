@@ -190,7 +190,7 @@ fn expected_tree(events: &[Event], parent: &str) -> (String, BTreeMap<String, Ex
     let mut spans = BTreeMap::new();
     let mut build_failed = false;
     for e in events {
-        let id = e.span_id.clone().unwrap();
+        let id = e.span_id.as_deref().unwrap().to_string();
         match e.event_type {
             EventType::FeatureStart | EventType::FeatureEnd => {
                 let s = spans.entry(id).or_insert(Expected {
@@ -333,7 +333,7 @@ fn corpus_builds_become_the_same_traces_over_every_protocol() {
             let corr = format!("{name}-{}", protocol.replace('/', "-"));
             let events = ship(tempo.http, protocol, build, &corr, &[]);
             assert!(events.iter().all(|e| e.correlation_id == corr));
-            let trace_id = events[0].trace_id.clone().unwrap();
+            let trace_id = events[0].trace_id.as_deref().unwrap().to_string();
             assert_eq!(trace_id, ids::trace_id(&corr));
             let (_, expected) = expected_tree(&events, "");
             check(

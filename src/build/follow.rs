@@ -1011,7 +1011,7 @@ impl Follower {
             }
         }
         // By the path as followed, as checkpoints keep it.
-        let s = self.seqs.entry(e.source.file.clone()).or_default();
+        let s = self.seqs.entry(e.source.file.to_string()).or_default();
         s.next_seq = s.next_seq.max(e.seq + 1);
         if e.seq < s.skip_below {
             self.skipped += 1;

@@ -51,7 +51,7 @@ pub struct BuildTracker {
     diagnostic_warnings: u64,
     events: u64,
     /// The first event's correlation and trace ids, for `stamp`.
-    ids: Option<(String, Option<String>)>,
+    ids: Option<(String, Option<std::sync::Arc<str>>)>,
 }
 
 impl BuildTracker {
@@ -270,7 +270,7 @@ impl BuildTracker {
         if let Some((c, t)) = &self.ids {
             e.correlation_id.clone_from(c);
             e.trace_id.clone_from(t);
-            e.span_id = Some(super::ids::build_span_id(c));
+            e.span_id = Some(super::ids::build_span_id(c).into());
             e.event_id = super::ids::event_id(c, "", 0, 0, e.event_type.as_str(), "");
         }
     }

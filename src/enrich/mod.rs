@@ -23,14 +23,14 @@ pub fn scrubber() -> Arc<Scrubber> {
 /// Stamps the events of one build.
 pub struct Enricher {
     correlation_id: String,
-    trace_id: String,
-    build_span: String,
+    trace_id: Arc<str>,
+    build_span: Arc<str>,
     scrubber: Option<Arc<Scrubber>>,
     /// Per source file, by its name: one lookup per event.
     sources: RecentMap<SourceState>,
-    feature_spans: RecentMap<String>,
+    feature_spans: RecentMap<Arc<str>>,
     /// The last command's (feature, number, span id): consecutive events share it.
-    command_span: Option<(String, u32, String)>,
+    command_span: Option<(String, u32, Arc<str>)>,
     /// Where event-id keys are built, reused.
     key: Vec<u8>,
     /// The (source's serial, line) of the last event and how many events that line has
@@ -44,8 +44,8 @@ pub struct Enricher {
 impl Enricher {
     pub fn new(correlation_id: String, scrub: bool) -> Self {
         Enricher {
-            trace_id: ids::trace_id(&correlation_id),
-            build_span: ids::build_span_id(&correlation_id),
+            trace_id: ids::trace_id(&correlation_id).into(),
+            build_span: ids::build_span_id(&correlation_id).into(),
             correlation_id,
             scrubber: scrub.then(scrubber),
             sources: RecentMap::default(),
@@ -74,7 +74,6 @@ impl Enricher {
             }
         }
         e.correlation_id.clone_from(&self.correlation_id);
-        e.source.file = source_file.to_string();
         e.trace_id = Some(self.trace_id.clone());
         e.span_id = Some(match (e.event_type, e.command_num) {
             (EventType::BuildSummary | EventType::BuildFailure, _) if e.feature.is_empty() => {
@@ -92,6 +91,10 @@ impl Enricher {
             .get_or_insert_with(source_name, || SourceState::new(source_name, serial));
         e.seq = source.next_seq;
         source.next_seq += 1;
+        if *source.file != *source_file {
+            source.file = source_file.into();
+        }
+        e.source.file = source.file.clone();
         if let Some(s) = &self.scrubber {
             if e.event_type == EventType::Output {
                 // Output lines of one source are consecutive lines of one stream: a PEM key's
@@ -130,6 +133,8 @@ struct SourceState {
     base_name_at: usize,
     /// The next `seq`.
     next_seq: u64,
+    /// The file as given (`source.file` of its events), shared by its events.
+    file: Arc<str>,
     /// Output lines of one source are consecutive lines of one stream, tracked for PEM keys.
     pem: PemTracker,
 }
@@ -140,6 +145,7 @@ impl SourceState {
             serial,
             base_name_at: name.rfind('/').map_or(0, |i| i + 1),
             next_seq: 0,
+            file: Arc::from(""),
             pem: PemTracker::default(),
         }
     }
@@ -158,21 +164,23 @@ fn position_on_line(last: &mut (usize, u64, u32), serial: usize, line: u64) -> u
 }
 
 impl Enricher {
-    fn command_span_id(&mut self, feature: &str, n: u32) -> String {
+    fn command_span_id(&mut self, feature: &str, n: u32) -> Arc<str> {
         match &self.command_span {
             Some((f, num, span)) if *num == n && f == feature => span.clone(),
             _ => {
-                let span = ids::command_span_id(&self.correlation_id, feature, n);
+                let span: Arc<str> = ids::command_span_id(&self.correlation_id, feature, n).into();
                 self.command_span = Some((feature.to_string(), n, span.clone()));
                 span
             }
         }
     }
 
-    fn feature_span_id(&mut self, feature: &str) -> String {
+    fn feature_span_id(&mut self, feature: &str) -> Arc<str> {
         let correlation_id = &self.correlation_id;
         self.feature_spans
-            .get_or_insert_with(feature, || ids::feature_span_id(correlation_id, feature))
+            .get_or_insert_with(feature, || {
+                ids::feature_span_id(correlation_id, feature).into()
+            })
             .clone()
     }
 }

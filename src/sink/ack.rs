@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 /// Outstanding events per source: seq -> (reports still due, when it was sent).
-type Pending = HashMap<String, BTreeMap<u64, (u32, Instant)>>;
+type Pending = HashMap<std::sync::Arc<str>, BTreeMap<u64, (u32, Instant)>>;
 
 #[derive(Debug, Default)]
 pub struct Acks {
@@ -35,7 +35,7 @@ impl Acks {
     /// One sink has finished with `event` (stored or dead-lettered).
     pub fn done(&self, event: &Event) {
         let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(pending) = m.get_mut(&event.source.file) {
+        if let Some(pending) = m.get_mut(&*event.source.file) {
             if let Some((n, _)) = pending.get_mut(&event.seq) {
                 *n -= 1;
                 if *n == 0 {

@@ -849,7 +849,7 @@ mod tests {
         assert_eq!(hex::encode(&root.span.span_id), ids::build_span_id(corr));
         assert_eq!(
             hex::encode(&root.span.trace_id),
-            events[0].trace_id.clone().unwrap()
+            &*events[0].trace_id.clone().unwrap()
         );
         assert!(root.span.parent_span_id.is_empty());
         assert_eq!(
