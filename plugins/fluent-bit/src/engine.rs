@@ -378,7 +378,13 @@ mod tests {
         let mut starts: Vec<_> = events
             .iter()
             .filter(|ev| ev.event_type.as_str() == "feature_start")
-            .map(|ev| (ev.feature.clone(), ev.source.file.clone(), ev.source.line))
+            .map(|ev| {
+                (
+                    ev.feature.clone(),
+                    ev.source.file.to_string(),
+                    ev.source.line,
+                )
+            })
             .collect();
         starts.sort();
         assert_eq!(

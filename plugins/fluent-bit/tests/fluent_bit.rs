@@ -43,7 +43,7 @@ fn real_fluent_bit_tails_a_build_through_the_plugin() {
                 // stops): not within this comparison.
                 let build_level = matches!(e.event_type, buildlog::EventType::BuildEnd);
                 if !e.incomplete && !build_level {
-                    want.entry(e.source.file.clone())
+                    want.entry(e.source.file.to_string())
                         .or_default()
                         .push(serde_json::from_str(&e.to_json()).unwrap());
                 }

@@ -119,7 +119,7 @@ fn expected(dir: &Path) -> BTreeMap<String, Vec<serde_json::Value>> {
                 return Ok(());
             }
             by_file
-                .entry(e.source.file.clone())
+                .entry(e.source.file.to_string())
                 .or_default()
                 .push(serde_json::from_str(&e.to_json()).unwrap());
             Ok(())
