@@ -107,12 +107,17 @@ pub fn event_id(
     event_id_in(
         &mut Vec::new(),
         correlation_id,
-        source_name.rsplit('/').next().unwrap_or(source_name),
+        base_name(source_name),
         line,
         position,
         event_type,
         content,
     )
+}
+
+/// The part of a source's name that event ids are made from: the file's base name.
+pub fn base_name(source_name: &str) -> &str {
+    source_name.rsplit('/').next().unwrap_or(source_name)
 }
 
 /// `event_id`, building its key in `scratch` (reused across events: no allocation but the

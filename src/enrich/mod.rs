@@ -86,11 +86,12 @@ impl Enricher {
             _ => self.feature_span_id(&e.feature),
         });
         let serial = self.sources.len();
-        let source = self
-            .sources
-            .get_or_insert_with(source_name, || SourceState::new(source_name, serial));
+        let source = self.sources.get_or_insert_with(source_name, || {
+            SourceState::new(source_name, source_file, serial)
+        });
         e.seq = source.next_seq;
         source.next_seq += 1;
+        // A source keeps its name if its file is given by another path (rare): follow it.
         if *source.file != *source_file {
             source.file = source_file.into();
         }
@@ -140,12 +141,12 @@ struct SourceState {
 }
 
 impl SourceState {
-    fn new(name: &str, serial: usize) -> Self {
+    fn new(name: &str, file: &str, serial: usize) -> Self {
         SourceState {
             serial,
-            base_name_at: name.rfind('/').map_or(0, |i| i + 1),
+            base_name_at: name.len() - ids::base_name(name).len(),
             next_seq: 0,
-            file: Arc::from(""),
+            file: file.into(),
             pem: PemTracker::default(),
         }
     }
