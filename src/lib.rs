@@ -12,6 +12,7 @@ pub mod enrich;
 pub mod error;
 pub mod event;
 pub mod fsutil;
+pub mod line_bytes;
 pub mod live;
 pub mod live_metrics;
 pub mod metrics;

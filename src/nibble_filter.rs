@@ -16,12 +16,17 @@
 //! every byte: patterns are given folded), with no copy except of a line under 34 bytes.
 //! Each set of eight buckets costs six shuffles per 32 positions: a user takes as few sets as
 //! keep its patterns apart.
+//!
+//! A scan also tells whether the line holds NUL and ESC bytes ([`LineBytes`]), from the same
+//! loads, for four instructions per 32 bytes: passes its callers would otherwise make.
 
 use std::arch::x86_64::{
     __m256i, _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8,
     _mm256_or_si256, _mm256_set1_epi8, _mm256_setzero_si256, _mm256_shuffle_epi8,
     _mm256_srli_epi16, _mm256_storeu_si256,
 };
+
+use crate::line_bytes::LineBytes;
 
 /// A pattern as the filter sees it: up to three case-folded bytes (`| 0x20`), `None` for a
 /// position that matches any byte (patterns shorter than three bytes).
@@ -121,40 +126,49 @@ impl<const SETS: usize> NibbleFilter<SETS> {
     }
 
     /// Calls `candidate(position, bucket)` for every position of `s` where a pattern of
-    /// `bucket` may start (as `s` case-folded reads), and for no position where none does.
+    /// `bucket` may start (as `s` case-folded reads), and for no position where none does;
+    /// returns what `s` holds of the bytes [`LineBytes`] asks about.
     /// Positions are below `s.len()`; a pattern reported near the end may run past it (the
     /// caller's exact check, bounded by the line, turns it away).
-    pub(crate) fn scan(&self, s: &[u8], candidate: &mut impl FnMut(usize, usize)) {
+    pub(crate) fn scan(&self, s: &[u8], candidate: &mut impl FnMut(usize, usize)) -> LineBytes {
         // SAFETY: `new` returned `Some` only on a CPU with AVX2.
         unsafe { self.scan_avx2(s, candidate) }
     }
 
     #[target_feature(enable = "avx2")]
-    unsafe fn scan_avx2(&self, s: &[u8], candidate: &mut impl FnMut(usize, usize)) {
+    unsafe fn scan_avx2(&self, s: &[u8], candidate: &mut impl FnMut(usize, usize)) -> LineBytes {
+        let mut seen = Seen::new();
         let mut i = 0;
         // Whole blocks straight from the line: the loads read s[i..i + 34].
         while i + 34 <= s.len() {
             // SAFETY: i + 2 + 32 <= s.len(), so each unaligned load reads inside `s`.
-            let v = unsafe { load_folded(s.as_ptr().add(i)) };
+            let v = unsafe { load(s.as_ptr().add(i)) };
+            seen.add(v[0]);
             self.block(i, v, u32::MAX, candidate);
             i += 32;
         }
         if i == s.len() {
-            return;
+            return seen.bytes();
         }
         if s.len() >= 34 {
             // The last 34 bytes, read again from the line: positions from s.len() - 34 on,
             // those already seen masked off. The last two positions start only short patterns.
+            // Its loads at offsets 0 and 2 hold every byte not yet seen (i > s.len() - 34).
             let start = s.len() - 34;
-            if i - start < 32 {
-                // SAFETY: start + 2 + 32 == s.len().
-                let v = unsafe { load_folded(s.as_ptr().add(start)) };
-                self.block(start, v, u32::MAX << (i - start), candidate);
-            }
+            // SAFETY: start + 2 + 32 == s.len().
+            let v = unsafe { load(s.as_ptr().add(start)) };
+            seen.add(v[0]);
+            seen.add(v[2]);
+            self.block(
+                start,
+                v,
+                u32::MAX.checked_shl((i - start) as u32).unwrap_or(0),
+                candidate,
+            );
             for p in (s.len() - 2).max(i)..s.len() {
                 self.short_at(s, p, candidate);
             }
-            return;
+            return seen.bytes();
         }
         // A line under 34 bytes, copied into a buffer padded with spaces; positions past its
         // end are masked off.
@@ -163,7 +177,8 @@ impl<const SETS: usize> NibbleFilter<SETS> {
         let mut at = 0;
         while at < s.len() {
             // SAFETY: at <= 32, so the loads read tail[..66].
-            let v = unsafe { load_folded(tail.as_ptr().add(at)) };
+            let v = unsafe { load(tail.as_ptr().add(at)) };
+            seen.add(v[0]);
             let left = s.len() - at;
             let within = if left >= 32 {
                 u32::MAX
@@ -173,6 +188,7 @@ impl<const SETS: usize> NibbleFilter<SETS> {
             self.block(at, v, within, candidate);
             at += 32;
         }
+        seen.bytes()
     }
 
     /// The short patterns that start at position `p` of `s`, checked one by one.
@@ -190,7 +206,7 @@ impl<const SETS: usize> NibbleFilter<SETS> {
     }
 
     /// The candidates among the 32 positions from `start` that `within` has a bit for, given
-    /// the bytes at offsets 0, 1 and 2 from each, folded.
+    /// the bytes at offsets 0, 1 and 2 from each.
     #[target_feature(enable = "avx2")]
     #[inline]
     fn block(
@@ -201,8 +217,10 @@ impl<const SETS: usize> NibbleFilter<SETS> {
         candidate: &mut impl FnMut(usize, usize),
     ) {
         let low_nibble = _mm256_set1_epi8(0x0f);
+        let fold = _mm256_set1_epi8(0x20);
         let mut nibbles = [[_mm256_setzero_si256(); 2]; 3];
         for (n, x) in nibbles.iter_mut().zip(v) {
+            let x = _mm256_or_si256(x, fold);
             *n = [
                 _mm256_and_si256(x, low_nibble),
                 _mm256_and_si256(_mm256_srli_epi16(x, 4), low_nibble),
@@ -240,21 +258,54 @@ impl<const SETS: usize> NibbleFilter<SETS> {
     }
 }
 
-/// The 32 bytes at `p`, `p + 1` and `p + 2`, case-folded (`| 0x20`).
+/// The 32 bytes at `p`, `p + 1` and `p + 2`.
 ///
 /// # Safety
 /// The CPU has AVX2 and `p[..34]` is readable.
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn load_folded(p: *const u8) -> [__m256i; 3] {
-    let fold = _mm256_set1_epi8(0x20);
+unsafe fn load(p: *const u8) -> [__m256i; 3] {
     // SAFETY: the caller's: 34 readable bytes from `p`.
     unsafe {
         [
-            _mm256_or_si256(_mm256_loadu_si256(p.cast()), fold),
-            _mm256_or_si256(_mm256_loadu_si256(p.add(1).cast()), fold),
-            _mm256_or_si256(_mm256_loadu_si256(p.add(2).cast()), fold),
+            _mm256_loadu_si256(p.cast()),
+            _mm256_loadu_si256(p.add(1).cast()),
+            _mm256_loadu_si256(p.add(2).cast()),
         ]
+    }
+}
+
+/// The bytes of [`LineBytes`] among those a scan loaded, a lane per byte.
+struct Seen {
+    nul: __m256i,
+    escape: __m256i,
+}
+
+impl Seen {
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn new() -> Self {
+        Seen {
+            nul: _mm256_setzero_si256(),
+            escape: _mm256_setzero_si256(),
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn add(&mut self, bytes: __m256i) {
+        self.nul = _mm256_or_si256(self.nul, _mm256_cmpeq_epi8(bytes, _mm256_setzero_si256()));
+        let escape = _mm256_cmpeq_epi8(bytes, _mm256_set1_epi8(0x1b));
+        self.escape = _mm256_or_si256(self.escape, escape);
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn bytes(&self) -> LineBytes {
+        LineBytes {
+            nul: _mm256_movemask_epi8(self.nul) != 0,
+            escape: _mm256_movemask_epi8(self.escape) != 0,
+        }
     }
 }
 
@@ -278,5 +329,68 @@ fn report<const SETS: usize>(
             }
         }
         positions &= positions - 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A filter with one pattern; the byte facts do not depend on the patterns.
+    fn filter() -> Option<NibbleFilter<1>> {
+        NibbleFilter::new(&[vec![[Some(b'e'), Some(b'r'), Some(b'r')]]])
+    }
+
+    /// NUL and ESC at every place of lines of every length around the 32-byte blocks (a line
+    /// under 34 bytes, whole blocks, the last 34 bytes read again, the last two positions),
+    /// alone, together and next to the bytes they fold onto (`ESC | 0x20` is `;`, `NUL | 0x20`
+    /// a space): the scan tells what the plain search tells.
+    #[test]
+    fn the_scan_sees_every_nul_and_escape() {
+        let Some(f) = filter() else {
+            eprintln!("skipped: this CPU has no AVX2");
+            return;
+        };
+        let scan = |line: &[u8]| f.scan(line, &mut |_, _| {});
+        for len in 0..=130usize {
+            for filler in [b'x', b';', b' ', 0xff] {
+                let clean = vec![filler; len];
+                assert_eq!(scan(&clean), LineBytes::default(), "{len} x {filler}");
+                for at in 0..len {
+                    for marks in [&[0u8][..], &[0x1b], &[0, 0x1b]] {
+                        let mut line = clean.clone();
+                        for (k, &m) in marks.iter().enumerate() {
+                            line[(at + 7 * k) % len] = m;
+                        }
+                        assert_eq!(
+                            scan(&line),
+                            LineBytes::of(&line),
+                            "{marks:?} at {at} of {len} x {filler}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The candidates are those of the line, whatever the byte facts: a pattern next to an
+    /// ESC or a NUL is still reported, at its place.
+    #[test]
+    fn candidates_next_to_the_bytes_it_looks_for() {
+        let Some(f) = filter() else { return };
+        for line in [
+            &b"\x1berr"[..],
+            b"err\0",
+            b"\x1b[31merror\x1b[0m",
+            b"x\0x\x1b err",
+        ] {
+            let mut at = Vec::new();
+            let bytes = f.scan(line, &mut |p, _| at.push(p));
+            let want: Vec<usize> = (0..line.len())
+                .filter(|&p| line[p..].starts_with(b"err"))
+                .collect();
+            assert_eq!(at, want, "{}", line.escape_ascii());
+            assert_eq!(bytes, LineBytes::of(line));
+        }
     }
 }

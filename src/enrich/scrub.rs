@@ -418,12 +418,10 @@ impl Scrubber {
     /// did not, the result is `s` itself and holds no anchor either: no `PRIVATE KEY`, so no
     /// key block can start on it, and the key tracker need not look for one.
     fn scrub_noting_anchors<'a>(&self, s: &'a str) -> (Cow<'a, str>, bool) {
-        if memchr::memchr(0x1b, s.as_bytes()).is_some() {
-            return (self.scrub_ansi(s), true);
-        }
-        match self.rules_in(s) {
-            0 => (Cow::Borrowed(s), false),
-            rules => (self.apply_rules(s, rules, |t| self.rules_in(t)), true),
+        match self.inner.anchors.rules_and_escape_in(s.as_bytes()) {
+            (_, true) => (self.scrub_ansi(s), true),
+            (0, false) => (Cow::Borrowed(s), false),
+            (rules, false) => (self.apply_rules(s, rules, |t| self.rules_in(t)), true),
         }
     }
 

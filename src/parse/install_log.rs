@@ -15,7 +15,7 @@
 
 use super::clock::{parse_date_time, parse_hms, Clock};
 use super::grammar::{ConfigBlock, SummaryFigures, SummaryLine};
-use super::text::{classify, decode, strip_ansi};
+use super::text::{classify, classify_line, decode, strip_ansi, strip_ansi_scanned, LineClass};
 use super::FormatParser;
 use crate::event::{Event, EventType, Level, Timestamp};
 use crate::source::Line;
@@ -192,14 +192,12 @@ impl InstallLogParser {
     }
 
     /// Counts one line of the file the way the logger's `grep` would see it.
-    fn count_file_line(&mut self, bytes: &[u8]) -> (bool, bool) {
-        if !self.binary && memchr::memchr(0, bytes).is_some() {
-            self.binary = true;
-        }
-        let (e, w) = classify(bytes);
-        self.file_errors += e as u64;
-        self.file_warnings += w as u64;
-        (e, w)
+    fn count_file_line(&mut self, bytes: &[u8]) -> LineClass {
+        let class = classify_line(bytes);
+        self.binary |= class.bytes.nul;
+        self.file_errors += class.error as u64;
+        self.file_warnings += class.warning as u64;
+        class
     }
 
     fn finish_command(
@@ -378,7 +376,8 @@ impl InstallLogParser {
         original_len: Option<u64>,
         out: &mut Vec<Event>,
     ) {
-        let (is_err, is_warn) = self.count_file_line(bytes);
+        let class = self.count_file_line(bytes);
+        let (is_err, is_warn) = (class.error, class.warning);
         if let Some(cmd) = self.cmd.as_mut() {
             if bytes.starts_with(b"Executing: ") {
                 // The logger's window restarts after the last `Executing: ` line of the file.
@@ -391,7 +390,8 @@ impl InstallLogParser {
             cmd.output_lines += 1;
         }
         let (text, invalid) = decode(bytes);
-        let message = strip_ansi(&text);
+        // Decoding adds no ESC byte: the scan's answer holds for the text.
+        let message = strip_ansi_scanned(&text, class.bytes.escape);
         let level = if is_err {
             Level::Error
         } else if is_warn {

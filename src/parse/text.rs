@@ -1,6 +1,7 @@
 //! Text helpers shared by the parsers: decoding, ANSI stripping, and the logger's own
 //! error/warning patterns.
 
+use crate::line_bytes::LineBytes;
 use aho_corasick::{AhoCorasick, MatchKind};
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -44,9 +45,31 @@ static FILTER: LazyLock<Option<(crate::nibble_filter::NibbleFilter<1>, Vec<Vec<u
 /// Whether the logger counts this line as (an error, a warning).
 pub fn classify(line: &[u8]) -> (bool, bool) {
     #[cfg(target_arch = "x86_64")]
+    if FILTER.is_some() {
+        let c = classify_line(line);
+        return (c.error, c.warning);
+    }
+    classify_by_automaton(line)
+}
+
+/// What the parser needs to know of an output line before making its event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineClass {
+    /// The logger counts it as an error.
+    pub error: bool,
+    /// The logger counts it as a warning.
+    pub warning: bool,
+    /// Whether it holds NUL and ESC bytes.
+    pub bytes: LineBytes,
+}
+
+/// [`classify`], and what the line's bytes hold: one pass where the CPU has AVX2, for what
+/// were three (the literals, NUL, ESC).
+pub fn classify_line(line: &[u8]) -> LineClass {
+    #[cfg(target_arch = "x86_64")]
     if let Some((filter, buckets)) = &*FILTER {
         let (mut error, mut warning) = (false, false);
-        filter.scan(line, &mut |p, bucket| {
+        let bytes = filter.scan(line, &mut |p, bucket| {
             for &i in &buckets[bucket] {
                 if line[p..].starts_with(LITERALS[i].as_bytes()) {
                     *(if i < ERROR_PATTERNS {
@@ -57,9 +80,18 @@ pub fn classify(line: &[u8]) -> (bool, bool) {
                 }
             }
         });
-        return (error, warning);
+        return LineClass {
+            error,
+            warning,
+            bytes,
+        };
     }
-    classify_by_automaton(line)
+    let (error, warning) = classify_by_automaton(line);
+    LineClass {
+        error,
+        warning,
+        bytes: LineBytes::of(line),
+    }
 }
 
 /// [`classify`] by one Aho-Corasick search (where there is no SIMD filter; the tests compare
@@ -120,7 +152,14 @@ pub fn decode(bytes: &[u8]) -> (Cow<'_, str>, bool) {
 /// Removes ANSI escape sequences (CSI `ESC [ ... final`, OSC `ESC ] ... BEL|ST`, and
 /// two-byte `ESC x`). Other control characters are kept: JSON encoding escapes them.
 pub fn strip_ansi(s: &str) -> Cow<'_, str> {
-    if memchr::memchr(0x1b, s.as_bytes()).is_none() {
+    strip_ansi_scanned(s, memchr::memchr(0x1b, s.as_bytes()).is_some())
+}
+
+/// [`strip_ansi`] of text already known to hold an ESC byte or not (`escape`, from
+/// [`classify_line`] of its bytes: decoding adds none).
+pub fn strip_ansi_scanned(s: &str, escape: bool) -> Cow<'_, str> {
+    debug_assert_eq!(escape, s.as_bytes().contains(&0x1b));
+    if !escape {
         return Cow::Borrowed(s);
     }
     let b = s.as_bytes();
@@ -258,20 +297,29 @@ mod tests {
         }
     }
 
-    /// Every distinct line of the corpus: the filter and the automaton agree.
+    /// Every distinct line of the corpus: the filter and the automaton agree, and the scan's
+    /// byte facts are the plain search's.
     #[test]
     fn the_corpus_lines_get_the_automatons_answer() {
         let distinct = crate::test_support::corpus_lines();
-        let (mut errors, mut warnings) = (0, 0);
+        let (mut errors, mut warnings, mut escapes) = (0, 0, 0);
         for line in &distinct {
-            let got = classify(line);
-            assert_eq!(got, classify_by_automaton(line), "{}", line.escape_ascii());
-            errors += usize::from(got.0);
-            warnings += usize::from(got.1);
+            let got = classify_line(line);
+            let shown = || line.escape_ascii().to_string();
+            assert_eq!(
+                (got.error, got.warning),
+                classify_by_automaton(line),
+                "{}",
+                shown()
+            );
+            assert_eq!(got.bytes, LineBytes::of(line), "{}", shown());
+            errors += usize::from(got.error);
+            warnings += usize::from(got.warning);
+            escapes += usize::from(got.bytes.escape);
         }
         assert!(
-            distinct.len() > 200_000 && errors > 100 && warnings > 100,
-            "{errors} {warnings}"
+            distinct.len() > 200_000 && errors > 100 && warnings > 100 && escapes > 10,
+            "{errors} {warnings} {escapes}"
         );
     }
 

@@ -186,17 +186,24 @@ impl AnchorFinder {
     /// The union of the rule sets of the anchors `s` holds; 0 when it holds none.
     #[inline]
     pub(super) fn rules_in(&self, s: &[u8]) -> u64 {
+        self.rules_and_escape_in(s).0
+    }
+
+    /// [`rules_in`](Self::rules_in), and whether `s` holds an ESC byte (an escape sequence
+    /// the scrubber must look through), learnt by the same pass where the CPU has AVX2.
+    #[inline]
+    pub(super) fn rules_and_escape_in(&self, s: &[u8]) -> (u64, bool) {
         #[cfg(target_arch = "x86_64")]
         if let Some(simd) = &self.simd {
             let mut rules = 0;
-            simd.masks.scan(s, &mut |p, bucket| {
+            let bytes = simd.masks.scan(s, &mut |p, bucket| {
                 for &c in &simd.buckets[bucket] {
                     rules |= self.candidate_at(s, p, c);
                 }
             });
-            return rules;
+            return (rules, bytes.escape);
         }
-        self.rules_in_words(s)
+        (self.rules_in_words(s), memchr::memchr(0x1b, s).is_some())
     }
 
     /// The rules of the anchors that `candidate` stands for at position `p` of `s`.
@@ -423,7 +430,8 @@ mod tests {
     }
 
     /// With the scrubber's four dozen anchors (buckets shared by several trigrams, `@` in a
-    /// bucket of its own), both ways agree on every distinct line of the corpus, as written
+    /// bucket of its own), both ways agree (on the anchors and on ESC bytes) on every distinct
+    /// line of the corpus, as written
     /// and upper-cased, and with the definition on each line where an anchor was found and on
     /// every 16th of the others (the definition is slow in a debug build).
     #[test]
@@ -437,9 +445,14 @@ mod tests {
         }
         let mut holding = 0;
         for (i, line) in distinct.iter().enumerate() {
-            let got = fast.rules_in(line);
+            let (got, escape) = fast.rules_and_escape_in(line);
             let shown = || line.escape_ascii().to_string();
-            assert_eq!(got, portable.rules_in(line), "{}", shown());
+            assert_eq!(
+                (got, escape),
+                portable.rules_and_escape_in(line),
+                "{}",
+                shown()
+            );
             if got != 0 || i % 16 == 0 {
                 assert_eq!(got, naive_with(&anchors, line), "{}", shown());
             }
