@@ -36,9 +36,9 @@ pub struct Enricher {
     /// The (source's serial, line) of the last event and how many events that line has
     /// given: an event's position on its line is part of its id.
     line_position: (usize, u64, u32),
-    /// The last feature name scrubbed and what it became: every event carries one, and a
-    /// file's events share it.
-    scrubbed_feature: Option<(String, String)>,
+    /// The last feature name scrubbed and what it became (`None`: itself): every event
+    /// carries one, and a file's events share it.
+    scrubbed_feature: Option<(String, Option<String>)>,
 }
 
 impl Enricher {
@@ -208,17 +208,23 @@ fn scrub_output_line(s: &Scrubber, pem: &mut PemTracker, e: &mut Event) {
 
 /// Scrubs the feature name (a Loki label, an OTLP attribute, a metric label when it leaves)
 /// and the version, remembering the last feature's result in `last` (names leave too).
-fn scrub_names(s: &Scrubber, last: &mut Option<(String, String)>, e: &mut Event) {
+fn scrub_names(s: &Scrubber, last: &mut Option<(String, Option<String>)>, e: &mut Event) {
     match last {
         Some((name, scrubbed)) if *name == e.feature => {
-            if name != scrubbed {
+            if let Some(scrubbed) = scrubbed {
                 e.feature.clone_from(scrubbed);
             }
         }
         _ => {
             let name = e.feature.clone();
-            scrub_string(s, &mut e.feature);
-            *last = Some((name, e.feature.clone()));
+            let scrubbed = match s.scrub(&name) {
+                Cow::Owned(new) => Some(new),
+                Cow::Borrowed(_) => None,
+            };
+            if let Some(new) = &scrubbed {
+                e.feature.clone_from(new);
+            }
+            *last = Some((name, scrubbed));
         }
     }
     if let Some(v) = e.version.as_mut() {
