@@ -24,7 +24,7 @@ const TOOL_SEVERITIES: [(&str, Diagnostic); 5] = [
 
 /// The diagnostic an output line is, if it is one. `line` is the message (ANSI codes stripped).
 pub fn classify(line: &str) -> Option<Diagnostic> {
-    let t = line.trim_start();
+    let t = trim_start(line);
     let b = t.as_bytes();
     let first = *b.first()?;
     let by_prefix = match first {
@@ -85,6 +85,22 @@ pub fn classify(line: &str) -> Option<Diagnostic> {
         _ => None,
     };
     by_prefix.or_else(|| tool_diagnostic(t))
+}
+
+/// `str::trim_start`, quicker for the usual line: one that starts with an ASCII byte that is
+/// not white space, or with spaces and tabs and then one (`trim_start` steps through the line
+/// a character at a time, asking each whether it is Unicode white space).
+fn trim_start(line: &str) -> &str {
+    let b = line.as_bytes();
+    let i = b
+        .iter()
+        .position(|&c| c != b' ' && c != b'\t')
+        .unwrap_or(b.len());
+    match b.get(i) {
+        Some(&c) if c.is_ascii() && !char::from(c).is_whitespace() => &line[i..],
+        None => "",
+        Some(_) => line.trim_start(),
+    }
 }
 
 /// `error[E0425]: ...` (rustc, cargo).
@@ -161,6 +177,14 @@ fn tool_diagnostic(t: &str) -> Option<Diagnostic> {
         return None;
     }
     let rest = &t[space + 1..];
+    // Most first words followed by `: ` are not a tool's (`inflating: `, `Get:1 `): a look at
+    // the next byte turns them away before five comparisons.
+    if !matches!(
+        rest.as_bytes().first(),
+        Some(b'f' | b'e' | b'w' | b'E' | b'W')
+    ) {
+        return None;
+    }
     TOOL_SEVERITIES
         .iter()
         .find(|(severity, _)| rest.starts_with(severity))
@@ -170,6 +194,44 @@ fn tool_diagnostic(t: &str) -> Option<Diagnostic> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trim_start_is_strs() {
+        for line in [
+            "",
+            " ",
+            "\t \t",
+            "error: x",
+            "  error: x",
+            "\t\terror",
+            "\u{b}error",
+            " \u{c}x",
+            "\u{a0}error: x",
+            " \u{3000}E: x",
+            "\u{85}x",
+            "é",
+            "  é ",
+            "\r\nx",
+        ] {
+            assert_eq!(trim_start(line), line.trim_start(), "{line:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn trim_start_is_strs_on_any_line(line in "[ \t\u{b}\u{c}\r\n\u{a0}\u{3000}a:é]{0,8}") {
+            proptest::prop_assert_eq!(trim_start(&line), line.trim_start());
+        }
+    }
+
+    /// The quick look before the comparisons knows the first byte of every severity.
+    #[test]
+    fn every_tool_severity_passes_the_first_byte_look() {
+        for (severity, d) in TOOL_SEVERITIES {
+            let line = format!("tool: {severity} x");
+            assert_eq!(tool_diagnostic(&line), Some(d), "{line}");
+        }
+    }
 
     /// Each rule: (name, a line it flags and as what, a line of the same family it does not).
     const RULES: &[(&str, &str, Diagnostic, &str)] = &[
