@@ -237,7 +237,8 @@ fn is_false(b: &bool) -> bool {
 pub struct Event {
     pub timestamp: Timestamp,
     pub level: Level,
-    pub correlation_id: String,
+    /// Shared by the events of a build.
+    pub correlation_id: Arc<str>,
     pub event_type: EventType,
     pub feature: String,
     pub message: String,
@@ -312,7 +313,8 @@ impl Event {
         Event {
             timestamp: Timestamp(0),
             level,
-            correlation_id: String::new(),
+            // No allocation: the empty `Arc<str>` is a static.
+            correlation_id: Arc::default(),
             event_type,
             feature: feature.into(),
             message: message.into(),
@@ -773,7 +775,7 @@ mod tests {
             diagnostic in proptest::option::of(proptest::sample::select(vec![Diagnostic::Error, Diagnostic::Warning])),
         ) -> Event {
             Event {
-                timestamp: Timestamp(ts), level, correlation_id, event_type, feature, message,
+                timestamp: Timestamp(ts), level, correlation_id: correlation_id.into(), event_type, feature, message,
                 metadata, version, stage, command_num,
                 duration_ms: counts.0, command_count: counts.1, error_count: counts.2,
                 warning_count: counts.3, seq, event_id, trace_id: trace_id.map(Into::into),

@@ -408,7 +408,7 @@ fn follow_paths(
                 &mut |e| {
                     if !known {
                         // Recorded before the event goes out, so before any mark covers it.
-                        lock(&resume.ids).insert(key.clone(), e.correlation_id.clone());
+                        lock(&resume.ids).insert(key.clone(), e.correlation_id.to_string());
                         known = true;
                     }
                     emit(e)?;

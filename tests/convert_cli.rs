@@ -85,16 +85,12 @@ fn a_build_with_one_logger_id_per_feature_keeps_them_as_logger_ids() {
     // earliest Start Time, Python), each other feature keeps its own as logger_correlation_id,
     // so a search by any of the 19 finds its feature.
     let events = convert_dir(&corpus().join("build-13-large"), &[]);
-    let build_id = &events[0].correlation_id;
-    assert!(events.iter().all(|e| &e.correlation_id == build_id));
+    let build_id: &str = &events[0].correlation_id;
+    assert!(events.iter().all(|e| &*e.correlation_id == build_id));
     let first_json =
         std::fs::read_to_string(corpus().join("build-13-large/json/python.jsonl")).unwrap();
     assert!(
-        first_json
-            .lines()
-            .next()
-            .unwrap()
-            .contains(build_id.as_str()),
+        first_json.lines().next().unwrap().contains(build_id),
         "{build_id}"
     );
     let logger_ids: std::collections::BTreeSet<_> = events
@@ -116,7 +112,9 @@ fn explicit_correlation_id_wins() {
         .output()
         .unwrap();
     let events = parse_events(&out.stdout);
-    assert!(events.iter().all(|e| e.correlation_id == "build-1-abcdef"));
+    assert!(events
+        .iter()
+        .all(|e| &*e.correlation_id == "build-1-abcdef"));
     let env = bin()
         .args(["convert"])
         .env("BUILD_CORRELATION_ID", "build-2-zzzzzz")
@@ -125,7 +123,7 @@ fn explicit_correlation_id_wins() {
         .unwrap();
     assert!(parse_events(&env.stdout)
         .iter()
-        .all(|e| e.correlation_id == "build-2-zzzzzz"));
+        .all(|e| &*e.correlation_id == "build-2-zzzzzz"));
 }
 
 #[test]

@@ -425,10 +425,7 @@ fn dated_indices_with_index_actions_and_ecs_documents() {
         assert_eq!(doc["log"]["level"], e.level.as_lower());
         assert_eq!(doc["event"]["dataset"], "container_build");
         assert_eq!(doc["event"]["action"], e.event_type.as_str());
-        assert_eq!(
-            doc["container_build"]["correlation_id"],
-            e.correlation_id.as_str()
-        );
+        assert_eq!(doc["container_build"]["correlation_id"], &*e.correlation_id);
         assert_eq!(doc["labels"]["feature"], e.feature.as_str());
         assert_eq!(doc["service"]["name"], "container-build");
     }

@@ -162,7 +162,7 @@ fn with_json_present_its_ids_and_milliseconds_are_adopted_and_nothing_is_doubled
     let ours = convert_dir(&build, &[]);
     let theirs = logger_events(&build);
     for e in ours.iter().filter(|e| COMPARED.contains(&e.event_type)) {
-        assert_eq!(e.correlation_id, "build-1763290245-q7m2xa");
+        assert_eq!(&*e.correlation_id, "build-1763290245-q7m2xa");
         let twins = theirs
             .iter()
             .filter(|v| {

@@ -385,7 +385,7 @@ fn loki_pipeline_ships_lower_case_levels_and_ids_as_structured_metadata() {
                 want.feature.as_str(),
                 "{config}"
             );
-            assert_eq!(labels["correlation_id"], want.correlation_id.as_str());
+            assert_eq!(labels["correlation_id"], &*want.correlation_id);
             assert_eq!(
                 labels["trace_id"].as_str(),
                 want.trace_id.as_deref(),

@@ -528,7 +528,7 @@ fn dashboard_queries_and_logql_examples_return_data_in_a_real_loki() {
         ("$host", "build-02-failure".to_string()),
         ("$feature", failure.feature.clone()),
         ("$level", "error".to_string()),
-        ("$correlation_id", failure.correlation_id.clone()),
+        ("$correlation_id", failure.correlation_id.to_string()),
         ("$__auto", "1m".to_string()),
         ("$__range", "1h".to_string()),
     ];

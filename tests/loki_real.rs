@@ -91,7 +91,7 @@ fn real_loki_stores_each_event_once_with_its_metadata() {
             let id = labels["event_id"].as_str();
             assert!(seen.insert(id.to_string()), "{build}: {id} twice");
             let want = by_id[id];
-            assert_eq!(labels["correlation_id"], want.correlation_id);
+            assert_eq!(labels["correlation_id"], *want.correlation_id);
             assert_eq!(labels["event_type"], want.event_type.as_str());
             // Build-level events (`build_start`, `build_end`) have no feature: Loki has no
             // empty label values, so theirs is absent.

@@ -119,7 +119,7 @@ fn every_corpus_build_round_trips() {
             }
             assert_eq!(s.labels, labels, "{name}");
             let sm = &s.structured_metadata;
-            assert_eq!(sm["correlation_id"], want.correlation_id, "{name}");
+            assert_eq!(sm["correlation_id"], *want.correlation_id, "{name}");
             assert_eq!(sm["event_type"], want.event_type.as_str());
             assert_eq!(sm["event_id"], want.event_id);
             assert_eq!(

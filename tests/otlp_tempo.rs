@@ -332,7 +332,7 @@ fn corpus_builds_become_the_same_traces_over_every_protocol() {
             // A correlation id of its own per protocol, so each send is a trace of its own.
             let corr = format!("{name}-{}", protocol.replace('/', "-"));
             let events = ship(tempo.http, protocol, build, &corr, &[]);
-            assert!(events.iter().all(|e| e.correlation_id == corr));
+            assert!(events.iter().all(|e| *e.correlation_id == *corr));
             let trace_id = events[0].trace_id.as_deref().unwrap().to_string();
             assert_eq!(trace_id, ids::trace_id(&corr));
             let (_, expected) = expected_tree(&events, "");

@@ -235,7 +235,7 @@ fn json_agrees_with_events(dir: &Path) -> Value {
     assert_eq!(builds.len(), 1);
     let b = &builds[0];
     let end = build_end(&events);
-    assert_eq!(b["correlation_id"], end.correlation_id.as_str());
+    assert_eq!(b["correlation_id"], &*end.correlation_id);
     assert_eq!(b["status"], end.metadata["status"]);
     assert_eq!(b["duration_seconds"], end.metadata["duration_seconds"]);
     let ends: BTreeMap<&str, &Event> = events

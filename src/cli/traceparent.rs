@@ -52,8 +52,8 @@ pub fn run(args: TraceparentArgs) -> anyhow::Result<i32> {
     let mut seen: Vec<String> = Vec::new();
     let mut progress = crate::source::Progress::new(true);
     let report = crate::build::parse_inputs(&args.input.inputs(), &opts, &mut progress, &mut |e| {
-        if !seen.contains(&e.correlation_id) {
-            seen.push(e.correlation_id.clone());
+        if !seen.iter().any(|c| **c == *e.correlation_id) {
+            seen.push(e.correlation_id.to_string());
         }
         Ok(())
     });

@@ -51,7 +51,7 @@ pub struct BuildTracker {
     diagnostic_warnings: u64,
     events: u64,
     /// The first event's correlation and trace ids, for `stamp`.
-    ids: Option<(String, Option<std::sync::Arc<str>>)>,
+    ids: Option<(std::sync::Arc<str>, Option<std::sync::Arc<str>>)>,
 }
 
 impl BuildTracker {

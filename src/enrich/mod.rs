@@ -22,7 +22,7 @@ pub fn scrubber() -> Arc<Scrubber> {
 
 /// Stamps the events of one build.
 pub struct Enricher {
-    correlation_id: String,
+    correlation_id: Arc<str>,
     trace_id: Arc<str>,
     build_span: Arc<str>,
     scrubber: Option<Arc<Scrubber>>,
@@ -46,7 +46,7 @@ impl Enricher {
         Enricher {
             trace_id: ids::trace_id(&correlation_id).into(),
             build_span: ids::build_span_id(&correlation_id).into(),
-            correlation_id,
+            correlation_id: correlation_id.into(),
             scrubber: scrub.then(scrubber),
             sources: RecentMap::default(),
             feature_spans: RecentMap::default(),
@@ -69,11 +69,11 @@ impl Enricher {
             return;
         }
         if let Some(lc) = &e.logger_correlation_id {
-            if *lc == self.correlation_id {
+            if **lc == *self.correlation_id {
                 e.logger_correlation_id = None;
             }
         }
-        e.correlation_id.clone_from(&self.correlation_id);
+        e.correlation_id = self.correlation_id.clone();
         e.trace_id = Some(self.trace_id.clone());
         e.span_id = Some(match (e.event_type, e.command_num) {
             (EventType::BuildSummary | EventType::BuildFailure, _) if e.feature.is_empty() => {

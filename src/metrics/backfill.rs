@@ -41,7 +41,7 @@ impl Backfill {
     }
 
     pub fn observe(&mut self, e: &Event) {
-        let track = self.builds.entry(e.correlation_id.clone()).or_default();
+        let track = self.builds.entry(e.correlation_id.to_string()).or_default();
         track.state.observe(e);
         track.last_ts = track.last_ts.max(e.timestamp.0);
         track.pending = true;

@@ -172,9 +172,9 @@ impl MetricsState {
     /// Folds one event in.
     pub fn observe(&mut self, e: &Event) {
         self.events += 1;
-        if self.last.correlation_id.as_deref() != Some(e.correlation_id.as_str()) {
+        if self.last.correlation_id.as_deref() != Some(&*e.correlation_id) {
             self.last.build = self.build_index_of(&e.correlation_id);
-            self.last.correlation_id = Some(e.correlation_id.clone());
+            self.last.correlation_id = Some(e.correlation_id.to_string());
         }
         if self.last.feature.as_deref() != Some(e.feature.as_str()) {
             self.last.label = sanitize_label(&e.feature);

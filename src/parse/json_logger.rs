@@ -110,7 +110,7 @@ pub fn to_record(v: Value) -> Option<JsonRecord> {
     let obj = v.as_object()?;
     if obj.contains_key("event_id") && obj.contains_key("seq") {
         let e: Event = serde_json::from_value(v.clone()).ok()?;
-        let id = Some(e.correlation_id.clone());
+        let id = Some(e.correlation_id.to_string());
         return Some(JsonRecord::Event(e, id));
     }
     if let (Some(_), Some(ev)) = (obj.get("sink"), obj.get("event")) {

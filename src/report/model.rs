@@ -173,7 +173,7 @@ impl BuildAcc {
 pub struct ReportBuilder {
     builds: Vec<BuildAcc>,
     index: HashMap<String, usize>,
-    last: Option<(String, usize)>,
+    last: Option<(std::sync::Arc<str>, usize)>,
 }
 
 impl ReportBuilder {
@@ -183,15 +183,15 @@ impl ReportBuilder {
 
     pub fn observe(&mut self, e: &Event) {
         let bi = match &self.last {
-            Some((c, i)) if *c == e.correlation_id => *i,
+            Some((c, i)) if **c == *e.correlation_id => *i,
             _ => {
-                let i = match self.index.get(&e.correlation_id) {
+                let i = match self.index.get(&*e.correlation_id) {
                     Some(&i) => i,
                     None => {
                         self.builds.push(BuildAcc::default());
                         let i = self.builds.len() - 1;
-                        self.builds[i].report.correlation_id = e.correlation_id.clone();
-                        self.index.insert(e.correlation_id.clone(), i);
+                        self.builds[i].report.correlation_id = e.correlation_id.to_string();
+                        self.index.insert(e.correlation_id.to_string(), i);
                         i
                     }
                 };

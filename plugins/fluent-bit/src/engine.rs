@@ -396,7 +396,7 @@ mod tests {
         );
         assert!(events
             .iter()
-            .all(|ev| ev.correlation_id == "build-1763321440-abc123"));
+            .all(|ev| &*ev.correlation_id == "build-1763321440-abc123"));
     }
 
     /// Every corpus build, its files handed to the plugin line by line (the JSON logger's

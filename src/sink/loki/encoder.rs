@@ -152,7 +152,7 @@ fn identifiers<'a>(
 ) -> impl Iterator<Item = (&'static str, &'a str)> {
     let command_num = e.command_num.map(|n| num.format(n));
     [
-        ("correlation_id", Some(e.correlation_id.as_str())),
+        ("correlation_id", Some(&*e.correlation_id)),
         ("event_type", Some(e.event_type.as_str())),
         ("command_num", command_num),
         ("event_id", Some(e.event_id.as_str())),

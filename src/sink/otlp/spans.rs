@@ -137,7 +137,7 @@ impl SpanBuilder {
         let idx = match self
             .builds
             .iter()
-            .position(|b| b.correlation_id == e.correlation_id)
+            .position(|b| *b.correlation_id == *e.correlation_id)
         {
             Some(i) => i,
             None => {
@@ -313,7 +313,7 @@ impl BuildState {
                 .unwrap_or_else(|| hex16(&ids::trace_id(&e.correlation_id)).unwrap_or([1; 16]))
         });
         BuildState {
-            correlation_id: e.correlation_id.clone(),
+            correlation_id: e.correlation_id.to_string(),
             trace_id,
             span_id: hex8(&ids::build_span_id(&e.correlation_id)).unwrap_or([1; 8]),
             acc: Acc::default(),
@@ -1171,7 +1171,7 @@ mod tests {
         let mut b = SpanBuilder::new(8, None, "x");
         for i in 0..(MAX_OPEN_BUILDS + 3) {
             let mut e = (*events[0]).clone();
-            e.correlation_id = format!("build-{i}-aaaaaa");
+            e.correlation_id = format!("build-{i}-aaaaaa").into();
             e.trace_id = None;
             e.span_id = None;
             b.push(&Arc::new(e), t0, &mut out);
