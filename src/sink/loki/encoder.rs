@@ -563,28 +563,24 @@ pub fn encode(enc: &Encoder, streams: &[&StreamBatch], encoding: LokiEncoding, g
     match encoding {
         LokiEncoding::Protobuf => {
             // `PushRequest { repeated StreamAdapter streams = 1 }`, each stream its labels
-            // (field 1) and its entries, already in wire form (field 2 each).
-            let len: usize = streams
-                .iter()
-                .map(|s| wire::message_field_len(s.wire_len()))
-                .sum();
-            // The uncompressed body is only snappy's input: its buffer is kept per thread.
-            thread_local!(static BODY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
-            let compressed = BODY
-                .with_borrow_mut(|buf| {
-                    buf.clear();
-                    buf.reserve(len);
-                    for s in streams {
-                        wire::message_header(buf, 0x0a, s.wire_len());
-                        wire::string_field(buf, 0x0a, s.labels.as_bytes());
-                        buf.extend_from_slice(&s.entries);
-                    }
-                    let compressed = crate::sink::compression::snappy(buf);
-                    if buf.capacity() > crate::sink::compression::KEEP_BUFFERS_UP_TO {
-                        *buf = Vec::new();
-                    }
-                    compressed
-                })
+            // (field 1) and its entries, already in wire form (field 2 each). The entries are
+            // compressed where they lie, each stream's after its header: not copied into one
+            // body first (`snappy_parts`).
+            let mut heads = Vec::with_capacity(streams.len() * 128);
+            let mut ends = Vec::with_capacity(streams.len());
+            for s in streams {
+                wire::message_header(&mut heads, 0x0a, s.wire_len());
+                wire::string_field(&mut heads, 0x0a, s.labels.as_bytes());
+                ends.push(heads.len());
+            }
+            let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * streams.len());
+            let mut start = 0;
+            for (s, &end) in streams.iter().zip(&ends) {
+                parts.push(&heads[start..end]);
+                parts.push(&s.entries);
+                start = end;
+            }
+            let compressed = crate::sink::compression::snappy_parts(&parts)
                 .expect("snappy accepts any input below 4 GiB");
             Body {
                 bytes: compressed.into(),
