@@ -399,12 +399,15 @@ impl InstallLogParser {
         } else {
             Level::Info
         };
-        let mut e = Event::new(
+        // Built where it will lie: an event is 504 bytes, and one made in a local and then
+        // pushed was copied twice (measured: 6% of `convert`'s CPU time in `memcpy`).
+        out.push(Event::new(
             EventType::Output,
             level,
             self.feature.clone(),
             message.as_ref(),
-        );
+        ));
+        let e = out.last_mut().expect("just pushed");
         if message.len() != text.len() {
             e.raw = Some(text.to_string());
         }
@@ -416,7 +419,6 @@ impl InstallLogParser {
             e.truncated = true;
             e.original_length = Some(n);
         }
-        out.push(e);
     }
 
     /// A line between a command's rules: output, or the closing rule.
