@@ -5,9 +5,12 @@
 //! working; our own fields follow. Flags appear only when true.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::fmt;
 use std::sync::Arc;
+
+mod fields;
+pub use fields::Fields;
 
 /// Milliseconds since the Unix epoch, UTC. Rendered as RFC 3339 with millisecond precision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -243,7 +246,7 @@ pub struct Event {
     pub feature: String,
     pub message: String,
     #[serde(default)]
-    pub metadata: Map<String, Value>,
+    pub metadata: Fields,
 
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
@@ -277,8 +280,8 @@ pub struct Event {
     pub logger_correlation_id: Option<String>,
     /// Parsed structure beyond the JSON logger's `metadata` keys (the `Executing:` text of a
     /// command, the first errors of a summary, ...), so `metadata` stays equal to the logger's.
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub details: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Fields::is_empty")]
+    pub details: Fields,
     /// The raw line (control bytes kept, scrubbed) for `output` events, when it differs from `message`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
@@ -318,7 +321,7 @@ impl Event {
             event_type,
             feature: feature.into(),
             message: message.into(),
-            metadata: Map::new(),
+            metadata: Fields::new(),
             version: None,
             stage: None,
             command_num: None,
@@ -332,7 +335,7 @@ impl Event {
             span_id: None,
             source: SourceRef::default(),
             logger_correlation_id: None,
-            details: Map::new(),
+            details: Fields::new(),
             raw: None,
             truncated: false,
             original_length: None,
@@ -724,6 +727,7 @@ mod json {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde_json::Map;
 
     fn text() -> impl Strategy<Value = String> {
         prop_oneof![
@@ -776,11 +780,11 @@ mod tests {
         ) -> Event {
             Event {
                 timestamp: Timestamp(ts), level, correlation_id: correlation_id.into(), event_type, feature, message,
-                metadata, version, stage, command_num,
+                metadata: metadata.into(), version, stage, command_num,
                 duration_ms: counts.0, command_count: counts.1, error_count: counts.2,
                 warning_count: counts.3, seq, event_id, trace_id: trace_id.map(Into::into),
                 span_id: span_id.map(Into::into), source: SourceRef { file: file.into(), line },
-                logger_correlation_id, details, raw,
+                logger_correlation_id, details: details.into(), raw,
                 truncated: flags.0, original_length: counts.4.or(counts.5), invalid_utf8: flags.1,
                 incomplete: flags.2, stream: None, diagnostic,
             }

@@ -161,7 +161,12 @@ fn assert_feature_ends_equal_json(evs: &[Event], json: &[Value]) {
     let ours: Vec<(String, Value)> = of_type(evs, EventType::FeatureEnd)
         .into_iter()
         .filter(|e| !e.incomplete)
-        .map(|e| (e.feature.clone(), Value::Object(e.metadata.clone())))
+        .map(|e| {
+            (
+                e.feature.clone(),
+                Value::Object(e.metadata.clone().into_map()),
+            )
+        })
         .collect();
     let theirs: Vec<(String, Value)> = json
         .iter()
@@ -240,7 +245,10 @@ fn build_01_console_has_the_runs_features_commands_and_ends() {
             })
             .unwrap_or_else(|| panic!("no event for {j}"));
         if ty == "feature_start" {
-            assert_eq!(Value::Object(ours.metadata.clone()), j["metadata"]);
+            assert_eq!(
+                Value::Object(ours.metadata.clone().into_map()),
+                j["metadata"]
+            );
         }
         let d = (ours.timestamp.millis() - ms(&j["timestamp"])).abs();
         assert!(

@@ -93,7 +93,11 @@ fn corpus_events() -> Vec<Event> {
                 );
                 e.timestamp = Timestamp::parse_rfc3339(v["timestamp"].as_str().unwrap()).unwrap();
                 e.correlation_id = v["correlation_id"].as_str().unwrap().into();
-                e.metadata = v["metadata"].as_object().cloned().unwrap_or_default();
+                e.metadata = v["metadata"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into();
                 let rel = file.strip_prefix(&root).unwrap().display().to_string();
                 e.event_id = format!("{:016x}", xxh(&format!("{rel}:{n}")));
                 e.seq = n as u64;

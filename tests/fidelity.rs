@@ -128,7 +128,7 @@ fn text_logs_alone_reproduce_the_json_logger() {
                     "{name}/{feature}"
                 );
                 assert_eq!(
-                    Value::Object(g.metadata.clone()),
+                    Value::Object(g.metadata.clone().into_map()),
                     w["metadata"],
                     "{name}/{feature}: {}",
                     g.message

@@ -246,7 +246,7 @@ impl BuildTracker {
             "diagnostic_warnings".into(),
             self.diagnostic_warnings.into(),
         );
-        e.metadata = m;
+        e.metadata = m.into();
         e.duration_ms = Some(duration_ms);
         e.command_count = Some(self.commands);
         e.error_count = Some(errors);

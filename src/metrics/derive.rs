@@ -520,7 +520,7 @@ pub(crate) mod tests {
         e.timestamp = Timestamp(ts);
         e.correlation_id = "build-1763290245-q7m2xa".into();
         if let serde_json::Value::Object(m) = meta {
-            e.metadata = m;
+            e.metadata = m.into();
         }
         e
     }

@@ -890,7 +890,7 @@ impl Flow {
             format!("{} Configuration Summary", c.title),
         );
         let line = c.line;
-        ev.metadata = c.into_metadata();
+        ev.metadata = c.into_metadata().into();
         ev.version = ev
             .metadata
             .get("version")

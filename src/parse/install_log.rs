@@ -580,7 +580,7 @@ impl InstallLogParser {
             c.title.clone(),
             c.line,
         );
-        e.metadata = c.into_metadata();
+        e.metadata = c.into_metadata().into();
         e.version = e
             .metadata
             .get("version")

@@ -189,7 +189,8 @@ pub fn to_record(v: Value) -> Option<JsonRecord> {
         .get("metadata")
         .and_then(Value::as_object)
         .cloned()
-        .unwrap_or_else(Map::new);
+        .unwrap_or_else(Map::new)
+        .into();
     let m = &e.metadata;
     let num = |k: &str| m.get(k).and_then(Value::as_u64);
     e.command_num = num("command_num").map(|n| n as u32);
