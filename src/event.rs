@@ -392,7 +392,8 @@ impl Event {
 mod json {
     use super::{Event, Timestamp};
     use serde_json::{Map, Value};
-    use std::cell::Cell;
+    use std::cell::{Cell, RefCell};
+    use std::sync::Arc;
 
     /// `,"key":`: keys are our own ASCII names and need no escaping, and each is made at
     /// compile time so that it is copied in one piece.
@@ -436,6 +437,77 @@ mod json {
         }
     }
 
+    /// Whether two optional shared strings are the same allocation (or both absent).
+    fn same(a: &Option<Arc<str>>, b: Option<&Arc<str>>) -> bool {
+        match (a, b) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
+    /// The JSON of the fields whose text a build, file or command shares (`Arc<str>`),
+    /// as written for the last event: most events write the same there as the one before
+    /// them, so it is copied whole instead of escaped again (four of an event's seven
+    /// strings). Holding the `Arc`s keeps their allocations alive, so an equal pointer is
+    /// always the same text.
+    struct SharedJson {
+        correlation_id: Option<Arc<str>>,
+        /// `,"correlation_id":"…"`
+        correlation_id_json: Vec<u8>,
+        trace_id: Option<Arc<str>>,
+        span_id: Option<Arc<str>>,
+        source_file: Option<Arc<str>>,
+        /// `,"trace_id":"…","span_id":"…","source":{"file":"…","line":` (the ids when
+        /// present): the fields after `event_id`, up to the line number.
+        ids_and_file_json: Vec<u8>,
+    }
+
+    impl SharedJson {
+        const fn new() -> Self {
+            SharedJson {
+                correlation_id: None,
+                correlation_id_json: Vec::new(),
+                trace_id: None,
+                span_id: None,
+                source_file: None,
+                ids_and_file_json: Vec::new(),
+            }
+        }
+
+        fn correlation_id(&mut self, e: &Event) -> &[u8] {
+            if !same(&self.correlation_id, Some(&e.correlation_id)) {
+                let json = &mut self.correlation_id_json;
+                json.clear();
+                string_field(json, str_key!("correlation_id"), &e.correlation_id);
+                self.correlation_id = Some(Arc::clone(&e.correlation_id));
+            }
+            &self.correlation_id_json
+        }
+
+        fn ids_and_file(&mut self, e: &Event) -> &[u8] {
+            if !(same(&self.trace_id, e.trace_id.as_ref())
+                && same(&self.span_id, e.span_id.as_ref())
+                && same(&self.source_file, Some(&e.source.file)))
+            {
+                let json = &mut self.ids_and_file_json;
+                json.clear();
+                opt_str(json, str_key!("trace_id"), e.trace_id.as_deref());
+                opt_str(json, str_key!("span_id"), e.span_id.as_deref());
+                string_field(json, b",\"source\":{\"file\":\"", &e.source.file);
+                json.extend_from_slice(key!("line"));
+                self.trace_id = e.trace_id.clone();
+                self.span_id = e.span_id.clone();
+                self.source_file = Some(Arc::clone(&e.source.file));
+            }
+            &self.ids_and_file_json
+        }
+    }
+
+    thread_local! {
+        static SHARED_JSON: RefCell<SharedJson> = const { RefCell::new(SharedJson::new()) };
+    }
+
     fn map(out: &mut Vec<u8>, m: &Map<String, Value>) {
         if m.is_empty() {
             out.extend_from_slice(b"{}");
@@ -446,6 +518,10 @@ mod json {
     }
 
     pub(super) fn write_event(e: &Event, out: &mut Vec<u8>) {
+        SHARED_JSON.with_borrow_mut(|shared| write_event_with(e, out, shared));
+    }
+
+    fn write_event_with(e: &Event, out: &mut Vec<u8>, shared: &mut SharedJson) {
         // One reservation for the usual event instead of one check per piece growing it.
         out.reserve(320 + e.message.len() + e.source.file.len() + e.feature.len());
         out.extend_from_slice(b"{\"timestamp\":\"");
@@ -453,7 +529,7 @@ mod json {
         out.extend_from_slice(b"\",\"level\":\"");
         out.extend_from_slice(e.level.as_str().as_bytes());
         out.push(b'"');
-        string_field(out, str_key!("correlation_id"), &e.correlation_id);
+        out.extend_from_slice(shared.correlation_id(e));
         out.extend_from_slice(str_key!("event_type"));
         out.extend_from_slice(e.event_type.as_str().as_bytes());
         out.push(b'"');
@@ -471,11 +547,7 @@ mod json {
         out.extend_from_slice(key!("seq"));
         uint(out, e.seq);
         string_field(out, str_key!("event_id"), &e.event_id);
-        opt_str(out, str_key!("trace_id"), e.trace_id.as_deref());
-        opt_str(out, str_key!("span_id"), e.span_id.as_deref());
-        out.extend_from_slice(b",\"source\":{\"file\":\"");
-        write_str_after_quote(out, &e.source.file);
-        out.extend_from_slice(key!("line"));
+        out.extend_from_slice(shared.ids_and_file(e));
         uint(out, e.source.line);
         out.push(b'}');
         opt_str(
@@ -849,6 +921,30 @@ mod tests {
             let mut serde = serde_json::to_vec(&e).unwrap();
             serde.push(b'\n');
             prop_assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&serde));
+        }
+
+        /// Events written one after another whose shared fields (correlation id, trace and
+        /// span ids, source file) are the same `Arc`s as an earlier event's in any mix, or
+        /// not: each line is still what serde_json writes for it (the JSON kept from the
+        /// event before is reused only where it is the same text).
+        #[test]
+        fn json_lines_sharing_fields_in_any_mix_equal_serde(
+            events in proptest::collection::vec(event(), 1..4),
+            picks in proptest::collection::vec(proptest::array::uniform5(0..4usize), 1..24),
+        ) {
+            let n = events.len();
+            for [base, correlation, trace, span, file] in picks {
+                let mut e = events[base % n].clone();
+                e.correlation_id = Arc::clone(&events[correlation % n].correlation_id);
+                e.trace_id = events[trace % n].trace_id.clone();
+                e.span_id = events[span % n].span_id.clone();
+                e.source.file = Arc::clone(&events[file % n].source.file);
+                let mut fast = Vec::new();
+                e.write_json_line(&mut fast);
+                let mut serde = serde_json::to_vec(&e).unwrap();
+                serde.push(b'\n');
+                prop_assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&serde));
+            }
         }
 
         /// The formatter-free renderings of a time equal the formatter's, in any year.
