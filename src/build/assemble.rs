@@ -18,7 +18,7 @@
 use crate::enrich::Enricher;
 use crate::event::{Event, EventType, Timestamp};
 use crate::recent::RecentMap;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 /// A text time without a twin was placed this far into its second by the parser.
 const MID_SECOND_MS: i64 = crate::parse::clock::MID_SECOND_MS;
@@ -97,7 +97,8 @@ pub struct Assembler {
     /// `--timezone` was given: text times are in it, twins only check it.
     tz_explicit: bool,
     tz_name: String,
-    json: HashMap<String, JsonFeature>,
+    /// Looked up for every text event of a build with JSON logging: a fast hasher.
+    json: foldhash::HashMap<String, JsonFeature>,
     summary_json: VecDeque<Event>,
     clocks: RecentMap<SourceClock>,
     /// The last offset learnt anywhere in the build, for sources without twins.
@@ -115,7 +116,7 @@ impl Assembler {
             scrub,
             tz_explicit,
             tz_name: tz_name.to_string(),
-            json: HashMap::new(),
+            json: foldhash::HashMap::default(),
             summary_json: VecDeque::new(),
             clocks: RecentMap::default(),
             build_offset: None,
