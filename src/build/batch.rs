@@ -9,6 +9,7 @@
 use super::assemble::Assembler;
 use super::identity;
 use super::kind::{detect, FileKind};
+use super::read_buffer::ReadBuffer;
 use super::{FileParser, ParseReport};
 use crate::enrich::build_events::BuildTracker;
 use crate::event::{Event, EventType};
@@ -409,7 +410,7 @@ fn for_each_line(
 ) -> io::Result<u64> {
     let mut r = open_file(path)?;
     let mut splitter = crate::source::LineSplitter::new(max_line);
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = ReadBuffer::take(64 * 1024);
     let mut total = 0;
     loop {
         let n = match r.read(&mut buf) {
@@ -461,10 +462,9 @@ fn summary_feature(path: &Path, max_line: usize) -> Option<String> {
 /// The first `SEED_MAX` bytes of a file and whether that is all of it.
 pub(crate) fn read_prefix(path: &Path) -> Option<(Vec<u8>, bool)> {
     let mut r = open_file(path).ok()?;
-    let mut head = vec![0u8; identity::SEED_MAX + 1];
-    let n = read_full(&mut r, &mut head).ok()?;
-    head.truncate(n);
-    Some((head, n <= identity::SEED_MAX))
+    let mut buf = ReadBuffer::take(identity::SEED_MAX + 1);
+    let n = read_full(&mut r, &mut buf).ok()?;
+    Some((buf[..n].to_vec(), n <= identity::SEED_MAX))
 }
 
 fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -823,7 +823,7 @@ fn run_parser(
     ctx.report.files += 1;
     ctx.progress.file_started();
     let mut lines = FileParser::new(max_line);
-    let mut buf = vec![0u8; if live { 64 * 1024 } else { 256 * 1024 }];
+    let mut buf = ReadBuffer::take(if live { 64 * 1024 } else { 256 * 1024 });
     let mut events = Vec::new();
     loop {
         let n = match reader.read(&mut buf) {
@@ -884,7 +884,7 @@ fn parse_stream(
 ) -> Result<(), Stop> {
     // Enough of the stream to detect its format: the first line at least.
     let mut head = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut chunk = ReadBuffer::take(64 * 1024);
     let mut read_error = None;
     // A live stream gives its first line; anything else its first 64 KiB, which also seeds
     // the stream's own correlation id (two builds' logs differ there, even where their first

@@ -12,6 +12,7 @@ pub mod follow;
 pub mod identity;
 pub mod kind;
 mod parallel;
+mod read_buffer;
 
 pub use batch::{parse_inputs, parse_inputs_as_json};
 
