@@ -147,8 +147,8 @@ pub fn event_id(
     event_type: &str,
     content: &str,
 ) -> String {
-    event_id_in(
-        &mut Vec::new(),
+    EventIdKey::default().id(
+        0,
         correlation_id,
         base_name(source_name),
         line,
@@ -163,30 +163,50 @@ pub fn base_name(source_name: &str) -> &str {
     source_name.rsplit('/').next().unwrap_or(source_name)
 }
 
-/// `event_id`, building its key in `scratch` (reused across events: no allocation but the
-/// id), given the source's base name (its caller finds it once per source, not per event).
-pub fn event_id_in(
-    scratch: &mut Vec<u8>,
-    correlation_id: &str,
-    base: &str,
-    line: u64,
-    position: u32,
-    event_type: &str,
-    content: &str,
-) -> String {
-    let (mut l, mut q) = (itoa::Buffer::new(), itoa::Buffer::new());
-    join_into(
-        scratch,
-        &[
-            correlation_id.as_bytes(),
-            base.as_bytes(),
-            l.format(line).as_bytes(),
-            q.format(position).as_bytes(),
-            event_type.as_bytes(),
-            content.as_bytes(),
-        ],
-    );
-    hex(xxh3_128(scratch), 32)
+/// Where the keys of event ids are built, kept from one event to the next: no allocation
+/// but the id, and the key's first parts (the build and the source's base name), the same
+/// for every event of a source, written once per run of its events instead of per event.
+#[derive(Default)]
+pub struct EventIdKey {
+    key: Vec<u8>,
+    /// The source whose parts begin `key`, and where they end.
+    prefix: Option<(usize, usize)>,
+}
+
+impl EventIdKey {
+    /// [`event_id`] of an event of source `source` (a number its caller gives each source of
+    /// one build: the same number, the same `base`; `correlation_id` is the build's, the
+    /// same at every call), given the source's base name.
+    #[allow(clippy::too_many_arguments)]
+    pub fn id(
+        &mut self,
+        source: usize,
+        correlation_id: &str,
+        base: &str,
+        line: u64,
+        position: u32,
+        event_type: &str,
+        content: &str,
+    ) -> String {
+        match self.prefix {
+            Some((s, len)) if s == source => self.key.truncate(len),
+            _ => {
+                join_into(&mut self.key, &[correlation_id.as_bytes(), base.as_bytes()]);
+                self.key.push(0x1f);
+                self.prefix = Some((source, self.key.len()));
+            }
+        }
+        let key = &mut self.key;
+        key.reserve(20 + 10 + event_type.len() + content.len() + 3);
+        key.extend_from_slice(itoa::Buffer::new().format(line).as_bytes());
+        key.push(0x1f);
+        key.extend_from_slice(itoa::Buffer::new().format(position).as_bytes());
+        key.push(0x1f);
+        key.extend_from_slice(event_type.as_bytes());
+        key.push(0x1f);
+        key.extend_from_slice(content.as_bytes());
+        hex(xxh3_128(key), 32)
+    }
 }
 
 /// A correlation id in the logger's format, `build-<unix seconds>-<6 of [a-z0-9]>`, derived
@@ -242,6 +262,32 @@ mod tests {
             );
         }
         assert_eq!(hex(0xab, 16), "00000000000000ab");
+    }
+
+    /// A kept key gives every event the id `event_id` gives it alone, as events of two
+    /// sources come in any order (the first parts written again at each change of source).
+    #[test]
+    fn a_kept_key_gives_each_event_its_own_id() {
+        let c = "build-1791958321-g88d8k";
+        let names = ["python-install.log", "json/python.jsonl"];
+        let mut key = EventIdKey::default();
+        for (i, source) in [0, 0, 1, 0, 1, 1, 0].into_iter().enumerate() {
+            let line = i as u64 * 7;
+            let content = "x".repeat(i * 40);
+            assert_eq!(
+                key.id(
+                    source,
+                    c,
+                    base_name(names[source]),
+                    line,
+                    1,
+                    "output",
+                    &content
+                ),
+                event_id(c, names[source], line, 1, "output", &content),
+                "event {i}"
+            );
+        }
     }
 
     proptest::proptest! {

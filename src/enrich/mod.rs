@@ -32,7 +32,7 @@ pub struct Enricher {
     /// The last command's (feature, number, span id): consecutive events share it.
     command_span: Option<(String, u32, Arc<str>)>,
     /// Where event-id keys are built, reused.
-    key: Vec<u8>,
+    key: ids::EventIdKey,
     /// The (source's serial, line) of the last event and how many events that line has
     /// given: an event's position on its line is part of its id.
     line_position: (usize, u64, u32),
@@ -51,7 +51,7 @@ impl Enricher {
             sources: RecentMap::default(),
             feature_spans: RecentMap::default(),
             command_span: None,
-            key: Vec::with_capacity(128),
+            key: ids::EventIdKey::default(),
             line_position: (usize::MAX, u64::MAX, 0),
             scrubbed_feature: None,
         }
@@ -114,8 +114,8 @@ impl Enricher {
         e.stream = None;
         // From the scrubbed content: an id must not be a hash of a secret.
         let position = position_on_line(&mut self.line_position, source.serial, e.source.line);
-        e.event_id = ids::event_id_in(
-            &mut self.key,
+        e.event_id = self.key.id(
+            source.serial,
             &self.correlation_id,
             &source_name[source.base_name_at..],
             e.source.line,
