@@ -94,10 +94,17 @@ pub fn trace_id(correlation_id: &str) -> String {
 /// `key` := the parts joined by U+001F (one byte in UTF-8), the separator of every id key.
 fn join_into(key: &mut Vec<u8>, parts: &[&[u8]]) {
     key.clear();
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            key.push(0x1f);
-        }
+    if let Some((first, rest)) = parts.split_first() {
+        key.extend_from_slice(first);
+        append_parts(key, rest);
+    }
+}
+
+/// The parts appended to a key that already holds its first parts, each after the separator.
+fn append_parts(key: &mut Vec<u8>, parts: &[&[u8]]) {
+    key.reserve(parts.iter().map(|p| p.len() + 1).sum());
+    for p in parts {
+        key.push(0x1f);
         key.extend_from_slice(p);
     }
 }
@@ -192,20 +199,20 @@ impl EventIdKey {
             Some((s, len)) if s == source => self.key.truncate(len),
             _ => {
                 join_into(&mut self.key, &[correlation_id.as_bytes(), base.as_bytes()]);
-                self.key.push(0x1f);
                 self.prefix = Some((source, self.key.len()));
             }
         }
-        let key = &mut self.key;
-        key.reserve(20 + 10 + event_type.len() + content.len() + 3);
-        key.extend_from_slice(itoa::Buffer::new().format(line).as_bytes());
-        key.push(0x1f);
-        key.extend_from_slice(itoa::Buffer::new().format(position).as_bytes());
-        key.push(0x1f);
-        key.extend_from_slice(event_type.as_bytes());
-        key.push(0x1f);
-        key.extend_from_slice(content.as_bytes());
-        hex(xxh3_128(key), 32)
+        let (mut l, mut q) = (itoa::Buffer::new(), itoa::Buffer::new());
+        append_parts(
+            &mut self.key,
+            &[
+                l.format(line).as_bytes(),
+                q.format(position).as_bytes(),
+                event_type.as_bytes(),
+                content.as_bytes(),
+            ],
+        );
+        hex(xxh3_128(&self.key), 32)
     }
 }
 
