@@ -19,9 +19,11 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 const CHUNK: usize = 256 * 1024;
 
 /// Feeds `input` in `convert`'s chunk size through the install-log parser, handing each
-/// event to `f`.
-fn parse(input: &[u8], f: &mut dyn FnMut(Event)) {
-    let mut parser = InstallLogParser::new(jiff::tz::TimeZone::UTC);
+/// event to `f`; the parser scans for the scrubber too when the events will be scrubbed
+/// (`scrubbing`), as `convert` has it do.
+fn parse(input: &[u8], scrubbing: bool, f: &mut dyn FnMut(Event)) {
+    let mut parser =
+        InstallLogParser::new(jiff::tz::TimeZone::UTC).scanning_for_scrubber(scrubbing);
     let mut splitter = LineSplitter::new(256 * 1024);
     let mut events = Vec::new();
     for chunk in input.chunks(CHUNK) {
@@ -64,7 +66,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function("parse", |b| {
             b.iter(|| {
                 let mut n = 0u64;
-                parse(black_box(&input), &mut |e| {
+                parse(black_box(&input), false, &mut |e| {
                     n += 1;
                     black_box(e);
                 });
@@ -74,7 +76,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function("parse+enrich", |b| {
             b.iter(|| {
                 let mut enr = Enricher::new("build-1791958321-g88d8k".into(), true);
-                parse(black_box(&input), &mut |mut e| {
+                parse(black_box(&input), true, &mut |mut e| {
                     enr.apply(&mut e, "python-install.log", "python-install.log");
                     black_box(e);
                 })
@@ -85,7 +87,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let mut enr = Enricher::new("build-1791958321-g88d8k".into(), true);
                 let mut bytes = 0usize;
-                parse(black_box(&input), &mut |mut e| {
+                parse(black_box(&input), true, &mut |mut e| {
                     enr.apply(&mut e, "python-install.log", "python-install.log");
                     e.write_json_line(&mut out);
                     if out.len() >= CHUNK {
@@ -105,7 +107,7 @@ fn bench(c: &mut Criterion) {
                 let mut enr = Enricher::new("build-1791958321-g88d8k".into(), true);
                 let mut metrics = buildlog::metrics::derive::MetricsState::new();
                 let mut bytes = 0usize;
-                parse(black_box(&input), &mut |mut e| {
+                parse(black_box(&input), true, &mut |mut e| {
                     enr.apply(&mut e, "python-install.log", "python-install.log");
                     metrics.observe(&e);
                     e.write_json_line(&mut out);

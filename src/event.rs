@@ -300,6 +300,12 @@ pub struct Event {
     /// Not part of the event's JSON.
     #[serde(skip)]
     pub stream: Option<u32>,
+    /// What the parser's scan of the line found for the scrubber, made while it looked for the
+    /// logger's error and warning literals: for the text of `raw` or, without one, of
+    /// `message`, as read. The enricher uses it instead of scanning again and clears it. Not
+    /// part of the event's JSON.
+    #[serde(skip)]
+    pub anchor_scan: Option<crate::enrich::scrub::AnchorScan>,
     /// `error` or `warning` where an output line is one by its tool's own format; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diagnostic: Option<Diagnostic>,
@@ -342,6 +348,7 @@ impl Event {
             invalid_utf8: false,
             incomplete: false,
             stream: None,
+            anchor_scan: None,
             diagnostic: None,
         }
     }
@@ -889,7 +896,7 @@ mod tests {
                 span_id: span_id.map(Into::into), source: SourceRef { file: file.into(), line },
                 logger_correlation_id, details: details.into(), raw,
                 truncated: flags.0, original_length: counts.4.or(counts.5), invalid_utf8: flags.1,
-                incomplete: flags.2, stream: None, diagnostic,
+                incomplete: flags.2, stream: None, anchor_scan: None, diagnostic,
             }
         }
     }

@@ -667,7 +667,7 @@ fn parse_dir(ctx: &mut Ctx, dir: &Path) -> Result<(), Stop> {
     let mut seen_slugs: Vec<String> = Vec::new();
     for (path, s, head, _) in &logs {
         seen_slugs.push(s.clone());
-        let mut parser = InstallLogParser::new(tz.clone());
+        let mut parser = InstallLogParser::new(tz.clone()).scanning_for_scrubber(opts.scrub);
         let feature = identity::header_feature(head);
         if let Some(f) = failures
             .iter()
@@ -925,7 +925,9 @@ fn parse_stream(
         Box::new(io::Cursor::new(head).chain(reader))
     };
     let mut parser: Box<dyn FormatParser> = match format {
-        Format::InstallLog | Format::Auto => Box::new(InstallLogParser::new(tz.clone())),
+        Format::InstallLog | Format::Auto => {
+            Box::new(InstallLogParser::new(tz.clone()).scanning_for_scrubber(opts.scrub))
+        }
         Format::MasterSummary => Box::new(MasterSummaryParser),
         Format::BuildFailure => Box::new(BuildFailureParser),
         Format::Json => Box::new(JsonParser::default()),

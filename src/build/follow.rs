@@ -334,7 +334,9 @@ fn new_parser(kind: &FileKind, opts: &ParseOptions) -> Box<dyn FormatParser + Se
         FileKind::JsonFeature(_) | FileKind::JsonBuildSummary | FileKind::JsonMetadata => {
             Box::new(JsonLines)
         }
-        _ => Box::new(InstallLogParser::new(opts.timezone.clone())),
+        _ => {
+            Box::new(InstallLogParser::new(opts.timezone.clone()).scanning_for_scrubber(opts.scrub))
+        }
     }
 }
 

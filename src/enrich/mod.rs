@@ -112,6 +112,7 @@ impl Enricher {
             e.diagnostic = diagnostic::classify(&e.message);
         }
         e.stream = None;
+        e.anchor_scan = None;
         // From the scrubbed content: an id must not be a hash of a secret.
         let position = position_on_line(&mut self.line_position, source.serial, e.source.line);
         e.event_id = self.key.id(
@@ -190,15 +191,17 @@ impl Enricher {
 /// `message` being that line with its ANSI codes stripped).
 fn scrub_output_line(s: &Scrubber, pem: &mut PemTracker, e: &mut Event) {
     let stream = e.stream.take();
+    // The parser's scan was of the line as read: `raw` when there is one, else `message`.
+    let scan = e.anchor_scan.take();
     match e.raw.as_mut() {
         Some(raw) => {
-            if let Cow::Owned(new) = pem.scrub_stream_line(s, stream, raw) {
+            if let Cow::Owned(new) = pem.scrub_scanned_line(s, stream, raw, scan) {
                 e.message = crate::parse::text::strip_ansi(&new).into_owned();
                 *raw = new;
             }
         }
         None => {
-            if let Cow::Owned(new) = pem.scrub_stream_line(s, stream, &e.message) {
+            if let Cow::Owned(new) = pem.scrub_scanned_line(s, stream, &e.message, scan) {
                 // A key line the tracker redacted: the rules run on the rest of it too.
                 e.message = s.scrub(&new).into_owned();
             }
@@ -274,5 +277,100 @@ fn scrub_event_text(s: &Scrubber, e: &mut Event, message: bool) {
     }
     for v in e.details.values_mut() {
         scrub_value(s, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::install_log::InstallLogParser;
+    use crate::parse::FormatParser;
+    use crate::source::Line;
+
+    /// A log whose output holds what the scrubber acts on in every way a line can reach it:
+    /// secrets plain, coloured and next to invalid UTF-8, a private key's block, NUL bytes.
+    const SECRETS_LOG: &[u8] = b"\
+================================================================================
+Feature Installation Log: Secrets
+Start Time: 2025-11-16 19:30:44
+================================================================================
+
+[19:30:44] COMMAND #1: Printing secrets
+Executing: bash -c ./print-secrets
+--------------------------------------------------------------------------------
+export GITHUB_TOKEN=ghp_0123456789abcdefghijklmnopqrstuvwxyzAB
+\x1b[36mDB_PASSWORD\x1b[0m=hunter2 error
+caf\xe9 token=abc123 \xff\xfe warning
+-----BEGIN RSA PRIVATE KEY-----
+MIIEowIBAAKCAQEA0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP
+-----END RSA PRIVATE KEY-----
+git clone https://ci:hunter2@git.example.com/x.git\x00
+Setting up curl (8.5.0-2) ...
+--------------------------------------------------------------------------------
+Exit code: 0 (Duration: 1s)
+";
+
+    /// The events of `log` read as an install log and enriched with scrubbing on, the parser
+    /// scanning its output lines for the scrubber (`scanning`) or not; and how many events
+    /// came to the enricher with the parser's scan.
+    fn enriched(log: &[u8], scanning: bool) -> (Vec<Event>, usize) {
+        let mut parser =
+            InstallLogParser::new(jiff::tz::TimeZone::UTC).scanning_for_scrubber(scanning);
+        let mut events = Vec::new();
+        for (i, bytes) in log.split(|&b| b == b'\n').enumerate() {
+            let line = Line {
+                bytes,
+                number: i as u64 + 1,
+                original_len: None,
+                unterminated: false,
+            };
+            parser.line(&line, &mut events);
+        }
+        parser.finish(&mut events);
+        let scanned = events.iter().filter(|e| e.anchor_scan.is_some()).count();
+        let mut enricher = Enricher::new("build-test".into(), true);
+        for e in &mut events {
+            enricher.apply(e, "x-install.log", "x-install.log");
+        }
+        (events, scanned)
+    }
+
+    /// The parser's scan for the scrubber only saves the scrubber a pass: every install log
+    /// of the corpus (16 of them print secrets, two ANSI colours) and a log of every kind of
+    /// secret line give the same events, scrubbed alike, with the scan and without it.
+    #[test]
+    fn the_parsers_scan_for_the_scrubber_changes_no_event() {
+        let mut logs: Vec<(String, Vec<u8>)> = crate::test_support::corpus_files()
+            .into_iter()
+            .filter(|p| p.to_string_lossy().ends_with("-install.log"))
+            .map(|p| {
+                (
+                    p.display().to_string(),
+                    std::fs::read(&p).expect("a corpus log"),
+                )
+            })
+            .collect();
+        assert!(logs.len() > 40, "{} install logs", logs.len());
+        logs.push(("secrets".into(), SECRETS_LOG.to_vec()));
+        let mut scanned = 0;
+        for (name, log) in &logs {
+            let (with_scan, n) = enriched(log, true);
+            let (without, none) = enriched(log, false);
+            assert_eq!(none, 0, "{name}");
+            assert_eq!(with_scan, without, "{name}");
+            scanned += n;
+        }
+        // The secrets were found and scrubbed on both paths.
+        let (events, _) = enriched(SECRETS_LOG, true);
+        let text: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
+        let text = text.join("\n");
+        for secret in ["ghp_0123", "hunter2", "abc123", "MIIEow"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            assert!(scanned > 10_000, "{scanned} events scanned");
+        }
+        let _ = scanned;
     }
 }

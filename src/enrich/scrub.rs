@@ -6,10 +6,12 @@
 //! token shapes it does not know (Docker, npm, AWS, JWT, PEM private keys, ...). See
 //! `docs/scrubbing.md` for the table.
 //!
-//! Speed: the parser calls [`Scrubber::scrub`] on every line. One case-insensitive pass
-//! (`scrub/anchors.rs`) looks for the literal anchors that every rule needs (`token`, `ghp_`,
-//! `@`, ...); a line without any is returned borrowed. Otherwise only the rules whose anchors
-//! were seen run.
+//! Speed: every line is scrubbed. One case-insensitive pass (`scrub/anchors.rs`) looks for the
+//! literal anchors that every rule needs (`token`, `ghp_`, `@`, ...); a line without any is
+//! returned borrowed. Otherwise only the rules whose anchors were seen run. For an install
+//! log's output lines (nearly every line of a build) that pass is the parser's own: its scan
+//! for the logger's error and warning literals looks for the anchors too (`LineScanner`)
+//! and the event carries the answer ([`AnchorScan`]).
 //!
 //! Idempotence: markers and the library's own masks (`ghp_****`) are never replaced again, and
 //! the rules are applied until nothing changes, so `scrub(scrub(x)) == scrub(x)`.
@@ -360,7 +362,8 @@ impl Scrubber {
     /// ([`Scrubber::global`] or a clone) so that each is compiled once.
     pub fn new() -> Self {
         let defs = rule_defs();
-        debug_assert!(defs.len() <= 64, "rule sets are u64 bit masks");
+        // Rule sets are u64 bit masks, two bits of which an `AnchorScan` keeps for itself.
+        assert!(defs.len() <= 62, "at most 62 rules");
         let mut by_anchor: BTreeMap<String, u64> = BTreeMap::new();
         let mut rules = Vec::with_capacity(defs.len());
         for (i, def) in defs.into_iter().enumerate() {
@@ -418,11 +421,37 @@ impl Scrubber {
     /// did not, the result is `s` itself and holds no anchor either: no `PRIVATE KEY`, so no
     /// key block can start on it, and the key tracker need not look for one.
     fn scrub_noting_anchors<'a>(&self, s: &'a str) -> (Cow<'a, str>, bool) {
-        match self.inner.anchors.rules_and_escape_in(s.as_bytes()) {
+        self.scrub_scanned(s, self.scan(s.as_bytes()))
+    }
+
+    /// What this scrubber's scan finds in `s`.
+    pub(crate) fn scan(&self, s: &[u8]) -> AnchorScan {
+        let (rules, escape) = self.inner.anchors.rules_and_escape_in(s);
+        AnchorScan::new(rules, escape)
+    }
+
+    /// [`scrub_noting_anchors`](Self::scrub_noting_anchors) of `s` with the answer of
+    /// [`scan`](Self::scan) already known.
+    fn scrub_scanned<'a>(&self, s: &'a str, scan: AnchorScan) -> (Cow<'a, str>, bool) {
+        match (scan.rules(), scan.escape()) {
             (_, true) => (self.scrub_ansi(s), true),
             (0, false) => (Cow::Borrowed(s), false),
             (rules, false) => (self.apply_rules(s, rules, |t| self.rules_in(t)), true),
         }
+    }
+
+    /// A scanner that looks for this scrubber's anchors and for `extra`, a caller's own
+    /// patterns (at most eight buckets), in one pass over a line; `None` where the CPU has no
+    /// AVX2. What it finds of the anchors is what this scrubber's own scan of the line finds.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn line_scanner<T>(
+        &self,
+        extra: crate::nibble_filter::Buckets<T>,
+    ) -> Option<LineScanner<T>> {
+        Some(LineScanner {
+            scan: self.inner.anchors.shared_scan(extra)?,
+            scrubber: self.clone(),
+        })
     }
 
     /// [`scrub`](Self::scrub) of text without escape sequences.
@@ -516,6 +545,72 @@ impl Scrubber {
             Cow::Owned(o) if o == s => Cow::Borrowed(s),
             other => other,
         }
+    }
+}
+
+/// What a scan of a line found for the scrubber: the rules its anchors may trigger and
+/// whether it holds an ESC byte. The install-log parser's scan of an output line
+/// (`LineScanner`) finds it along with the logger's error and warning literals and hands it
+/// on in the line's event ([`Event::anchor_scan`](crate::event::Event::anchor_scan)), so that
+/// the scrubber does not scan the line again. Rules are numbered as in every [`Scrubber`]
+/// (one built-in rule set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnchorScan(std::num::NonZeroU64);
+
+impl AnchorScan {
+    /// Bit 63 is always set (so that `Option<AnchorScan>` is one word); bit 62 is the ESC byte;
+    /// the rules fill the bits below (`Scrubber::new` checks that they fit).
+    const PRESENT: u64 = 1 << 63;
+    const ESCAPE: u64 = 1 << 62;
+
+    fn new(rules: u64, escape: bool) -> Self {
+        debug_assert_eq!(
+            rules & (Self::PRESENT | Self::ESCAPE),
+            0,
+            "at most 62 rules"
+        );
+        let bits = Self::PRESENT | rules | if escape { Self::ESCAPE } else { 0 };
+        AnchorScan(std::num::NonZeroU64::new(bits).expect("bit 63 is set"))
+    }
+
+    /// The rules the line's anchors may trigger, as a bit set (0: it holds no anchor).
+    pub fn rules(self) -> u64 {
+        self.0.get() & !(Self::PRESENT | Self::ESCAPE)
+    }
+
+    /// Whether the line holds an ESC byte.
+    pub fn escape(self) -> bool {
+        self.0.get() & Self::ESCAPE != 0
+    }
+
+    /// Neither an anchor nor an ESC byte: the scrubber returns the line as it is.
+    pub fn is_clean(self) -> bool {
+        self.0.get() == Self::PRESENT
+    }
+}
+
+/// One pass over a line for the scrubber's anchors and a caller's own patterns
+/// ([`Scrubber::line_scanner`]).
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct LineScanner<T> {
+    scrubber: Scrubber,
+    scan: anchors::SharedScan<T>,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<T> LineScanner<T> {
+    /// What the scrubber's scan of `s` would find, and what `s`'s bytes hold; calls
+    /// `on_extra(position, item)` for each of the caller's items that may start at a
+    /// position of `s` (a candidate: the caller checks it).
+    #[inline]
+    pub(crate) fn scan(
+        &self,
+        s: &[u8],
+        on_extra: &mut impl FnMut(usize, &T),
+    ) -> (AnchorScan, crate::line_bytes::LineBytes) {
+        let anchors = &self.scrubber.inner.anchors;
+        let (rules, bytes) = anchors.scan_shared(&self.scan, s, on_extra);
+        (AnchorScan::new(rules, bytes.escape), bytes)
     }
 }
 
@@ -950,6 +1045,35 @@ impl PemTracker {
         stream: Option<u32>,
         line: &'a str,
     ) -> Cow<'a, str> {
+        self.scrub_scanned_line(scrubber, stream, line, None)
+    }
+
+    /// [`scrub_stream_line`](Self::scrub_stream_line), given what a scan of `line` found
+    /// where one was made ([`AnchorScan`]: the scrubber then does not scan it again).
+    #[inline]
+    pub fn scrub_scanned_line<'a>(
+        &mut self,
+        scrubber: &Scrubber,
+        stream: Option<u32>,
+        line: &'a str,
+        scan: Option<AnchorScan>,
+    ) -> Cow<'a, str> {
+        // Nearly every line: no anchor, no escape sequence, no key block open.
+        if self.blocks.is_empty() && scan.is_some_and(AnchorScan::is_clean) {
+            return Cow::Borrowed(line);
+        }
+        self.scrub_line_in_blocks(scrubber, stream, line, scan)
+    }
+
+    /// [`scrub_scanned_line`](Self::scrub_scanned_line) when a block may be open or the line
+    /// may need the rules.
+    fn scrub_line_in_blocks<'a>(
+        &mut self,
+        scrubber: &Scrubber,
+        stream: Option<u32>,
+        line: &'a str,
+        scan: Option<AnchorScan>,
+    ) -> Cow<'a, str> {
         if let Some(i) = self.blocks.iter().position(|(k, _)| *k == stream) {
             let block = &mut self.blocks[i].1;
             if let Some(end) = scrubber.inner.pem_end.get().find(line) {
@@ -983,7 +1107,8 @@ impl PemTracker {
             }
             self.blocks.remove(i);
         }
-        let (out, anchored) = scrubber.scrub_noting_anchors(line);
+        let scan = scan.unwrap_or_else(|| scrubber.scan(line.as_bytes()));
+        let (out, anchored) = scrubber.scrub_scanned(line, scan);
         if anchored {
             self.open_block(scrubber, stream, &out);
         }

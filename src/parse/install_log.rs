@@ -15,7 +15,10 @@
 
 use super::clock::{parse_date_time, parse_hms, Clock};
 use super::grammar::{ConfigBlock, SummaryFigures, SummaryLine};
-use super::text::{classify, classify_line, decode, strip_ansi, strip_ansi_scanned, LineClass};
+use super::text::{
+    classify, classify_line, classify_line_for_scrubber, decode, strip_ansi, strip_ansi_scanned,
+    LineClass,
+};
 use super::FormatParser;
 use crate::event::{Event, EventType, Level, Timestamp};
 use crate::source::Line;
@@ -98,6 +101,8 @@ pub struct InstallLogParser {
     summary: Option<SummaryBlock>,
     config: Option<ConfigBlock>,
     abort_hint: Option<AbortHint>,
+    /// Output lines are scanned for the scrubber's anchors too (its events will be scrubbed).
+    scan_for_scrubber: bool,
 }
 
 impl InstallLogParser {
@@ -122,7 +127,17 @@ impl InstallLogParser {
             summary: None,
             config: None,
             abort_hint: None,
+            scan_for_scrubber: false,
         }
+    }
+
+    /// This parser, scanning each output line for the scrubber's anchors in the pass that
+    /// looks for the logger's literals when `scrubbing` (its events will be scrubbed): the
+    /// events carry what it found ([`Event::anchor_scan`]) and the scrubber does not scan
+    /// those lines again. Without it the scan is cheaper and the scrubber scans.
+    pub fn scanning_for_scrubber(mut self, scrubbing: bool) -> Self {
+        self.scan_for_scrubber = scrubbing;
+        self
     }
 
     /// A parser for a `-summary.log` alone (its install log is missing): the summary block
@@ -185,6 +200,7 @@ impl InstallLogParser {
         let tz_clock = std::mem::replace(&mut self.clock, Clock::new(jiff::tz::TimeZone::UTC));
         *self = InstallLogParser {
             clock: tz_clock,
+            scan_for_scrubber: self.scan_for_scrubber,
             ..InstallLogParser::new(jiff::tz::TimeZone::UTC)
         };
         self.state = State::Header;
@@ -193,7 +209,10 @@ impl InstallLogParser {
 
     /// Counts one line of the file the way the logger's `grep` would see it.
     fn count_file_line(&mut self, bytes: &[u8]) -> LineClass {
-        let class = classify_line(bytes);
+        self.count_classified(classify_line(bytes))
+    }
+
+    fn count_classified(&mut self, class: LineClass) -> LineClass {
         self.binary |= class.bytes.nul;
         self.file_errors += class.error as u64;
         self.file_warnings += class.warning as u64;
@@ -376,7 +395,11 @@ impl InstallLogParser {
         original_len: Option<u64>,
         out: &mut Vec<Event>,
     ) {
-        let class = self.count_file_line(bytes);
+        let class = self.count_classified(if self.scan_for_scrubber {
+            classify_line_for_scrubber(bytes)
+        } else {
+            classify_line(bytes)
+        });
         let (is_err, is_warn) = (class.error, class.warning);
         if let Some(cmd) = self.cmd.as_mut() {
             if bytes.starts_with(b"Executing: ") {
@@ -415,6 +438,9 @@ impl InstallLogParser {
         e.source.line = number;
         e.command_num = self.cmd.as_ref().map(|c| c.num);
         e.invalid_utf8 = invalid;
+        // Of the bytes, for the text (`raw`, or `message` when there is none): decoding
+        // replaces only non-ASCII bytes, and the anchors are ASCII.
+        e.anchor_scan = class.anchor_scan;
         if let Some(n) = original_len {
             e.truncated = true;
             e.original_length = Some(n);

@@ -1,6 +1,9 @@
 //! Text helpers shared by the parsers: decoding, ANSI stripping, and the logger's own
 //! error/warning patterns.
 
+use crate::enrich::scrub::AnchorScan;
+#[cfg(target_arch = "x86_64")]
+use crate::enrich::scrub::{LineScanner, Scrubber};
 use crate::line_bytes::LineBytes;
 use aho_corasick::{AhoCorasick, MatchKind};
 use std::borrow::Cow;
@@ -30,17 +33,31 @@ static PATTERNS: LazyLock<AhoCorasick> = LazyLock::new(|| {
 });
 
 /// The literals by their first three bytes case-folded (`err`, `fai`, `fat`, `war`), one
-/// bucket each, for the SIMD filter; `None` where the CPU has none.
+/// bucket each, for the SIMD filter.
+#[cfg(target_arch = "x86_64")]
+fn literal_buckets() -> crate::nibble_filter::Buckets<usize> {
+    let mut buckets = crate::nibble_filter::Buckets::new();
+    for (i, literal) in LITERALS.iter().enumerate() {
+        buckets.group([0, 1, 2].map(|k| Some(literal.as_bytes()[k] | 0x20)), i);
+    }
+    buckets
+}
+
+/// The SIMD filter of the literals, with what each bucket holds; `None` where the CPU has
+/// none.
 #[cfg(target_arch = "x86_64")]
 static FILTER: LazyLock<Option<(crate::nibble_filter::NibbleFilter<1>, Vec<Vec<usize>>)>> =
     LazyLock::new(|| {
-        let mut buckets = crate::nibble_filter::Buckets::new();
-        for (i, literal) in LITERALS.iter().enumerate() {
-            buckets.group([0, 1, 2].map(|k| Some(literal.as_bytes()[k] | 0x20)), i);
-        }
+        let buckets = literal_buckets();
         let filter = crate::nibble_filter::NibbleFilter::new(&buckets.patterns)?;
         Some((filter, buckets.items))
     });
+
+/// The literals and the scrubber's anchors in one scan (the parser's, when events will be
+/// scrubbed); `None` where the CPU has no SIMD filter.
+#[cfg(target_arch = "x86_64")]
+static WITH_ANCHORS: LazyLock<Option<LineScanner<usize>>> =
+    LazyLock::new(|| Scrubber::global().line_scanner(literal_buckets()));
 
 /// Whether the logger counts this line as (an error, a warning).
 pub fn classify(line: &[u8]) -> (bool, bool) {
@@ -61,6 +78,9 @@ pub struct LineClass {
     pub warning: bool,
     /// Whether it holds NUL and ESC bytes.
     pub bytes: LineBytes,
+    /// What the scrubber's scan of the line finds, where it was scanned for it too
+    /// ([`classify_line_for_scrubber`]).
+    pub anchor_scan: Option<AnchorScan>,
 }
 
 /// [`classify`], and what the line's bytes hold: one pass where the CPU has AVX2, for what
@@ -68,29 +88,70 @@ pub struct LineClass {
 pub fn classify_line(line: &[u8]) -> LineClass {
     #[cfg(target_arch = "x86_64")]
     if let Some((filter, buckets)) = &*FILTER {
-        let (mut error, mut warning) = (false, false);
+        let mut found = Literals::default();
         let bytes = filter.scan(line, &mut |p, bucket| {
             for &i in &buckets[bucket] {
-                if line[p..].starts_with(LITERALS[i].as_bytes()) {
-                    *(if i < ERROR_PATTERNS {
-                        &mut error
-                    } else {
-                        &mut warning
-                    }) = true;
-                }
+                found.check(line, p, i);
             }
         });
-        return LineClass {
-            error,
-            warning,
-            bytes,
-        };
+        return found.class(bytes, None);
     }
+    classify_by_plain_searches(line)
+}
+
+/// [`classify_line`], and what the scrubber's scan finds in the line, from the same pass
+/// where the CPU has AVX2 (else `anchor_scan` is `None` and the scrubber scans the line
+/// itself).
+pub fn classify_line_for_scrubber(line: &[u8]) -> LineClass {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(scanner) = &*WITH_ANCHORS {
+        let mut found = Literals::default();
+        let (anchors, bytes) = scanner.scan(line, &mut |p, &i| found.check(line, p, i));
+        return found.class(bytes, Some(anchors));
+    }
+    classify_by_plain_searches(line)
+}
+
+/// The logger's literals found so far in a line.
+#[cfg(target_arch = "x86_64")]
+#[derive(Default)]
+struct Literals {
+    error: bool,
+    warning: bool,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Literals {
+    /// A candidate of the filter: whether literal `i` starts at `p` of `line`.
+    #[inline]
+    fn check(&mut self, line: &[u8], p: usize, i: usize) {
+        if line[p..].starts_with(LITERALS[i].as_bytes()) {
+            *(if i < ERROR_PATTERNS {
+                &mut self.error
+            } else {
+                &mut self.warning
+            }) = true;
+        }
+    }
+
+    fn class(self, bytes: LineBytes, anchor_scan: Option<AnchorScan>) -> LineClass {
+        LineClass {
+            error: self.error,
+            warning: self.warning,
+            bytes,
+            anchor_scan,
+        }
+    }
+}
+
+/// [`classify_line`] without the SIMD filter: the automaton, then the byte searches.
+fn classify_by_plain_searches(line: &[u8]) -> LineClass {
     let (error, warning) = classify_by_automaton(line);
     LineClass {
         error,
         warning,
         bytes: LineBytes::of(line),
+        anchor_scan: None,
     }
 }
 
@@ -297,12 +358,13 @@ mod tests {
         }
     }
 
-    /// Every distinct line of the corpus: the filter and the automaton agree, and the scan's
-    /// byte facts are the plain search's.
+    /// Every distinct line of the corpus: the filter and the automaton agree, the scan's byte
+    /// facts are the plain search's, and the scan made for the scrubber too finds what the
+    /// scrubber's own scan does.
     #[test]
     fn the_corpus_lines_get_the_automatons_answer() {
         let distinct = crate::test_support::corpus_lines();
-        let (mut errors, mut warnings, mut escapes) = (0, 0, 0);
+        let (mut errors, mut warnings, mut escapes, mut anchored) = (0, 0, 0, 0);
         for line in &distinct {
             let got = classify_line(line);
             let shown = || line.escape_ascii().to_string();
@@ -313,13 +375,33 @@ mod tests {
                 shown()
             );
             assert_eq!(got.bytes, LineBytes::of(line), "{}", shown());
+            assert_eq!(got.anchor_scan, None);
+            // The scan that also looks for the scrubber's anchors: the same answers, and what
+            // the scrubber's own scan finds.
+            let both = classify_line_for_scrubber(line);
+            assert_eq!(
+                (both.error, both.warning, both.bytes),
+                (got.error, got.warning, got.bytes),
+                "{}",
+                shown()
+            );
+            let scrubbers = crate::enrich::scrub::Scrubber::global().scan(line);
+            match both.anchor_scan {
+                Some(found) => assert_eq!(found, scrubbers, "{}", shown()),
+                None => assert!(!std::is_x86_feature_detected!("avx2")),
+            }
+            anchored += usize::from(scrubbers.rules() != 0);
             errors += usize::from(got.error);
             warnings += usize::from(got.warning);
             escapes += usize::from(got.bytes.escape);
         }
         assert!(
-            distinct.len() > 200_000 && errors > 100 && warnings > 100 && escapes > 10,
-            "{errors} {warnings} {escapes}"
+            distinct.len() > 200_000
+                && errors > 100
+                && warnings > 100
+                && escapes > 10
+                && anchored > 1_000,
+            "{errors} {warnings} {escapes} {anchored}"
         );
     }
 

@@ -21,6 +21,9 @@
 //!   position: a quarter of the instructions per line. Its candidates go to the same exact
 //!   check, so both ways give the same answer (the tests compare them on the corpus).
 
+#[cfg(target_arch = "x86_64")]
+use crate::line_bytes::LineBytes;
+
 /// Two sets of eight buckets. On the generated aws-cli log (61,000 true trigram occurrences)
 /// two sets give 75,000 candidates; four (one trigram in most buckets) 61,000 for twice the
 /// shuffles; one set 1.57 million.
@@ -46,14 +49,26 @@ pub(super) struct AnchorFinder {
     anchor_rules: Vec<u64>,
     /// The SIMD filter, where the CPU has one.
     #[cfg(target_arch = "x86_64")]
-    simd: Option<Simd>,
+    simd: Option<Simd<2>>,
 }
 
-/// The SIMD filter and what each of its buckets holds.
+/// A SIMD filter and what each of its buckets holds: the anchors' buckets, then those a
+/// caller added to the scan ([`SharedScan`]), each of a `T` the caller checks itself.
 #[cfg(target_arch = "x86_64")]
-struct Simd {
-    masks: AnchorFilter,
+struct Simd<const SETS: usize, T = ()> {
+    masks: crate::nibble_filter::NibbleFilter<SETS>,
     buckets: Vec<Vec<Candidate>>,
+    extra: Vec<Vec<T>>,
+}
+
+/// One pass over a line for the anchors and for a caller's own short patterns (the logger's
+/// error and warning literals, looked for by the install-log parser in every output line):
+/// the line is loaded and split into nibbles once for both, where two scans did it twice.
+/// The anchors keep the buckets they have alone ([`AnchorFilter`]'s two sets); the caller's
+/// patterns get a third set.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct SharedScan<T> {
+    simd: Simd<3, T>,
 }
 
 /// What a candidate position of a bucket is checked for.
@@ -142,7 +157,83 @@ impl AnchorFinder {
     /// trigrams whose nibbles it adds the fewest new values to (the fewer, the fewer false
     /// candidates).
     #[cfg(target_arch = "x86_64")]
-    fn simd_filter(&self) -> Option<Simd> {
+    fn simd_filter(&self) -> Option<Simd<2>> {
+        let buckets = self.simd_buckets()?;
+        Some(Simd {
+            masks: AnchorFilter::new(&buckets.patterns)?,
+            buckets: buckets.items,
+            extra: Vec::new(),
+        })
+    }
+
+    /// A scan for the anchors and for `extra` (at most eight buckets) at once; `None` where
+    /// the CPU has no AVX2.
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn shared_scan<T>(
+        &self,
+        extra: crate::nibble_filter::Buckets<T>,
+    ) -> Option<SharedScan<T>> {
+        let mut buckets = self.simd_buckets()?;
+        // The caller's buckets start at the third set, whatever the anchors left free.
+        buckets
+            .patterns
+            .resize_with(AnchorFilter::BUCKETS, Vec::new);
+        buckets.items.resize_with(AnchorFilter::BUCKETS, Vec::new);
+        buckets.patterns.extend(extra.patterns);
+        Some(SharedScan {
+            simd: Simd {
+                masks: crate::nibble_filter::NibbleFilter::new(&buckets.patterns)?,
+                buckets: buckets.items,
+                extra: extra.items,
+            },
+        })
+    }
+
+    /// What [`rules_and_escape_in`](Self::rules_and_escape_in) answers, and the caller's
+    /// candidates: `on_extra(position, item)` for each item of a bucket of its own that may
+    /// start at that position of `s` (the caller's exact check turns false ones away).
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    pub(super) fn scan_shared<T>(
+        &self,
+        shared: &SharedScan<T>,
+        s: &[u8],
+        on_extra: &mut impl FnMut(usize, &T),
+    ) -> (u64, LineBytes) {
+        self.scan_simd(&shared.simd, s, on_extra)
+    }
+
+    /// The anchors' rules in `s` by the SIMD filter `simd`, its caller's candidates to
+    /// `on_extra`, and what the loads saw of NUL and ESC bytes.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    fn scan_simd<const SETS: usize, T>(
+        &self,
+        simd: &Simd<SETS, T>,
+        s: &[u8],
+        on_extra: &mut impl FnMut(usize, &T),
+    ) -> (u64, LineBytes) {
+        let mut rules = 0;
+        let bytes = simd
+            .masks
+            .scan(s, &mut |p, bucket| match simd.buckets.get(bucket) {
+                Some(candidates) => {
+                    for &c in candidates {
+                        rules |= self.candidate_at(s, p, c);
+                    }
+                }
+                None => {
+                    for item in &simd.extra[bucket - simd.buckets.len()] {
+                        on_extra(p, item);
+                    }
+                }
+            });
+        (rules, bytes)
+    }
+
+    /// The SIMD filter's buckets of anchors (`None` when they leave none for trigrams).
+    #[cfg(target_arch = "x86_64")]
+    fn simd_buckets(&self) -> Option<crate::nibble_filter::Buckets<Candidate>> {
         use crate::nibble_filter::{Buckets, Pattern};
         const BUCKETS: usize = AnchorFilter::BUCKETS;
         let mut buckets = Buckets::new();
@@ -177,10 +268,7 @@ impl AnchorFinder {
                 .expect("capacity leaves room");
             buckets.put(best, pattern, Candidate::Trigram(i));
         }
-        Some(Simd {
-            masks: AnchorFilter::new(&buckets.patterns)?,
-            buckets: buckets.items,
-        })
+        Some(buckets)
     }
 
     /// The union of the rule sets of the anchors `s` holds; 0 when it holds none.
@@ -195,12 +283,7 @@ impl AnchorFinder {
     pub(super) fn rules_and_escape_in(&self, s: &[u8]) -> (u64, bool) {
         #[cfg(target_arch = "x86_64")]
         if let Some(simd) = &self.simd {
-            let mut rules = 0;
-            let bytes = simd.masks.scan(s, &mut |p, bucket| {
-                for &c in &simd.buckets[bucket] {
-                    rules |= self.candidate_at(s, p, c);
-                }
-            });
+            let (rules, bytes) = self.scan_simd(simd, s, &mut |_, &()| {});
             return (rules, bytes.escape);
         }
         (self.rules_in_words(s), memchr::memchr(0x1b, s).is_some())
