@@ -272,11 +272,11 @@ fn scrub_event_text(s: &Scrubber, e: &mut Event, message: bool) {
     if let Some(r) = e.raw.as_mut() {
         scrub_string(s, r);
     }
-    for v in e.metadata.values_mut() {
-        scrub_value(s, v);
+    if let Some(map) = e.metadata.as_map_mut() {
+        map.values_mut().for_each(|v| scrub_value(s, v));
     }
-    for v in e.details.values_mut() {
-        scrub_value(s, v);
+    if let Some(map) = e.details.as_map_mut() {
+        map.values_mut().for_each(|v| scrub_value(s, v));
     }
 }
 
