@@ -171,7 +171,7 @@ fn go_error(t: &str) -> bool {
 /// space of `: `: one short look instead of a search of the whole line.
 fn tool_diagnostic(t: &str) -> Option<Diagnostic> {
     let b = t.as_bytes();
-    let space = b.iter().position(u8::is_ascii_whitespace)?;
+    let space = first_ascii_whitespace(b)?;
     // A token of at least one byte, then `: `.
     if space < 2 || b[space - 1] != b':' || b[space] != b' ' {
         return None;
@@ -191,9 +191,63 @@ fn tool_diagnostic(t: &str) -> Option<Diagnostic> {
         .map(|&(_, d)| d)
 }
 
+/// Where the first ASCII white-space byte of `b` is (`u8::is_ascii_whitespace`: space, tab,
+/// LF, FF, CR). Every output line's first word is measured so: sixteen bytes a step where the
+/// CPU has SSE2 instead of a byte (a fifth of `classify`'s instructions went to the byte loop).
+#[inline]
+fn first_ascii_whitespace(b: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_set1_epi8,
+        };
+        let mut i = 0;
+        while i + 16 <= b.len() {
+            // SAFETY: SSE2 is part of the x86-64 baseline; the load reads b[i..i + 16].
+            let mut at_most_space = unsafe {
+                let x = _mm_loadu_si128(b.as_ptr().add(i).cast());
+                // The white space and the other control bytes: `min(x, 0x20) == x`, unsigned.
+                _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(0x20)), x)) as u32
+            };
+            while at_most_space != 0 {
+                let p = i + at_most_space.trailing_zeros() as usize;
+                if b[p].is_ascii_whitespace() {
+                    return Some(p);
+                }
+                at_most_space &= at_most_space - 1;
+            }
+            i += 16;
+        }
+        b[i..]
+            .iter()
+            .position(u8::is_ascii_whitespace)
+            .map(|p| i + p)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    b.iter().position(u8::is_ascii_whitespace)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The first white space wherever it is and whatever control bytes come before it.
+        #[test]
+        fn the_first_white_space_is_the_byte_loops(
+            line in proptest::collection::vec(proptest::sample::select(vec![
+                b'a', b':', b'\t', b'\n', 0x0b, 0x0c, b'\r', b' ', 0x00, 0x1f, 0x21, 0x80, 0xa0, 0xff,
+            ]), 0..70),
+            filler in 0usize..50,
+        ) {
+            let mut b = vec![b'x'; filler];
+            b.extend_from_slice(&line);
+            proptest::prop_assert_eq!(
+                first_ascii_whitespace(&b),
+                b.iter().position(u8::is_ascii_whitespace)
+            );
+        }
+    }
 
     #[test]
     fn trim_start_is_strs() {
