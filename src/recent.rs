@@ -2,10 +2,12 @@
 //! sequence number) looked up once per event.
 //!
 //! Events come in runs from one source and one feature, so the name used last is compared
-//! first (one `memcmp`, no hashing, no allocation); other names go through an index. A
+//! first (inline, `short_eq`: no hashing, no allocation, no call); other names go through an
+//! index. A
 //! `HashMap<String, _>` with `entry(name.to_string())` instead hashed and allocated per event
 //! and was a sixth of `convert`'s instructions.
 
+use crate::short_eq::short_eq;
 use std::collections::HashMap;
 
 #[derive(Debug)]
@@ -28,7 +30,11 @@ impl<V> Default for RecentMap<V> {
 impl<V> RecentMap<V> {
     /// The value of `key`, made by `make` the first time.
     pub fn get_or_insert_with(&mut self, key: &str, make: impl FnOnce() -> V) -> &mut V {
-        if self.entries.get(self.last).is_none_or(|(k, _)| k != key) {
+        if self
+            .entries
+            .get(self.last)
+            .is_none_or(|(k, _)| !short_eq(k, key))
+        {
             self.last = match self.index.get(key) {
                 Some(&i) => i,
                 None => {
@@ -43,7 +49,7 @@ impl<V> RecentMap<V> {
 
     pub fn get(&self, key: &str) -> Option<&V> {
         match self.entries.get(self.last) {
-            Some((k, v)) if k == key => Some(v),
+            Some((k, v)) if short_eq(k, key) => Some(v),
             _ => self.index.get(key).map(|&i| &self.entries[i].1),
         }
     }

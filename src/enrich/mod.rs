@@ -8,6 +8,7 @@ pub mod scrub;
 
 use crate::event::{Event, EventType};
 use crate::recent::RecentMap;
+use crate::short_eq::short_eq;
 use scrub::{PemTracker, Scrubber};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -92,7 +93,7 @@ impl Enricher {
         e.seq = source.next_seq;
         source.next_seq += 1;
         // A source keeps its name if its file is given by another path (rare): follow it.
-        if *source.file != *source_file {
+        if !short_eq(&source.file, source_file) {
             source.file = source_file.into();
         }
         e.source.file = source.file.clone();
@@ -168,7 +169,7 @@ fn position_on_line(last: &mut (usize, u64, u32), serial: usize, line: u64) -> u
 impl Enricher {
     fn command_span_id(&mut self, feature: &str, n: u32) -> Arc<str> {
         match &self.command_span {
-            Some((f, num, span)) if *num == n && f == feature => span.clone(),
+            Some((f, num, span)) if *num == n && short_eq(f, feature) => span.clone(),
             _ => {
                 let span: Arc<str> = ids::command_span_id(&self.correlation_id, feature, n).into();
                 self.command_span = Some((feature.to_string(), n, span.clone()));
@@ -213,7 +214,7 @@ fn scrub_output_line(s: &Scrubber, pem: &mut PemTracker, e: &mut Event) {
 /// and the version, remembering the last feature's result in `last` (names leave too).
 fn scrub_names(s: &Scrubber, last: &mut Option<(String, Option<String>)>, e: &mut Event) {
     match last {
-        Some((name, scrubbed)) if *name == e.feature => {
+        Some((name, scrubbed)) if short_eq(name, &e.feature) => {
             if let Some(scrubbed) = scrubbed {
                 e.feature.clone_from(scrubbed);
             }
