@@ -42,6 +42,7 @@ use crate::parse::build_failure::BuildFailureParser;
 use crate::parse::install_log::{AbortHint, InstallLogParser};
 use crate::parse::master_summary::MasterSummaryParser;
 use crate::parse::{FormatParser, ParseOptions};
+use crate::recent::RecentMap;
 use crate::source::Line;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
@@ -362,7 +363,7 @@ pub struct Follower {
     /// Rotated-away files, read to their end on the next poll, then dropped.
     retired: Vec<Tail>,
     asm: Assembler,
-    seqs: HashMap<String, Seqs>,
+    seqs: RecentMap<Seqs>,
     report: ParseReport,
     /// Events not handed on because a checkpoint says they were delivered.
     pub skipped: u64,
@@ -419,7 +420,7 @@ impl Follower {
                 opts.timezone_given,
                 opts.timezone.iana_name().unwrap_or("UTC"),
             ),
-            seqs: HashMap::new(),
+            seqs: RecentMap::default(),
             report: ParseReport::default(),
             skipped: 0,
             saved_id: None,
@@ -580,7 +581,7 @@ impl Follower {
                     // is still the same file (not one rotated or truncated since).
                     if let Some(pos) = self.resume.remove(&t.source) {
                         if t.file.as_mut().is_some_and(|f| pos.matches(f)) {
-                            self.seqs.entry(t.source.clone()).or_default().skip_below = pos.seq;
+                            self.seqs.entry(&t.source).skip_below = pos.seq;
                         } else {
                             tracing::info!(
                                 "{}: not the file of the checkpoint any more; shipping it from its start",
@@ -924,12 +925,16 @@ impl Follower {
         match t.kind.clone() {
             FileKind::Install(slug) => {
                 while let Some((e, since)) = t.pending.front() {
-                    let waited = self.waited(*since);
-                    if twin_eligible(e) && !json_dir && waited {
+                    // Whether it waited reads the clock: asked only of an event that may have
+                    // a twin while no build without JSON logging is known (it decides nothing
+                    // else), not of every output line.
+                    let eligible = twin_eligible(e);
+                    let waited = eligible && !self.no_json_logging && self.waited(*since);
+                    if waited && !json_dir {
                         self.no_json_logging = true;
                     }
                     let ready = force
-                        || !twin_eligible(e)
+                        || !eligible
                         || self.no_json_logging
                         || self.asm.has_twin(&slug, e)
                         || waited;
@@ -1005,15 +1010,16 @@ impl Follower {
             self.tracker.stamp(&mut start);
             // A checkpoint past a file's first events: build_start went out before the
             // restart (it precedes them in the stream).
-            if self.seqs.values().any(|s| s.skip_below > 0) {
+            if self.seqs.iter().any(|(_, s)| s.skip_below > 0) {
                 self.skipped += 1;
             } else {
                 self.report.events += 1;
                 emit(start).map_err(|_| ConsumerGone)?;
             }
         }
-        // By the path as followed, as checkpoints keep it.
-        let s = self.seqs.entry(e.source.file.to_string()).or_default();
+        // By the path as followed, as checkpoints keep it. (Looked up per event: by the last
+        // path first, without hashing it or copying it into a key.)
+        let s = self.seqs.entry(&e.source.file);
         s.next_seq = s.next_seq.max(e.seq + 1);
         if e.seq < s.skip_below {
             self.skipped += 1;
