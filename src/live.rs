@@ -206,7 +206,9 @@ pub fn run(
             tokio::task::spawn_blocking(move || {
                 let resume = Resume { files: resume, ids };
                 follow_paths(&paths, &opts, timing, &resume, interval, &stop, &stats, &mut |event| {
-                    let event = Arc::new(event);
+                    // The sinks keep it: taken out of the follower's queue, which drops what
+                    // is left in its place.
+                    let event = Arc::new(event.take());
                     for (tx, ledger) in senders.iter().zip(&acks.sinks) {
                         if let Some(a) = &ledger.acks {
                             a.sent(&event, 1);
@@ -370,7 +372,7 @@ fn follow_paths(
     interval: Duration,
     stop: &AtomicBool,
     stats: &LiveStats,
-    emit: &mut dyn FnMut(Event) -> std::io::Result<()>,
+    emit: &mut dyn FnMut(&mut Event) -> std::io::Result<()>,
     mark: &mut dyn FnMut(Mark),
     tick: &dyn Fn(),
 ) -> ParseReport {
@@ -395,7 +397,7 @@ fn follow_paths(
             let skipped_before = f.skipped;
             let mut known = lock(&resume.ids).contains_key(key.as_str());
             let step = |f: &mut Follower,
-                        emit: &mut dyn FnMut(Event) -> std::io::Result<()>,
+                        emit: &mut dyn FnMut(&mut Event) -> std::io::Result<()>,
                         mark: &mut dyn FnMut(Mark)| {
                 if stopping {
                     f.stop(emit, mark)

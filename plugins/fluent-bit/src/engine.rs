@@ -246,8 +246,8 @@ impl Engine {
     fn hand_on(&mut self, end: bool) -> Vec<Arc<Event>> {
         let mut out = Vec::new();
         for (_, f) in &mut self.builds {
-            let mut emit = |e: Event| -> std::io::Result<()> {
-                out.push(Arc::new(e));
+            let mut emit = |e: &mut Event| -> std::io::Result<()> {
+                out.push(Arc::new(e.take()));
                 Ok(())
             };
             let _ = if end {
