@@ -14,7 +14,9 @@ use serde_json::Value;
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
 
-static SCRUBBER: LazyLock<Arc<Scrubber>> = LazyLock::new(|| Arc::new(Scrubber::new()));
+/// The process-wide scrubber (`Scrubber::global`'s rules, shared): the install-log parser's
+/// scan for its anchors is made with the same one.
+static SCRUBBER: LazyLock<Arc<Scrubber>> = LazyLock::new(|| Arc::new(Scrubber::global().clone()));
 
 /// The default scrubber, shared.
 pub fn scrubber() -> Arc<Scrubber> {

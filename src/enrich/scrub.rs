@@ -553,7 +553,7 @@ impl Scrubber {
 /// (`LineScanner`) finds it along with the logger's error and warning literals and hands it
 /// on in the line's event ([`Event::anchor_scan`](crate::event::Event::anchor_scan)), so that
 /// the scrubber does not scan the line again. Rules are numbered as in every [`Scrubber`]
-/// (one built-in rule set).
+/// (one built-in rule set; the parser and the enricher share [`Scrubber::global`]'s).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AnchorScan(std::num::NonZeroU64);
 
