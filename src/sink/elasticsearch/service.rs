@@ -228,17 +228,18 @@ async fn send_batch(ctx: Arc<Ctx>, batch: Batch) -> Tally {
             BulkOutcome::Items(items) => {
                 let mut again = Vec::new();
                 let mut last = String::new();
+                let mut stored = Vec::with_capacity(pending.len());
                 for (&i, item) in pending.iter().zip(&items) {
                     match item.status {
                         200..=299 => {
                             tally.delivered += 1;
-                            ack(&ctx, &batch, i);
+                            stored.push(i);
                         }
                         // `create` of an `_id` the index already holds: stored by an earlier run.
                         409 if ctx.action == Action::Create => {
                             tally.delivered += 1;
                             tally.already_present += 1;
-                            ack(&ctx, &batch, i);
+                            stored.push(i);
                         }
                         429 | 500..=599 => {
                             last = item_reason(item.status, item.error.as_deref());
@@ -250,6 +251,7 @@ async fn send_batch(ctx: Arc<Ctx>, batch: Batch) -> Tally {
                         }
                     }
                 }
+                ack(&ctx, &batch, &stored);
                 (again, last, None)
             }
             BulkOutcome::Retry {
@@ -315,9 +317,10 @@ fn reject(ctx: &Ctx, tally: &mut Tally, batch: &Batch, idx: &[usize], reason: &s
     }
 }
 
-fn ack(ctx: &Ctx, batch: &Batch, i: usize) {
+/// Acknowledges the stored documents `idx` of `batch` (under one lock).
+fn ack(ctx: &Ctx, batch: &Batch, idx: &[usize]) {
     if let Some(a) = &ctx.acks {
-        a.done(&batch.events[i]);
+        a.done_all(idx.iter().map(|&i| &batch.events[i]));
     }
 }
 
