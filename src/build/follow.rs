@@ -44,13 +44,16 @@ use crate::parse::master_summary::MasterSummaryParser;
 use crate::parse::{FormatParser, ParseOptions};
 use crate::recent::RecentMap;
 use crate::source::Line;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use waiting::{Step, Waiting};
+
+mod waiting;
 
 /// How long a follower waits for what completes an event, and for the build to go on.
 #[derive(Debug, Clone, Copy)]
@@ -132,8 +135,8 @@ struct Tail {
     name: String,
     source: String,
     /// Parsed, not yet handed on, with when each was parsed.
-    pending: VecDeque<(Event, Parsed)>,
-    /// The events of one piece of a read, on their way to `pending` (kept for its capacity).
+    pending: Waiting,
+    /// The events of one read, on their way to `pending` (kept for its capacity).
     parsed: Vec<Event>,
     /// The file holds bytes not read yet (the last read stopped at its limit, or the file
     /// was not read: enough of its events were waiting, or a feature that started earlier
@@ -186,7 +189,7 @@ impl Tail {
             kind,
             name: path.strip_prefix(dir).unwrap_or(path).display().to_string(),
             source: path.display().to_string(),
-            pending: VecDeque::new(),
+            pending: Waiting::default(),
             parsed: Vec::new(),
             unread: false,
             start: None,
@@ -198,19 +201,12 @@ impl Tail {
     /// Bytes of the file, handed in or read; the events of their complete lines are queued.
     fn take(&mut self, bytes: &[u8], poll: u64) {
         let at = Instant::now();
-        // A piece at a time, as in batch: a whole read's events would be megabytes, grown
-        // and moved through memory on every poll.
+        // Fed a piece at a time, as in batch; queued in one step (`Waiting::append`).
         for piece in bytes.chunks(PARSE_PIECE) {
             self.lines
                 .feed(self.parser.as_mut(), piece, &mut self.parsed);
-            self.queue_parsed(Parsed { at, poll });
         }
-    }
-
-    /// The events just parsed wait in `pending`, stamped with when.
-    fn queue_parsed(&mut self, when: Parsed) {
-        self.pending
-            .extend(self.parsed.drain(..).map(|e| (e, when)));
+        self.pending.append(&mut self.parsed, Parsed { at, poll });
     }
 
     /// Reads what the file gained (at most `limit` bytes of it) through `buf`; the events of
@@ -272,10 +268,11 @@ impl Tail {
             report.errors.push(format!("{}: {e}", self.source));
         }
         self.lines.finish(self.parser.as_mut(), &mut self.parsed);
-        self.queue_parsed(Parsed {
+        let when = Parsed {
             at: Instant::now(),
             poll,
-        });
+        };
+        self.pending.append(&mut self.parsed, when);
         self.closed = true;
     }
 
@@ -502,7 +499,7 @@ impl Follower {
             return;
         }
         let slug = t.slug().to_string();
-        for (e, _) in t.pending.drain(..) {
+        for e in t.pending.drain() {
             let c = e.logger_correlation_id.clone();
             if t.kind == FileKind::JsonBuildSummary {
                 self.asm.push_summary_json(e, c);
@@ -746,8 +743,8 @@ impl Follower {
             .values()
             .filter(|t| t.kind == FileKind::Failure)
             .flat_map(|t| t.pending.iter())
-            .filter(|(e, _)| e.event_type == EventType::BuildFailure)
-            .map(|(e, _)| {
+            .filter(|e| e.event_type == EventType::BuildFailure)
+            .map(|e| {
                 let n = e.command_num.unwrap_or(0);
                 let exit = e
                     .metadata
@@ -810,7 +807,7 @@ impl Follower {
                     start,
                     t.source.clone(),
                     slug.clone(),
-                    t.pending.front().map(|p| p.1),
+                    t.pending.front_parsed(),
                 ))
             })
             .min_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
@@ -874,7 +871,7 @@ impl Follower {
                 self.report.errors.push(format!("{}: {e}", old.source));
             }
             let slug = old.slug().to_string();
-            for (e, _) in &mut old.pending {
+            for e in old.pending.iter_mut() {
                 self.asm.text_event(&slug, e, &old.source, &old.name);
                 self.hand_on(e, emit)?;
             }
@@ -992,19 +989,18 @@ impl Follower {
             name,
             ..
         } = t;
-        let mut done = 0;
         let mut handed = Ok(());
-        while let Some((e, since)) = pending.get_mut(done) {
-            if !stamp_if_ready(self, e, *since, source, name) {
-                break;
+        pending.release_front(|e, since| {
+            if !stamp_if_ready(self, e, since, source, name) {
+                return Step::Wait;
             }
-            done += 1;
             handed = self.hand_on(e, emit);
             if handed.is_err() {
-                break;
+                Step::Last
+            } else {
+                Step::Next
             }
-        }
-        pending.drain(..done);
+        });
         handed
     }
 
