@@ -42,18 +42,71 @@ pub fn string_field(out: &mut Vec<u8>, tag: u8, b: &[u8]) {
 /// metadata). Names and values are short (an event id is 32 bytes), so every length fits
 /// one varint byte: then the pair is four fixed bytes and two copies, instead of three
 /// headers with a varint loop each (once per pair, seven pairs per event).
+///
+/// The pieces are stored straight into the room reserved once (`put_short`): two library
+/// copies, four length checks and a varint length per pair were 130 instructions, 8% of
+/// `ship --loki`'s.
 pub fn label_pair(out: &mut Vec<u8>, tag: u8, name: &[u8], value: &[u8]) {
-    let len = string_field_len(name.len()) + string_field_len(value.len());
-    if len < 0x80 && !name.is_empty() && !value.is_empty() {
+    let (n, v) = (name.len(), value.len());
+    // Both lengths, and the pair's, fit one varint byte.
+    if n != 0 && v != 0 && n + v + 4 < 0x80 {
+        let len = n + v + 4;
         out.reserve(len + 2);
-        out.extend_from_slice(&[tag, len as u8, 0x0a, name.len() as u8]);
-        out.extend_from_slice(name);
-        out.extend_from_slice(&[0x12, value.len() as u8]);
-        out.extend_from_slice(value);
+        let at = out.len();
+        // SAFETY: the reserve leaves `len + 2` bytes of room at `at`: the four header bytes,
+        // the name, two bytes, the value; every one of them is written before the length
+        // takes them in.
+        unsafe {
+            let p = out.as_mut_ptr().add(at);
+            p.cast::<[u8; 4]>()
+                .write_unaligned([tag, len as u8, 0x0a, n as u8]);
+            put_short(p.add(4), name);
+            p.add(4 + n)
+                .cast::<[u8; 2]>()
+                .write_unaligned([0x12, v as u8]);
+            put_short(p.add(6 + n), value);
+            out.set_len(at + len + 2);
+        }
     } else {
+        let len = string_field_len(n) + string_field_len(v);
         message_header(out, tag, len);
         string_field(out, 0x0a, name);
         string_field(out, 0x12, value);
+    }
+}
+
+/// Copies `b` to `dst`: up to 32 bytes (names, ids) with two overlapping loads and stores of
+/// one width, no call; longer ones with `copy_nonoverlapping`.
+///
+/// # Safety
+/// `dst` is valid for `b.len()` bytes of writes and does not overlap `b`.
+#[inline(always)]
+unsafe fn put_short(dst: *mut u8, b: &[u8]) {
+    let (src, n) = (b.as_ptr(), b.len());
+    // SAFETY: every load is inside `b` (`n` bytes at `src`) and every store inside the `n`
+    // bytes at `dst`, by the width chosen for `n`; the caller promises `dst`.
+    unsafe {
+        macro_rules! two {
+            ($w:ty) => {{
+                let w = std::mem::size_of::<$w>();
+                let first = src.cast::<$w>().read_unaligned();
+                let last = src.add(n - w).cast::<$w>().read_unaligned();
+                dst.cast::<$w>().write_unaligned(first);
+                dst.add(n - w).cast::<$w>().write_unaligned(last);
+            }};
+        }
+        match n {
+            0 => {}
+            1..=3 => {
+                *dst = *src;
+                *dst.add(n / 2) = *src.add(n / 2);
+                *dst.add(n - 1) = *src.add(n - 1);
+            }
+            4..=7 => two!(u32),
+            8..=15 => two!(u64),
+            16..=32 => two!([u8; 16]),
+            _ => std::ptr::copy_nonoverlapping(src, dst, n),
+        }
     }
 }
 
@@ -147,28 +200,60 @@ mod tests {
         }
     }
 
-    /// A label pair is the bytes prost writes, at every length around the one-byte fast
-    /// path's limit, and with an empty name or value (left out, as proto3 does).
+    /// `label_pair` into a buffer whose room past `before` bytes holds garbage (so that a
+    /// byte left unwritten shows), against prost's encoding of the same pair.
+    fn ours_and_prosts(name: &str, value: &str, before: usize) -> (Vec<u8>, Vec<u8>) {
+        use prost::Message;
+        let mut ours = vec![0xee; 64 * 1024];
+        ours.truncate(before);
+        ours.iter_mut().for_each(|b| *b = 7);
+        label_pair(&mut ours, 0x1a, name.as_bytes(), value.as_bytes());
+        let entry = crate::sink::loki::proto::EntryAdapter {
+            timestamp: None,
+            line: String::new(),
+            structured_metadata: vec![crate::sink::loki::proto::LabelPairAdapter {
+                name: name.to_string(),
+                value: value.to_string(),
+            }],
+        };
+        let mut theirs = vec![7u8; before];
+        entry.encode(&mut theirs).unwrap();
+        (ours, theirs)
+    }
+
+    /// Text of `n` bytes, each different from its neighbours.
+    fn text(n: usize, first: u8) -> String {
+        (0..n).map(|i| (first + (i % 26) as u8) as char).collect()
+    }
+
+    /// A label pair is the bytes prost writes at every name length up to past the one-byte
+    /// limit, against values of every width `put_short` takes and around the limit, and with
+    /// an empty name or value (left out, as proto3 does).
     #[test]
     fn label_pairs_are_the_bytes_prost_writes() {
-        use prost::Message;
-        for name_len in [0, 1, 21, 60, 64, 125, 126, 127, 128, 200] {
-            for value_len in [0, 1, 32, 60, 62, 63, 64, 100, 127, 128, 300, 20_000] {
-                let (name, value) = ("n".repeat(name_len), "v".repeat(value_len));
-                let mut ours = vec![7u8];
-                label_pair(&mut ours, 0x1a, name.as_bytes(), value.as_bytes());
-                let entry = crate::sink::loki::proto::EntryAdapter {
-                    timestamp: None,
-                    line: String::new(),
-                    structured_metadata: vec![crate::sink::loki::proto::LabelPairAdapter {
-                        name,
-                        value,
-                    }],
-                };
-                let mut theirs = vec![7u8];
-                entry.encode(&mut theirs).unwrap();
+        let values = [
+            0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 60, 62, 63, 64, 100, 127, 128, 300,
+            20_000,
+        ];
+        for name_len in (0..=130).chain([200]) {
+            for value_len in values {
+                let (name, value) = (text(name_len, b'a'), text(value_len, b'A'));
+                let (ours, theirs) = ours_and_prosts(&name, &value, 1);
                 assert_eq!(ours, theirs, "{name_len} {value_len}");
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// The same at any pair of lengths and contents, after any bytes already written.
+        #[test]
+        fn label_pairs_of_any_lengths_are_prosts(
+            name in "[ -~]{0,140}",
+            value in "[ -~]{0,140}",
+            before in 0usize..40,
+        ) {
+            let (ours, theirs) = ours_and_prosts(&name, &value, before);
+            proptest::prop_assert_eq!(ours, theirs);
         }
     }
 
