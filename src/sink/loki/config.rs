@@ -197,6 +197,17 @@ impl Field {
         })
     }
 
+    /// Whether `a` and `b` have the same value of this field; the fields of the default
+    /// labels compared as they are (once per event shipped), not as their text.
+    pub fn same(&self, a: &Event, b: &Event) -> bool {
+        match self {
+            Field::Feature => crate::short_eq::short_eq(&a.feature, &b.feature),
+            Field::Level => a.level == b.level,
+            Field::EventType => a.event_type == b.event_type,
+            _ => self.value(a) == self.value(b),
+        }
+    }
+
     /// The value of this field in `e` ("" when absent: the label is then left out).
     pub fn value<'a>(&self, e: &'a Event) -> std::borrow::Cow<'a, str> {
         use std::borrow::Cow;

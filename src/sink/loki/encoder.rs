@@ -204,7 +204,7 @@ impl Encoder {
     pub fn same_labels(&self, a: &Event, b: &Event) -> bool {
         self.labels.iter().all(|(_, v)| match v {
             LabelValue::Static(_) => true,
-            LabelValue::Field(f) => f.value(a) == f.value(b),
+            LabelValue::Field(f) => f.same(a, b),
         })
     }
 
