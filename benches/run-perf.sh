@@ -123,7 +123,7 @@ for pair in "corpus build-13-large:$B13:$B13_BYTES" "generated ${SIZES[0]}:$FIRS
     off=$(cpu_of "$BIN" convert --quiet --no-scrub "$dir")
     on=$(cpu_of "$BIN" convert --quiet "$dir")
     awk -v n="$name" -v b="$bytes" -v off="$off" -v on="$on" 'BEGIN {
-        printf "| %s | %.1f | %.2f | %.2f | +%.0f%% | %.0f |\n", n, b / 1e6, off, on, (on / off - 1) * 100, b / 1e6 / on }'
+        printf "| %s | %.1f | %.2f | %.2f | %+.0f%% | %.0f |\n", n, b / 1e6, off, on, (on / off - 1) * 100, b / 1e6 / on }'
 done
 
 # Fluent Bit on the same bytes: one file (the generated build's install logs end to end),
