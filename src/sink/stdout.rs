@@ -26,7 +26,7 @@ impl Sink for StdoutSink {
             // sinks still get every event, and stdout takes no more.
             let mut closed = false;
             let mut taken = Vec::with_capacity(TAKE_AT_ONCE);
-            while events.recv_many(&mut taken, TAKE_AT_ONCE).await > 0 {
+            while crate::sink::take_events(&mut events, &mut taken, TAKE_AT_ONCE).await > 0 {
                 for event in taken.drain(..) {
                     report.received += 1;
                     report.delivered += 1;

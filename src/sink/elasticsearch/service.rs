@@ -135,9 +135,9 @@ impl Sink for ElasticsearchSink {
             let mut taken = Vec::with_capacity(TAKE_AT_ONCE);
             loop {
                 let received = match deadline {
-                    None => events.recv_many(&mut taken, TAKE_AT_ONCE).await,
+                    None => crate::sink::take_events(&mut events, &mut taken, TAKE_AT_ONCE).await,
                     Some(d) => {
-                        let next = events.recv_many(&mut taken, TAKE_AT_ONCE);
+                        let next = crate::sink::take_events(&mut events, &mut taken, TAKE_AT_ONCE);
                         match tokio::time::timeout_at(d, next).await {
                             Ok(received) => received,
                             Err(_) => {

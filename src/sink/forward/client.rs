@@ -114,7 +114,8 @@ impl Sink for ForwardSink {
             let mut batch: Vec<Arc<Event>> = Vec::with_capacity(self.config.batch);
             loop {
                 // Wait for one event, then take what is already queued, up to a batch.
-                let open = events.recv_many(&mut batch, self.config.batch).await > 0;
+                let open =
+                    crate::sink::take_events(&mut events, &mut batch, self.config.batch).await > 0;
                 if !batch.is_empty() {
                     report.received += batch.len() as u64;
                     match self.deliver(&batch, &mut report).await {

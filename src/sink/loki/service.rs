@@ -100,7 +100,7 @@ impl LokiSink {
                 Some(done) = flight.tasks.join_next(), if !flight.tasks.is_empty() => {
                     flight.account(done?, &mut report);
                 }
-                received = events.recv_many(&mut taken, TAKE_AT_ONCE) => {
+                received = crate::sink::take_events(&mut events, &mut taken, TAKE_AT_ONCE) => {
                     if received == 0 {
                         break;
                     }

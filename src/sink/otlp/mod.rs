@@ -99,7 +99,7 @@ async fn run(sink: OtlpSink, mut rx: mpsc::Receiver<Arc<Event>>) -> anyhow::Resu
     let mut taken = Vec::with_capacity(TAKE_AT_ONCE);
     loop {
         tokio::select! {
-            received = rx.recv_many(&mut taken, TAKE_AT_ONCE) => {
+            received = crate::sink::take_events(&mut rx, &mut taken, TAKE_AT_ONCE) => {
                 if received == 0 {
                     break;
                 }
