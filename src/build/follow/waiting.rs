@@ -4,7 +4,8 @@
 //! Events are about 400 bytes. The parser writes a read's events into a list of its own; when
 //! nothing waits (the usual case while a build is followed), that list becomes the queue where
 //! its events lie and the queue's emptied buffer becomes the parser's next list, so no event
-//! is moved on the way. Moving every event into the queue was a tenth of following's CPU.
+//! is moved on the way. Moving every event into the queue was about a tenth of the follower's
+//! samples (`perf record`).
 
 use super::Parsed;
 use crate::event::Event;
