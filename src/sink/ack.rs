@@ -29,8 +29,6 @@ struct Due {
 struct SourceDue {
     source: Arc<str>,
     events: VecDeque<Due>,
-    /// Entries of `events` with reports still due.
-    outstanding: usize,
 }
 
 impl SourceDue {
@@ -44,20 +42,13 @@ impl SourceDue {
             Some(last) if last.seq >= seq => {
                 // Out of seq order (not seen from the follower): kept sorted all the same.
                 match self.events.binary_search_by_key(&seq, |d| d.seq) {
-                    Ok(i) => {
-                        // Sent again: counted afresh, as a map entry replaced.
-                        if self.events[i].reports == 0 {
-                            self.outstanding += 1;
-                        }
-                        self.events[i] = due;
-                        return;
-                    }
+                    // Sent again: counted afresh, as a map entry replaced.
+                    Ok(i) => self.events[i] = due,
                     Err(i) => self.events.insert(i, due),
                 }
             }
             _ => self.events.push_back(due),
         }
-        self.outstanding += 1;
     }
 
     /// One report for `seq`; true when it was the last one due.
@@ -73,7 +64,6 @@ impl SourceDue {
         if d.reports > 0 {
             return false;
         }
-        self.outstanding -= 1;
         while self.events.front().is_some_and(|d| d.reports == 0) {
             self.events.pop_front();
         }
@@ -106,6 +96,19 @@ impl Pending {
         Some(&mut self.sources[i])
     }
 
+    /// The books of `source`, opened when it is new.
+    fn entry(&mut self, source: &Arc<str>) -> &mut SourceDue {
+        if self.find(source).is_none() {
+            self.last = self.sources.len();
+            self.sources.push(SourceDue {
+                source: source.clone(),
+                events: VecDeque::new(),
+            });
+        }
+        // `find` and the push above both leave `last` at the source.
+        &mut self.sources[self.last]
+    }
+
     fn get(&self, source: &str) -> Option<&SourceDue> {
         self.sources.iter().find(|s| &*s.source == source)
     }
@@ -128,21 +131,9 @@ impl Acks {
             return;
         }
         let now = Instant::now();
-        let mut m = self.lock();
-        let file = &event.source.file;
-        match m.find(file) {
-            Some(s) => s.sent(event.seq, sinks, now),
-            None => {
-                let mut s = SourceDue {
-                    source: file.clone(),
-                    events: VecDeque::new(),
-                    outstanding: 0,
-                };
-                s.sent(event.seq, sinks, now);
-                m.last = m.sources.len();
-                m.sources.push(s);
-            }
-        }
+        self.lock()
+            .entry(&event.source.file)
+            .sent(event.seq, sinks, now);
     }
 
     /// One sink has finished with `event` (stored or dead-lettered).
@@ -189,9 +180,15 @@ impl Acks {
             .min()
     }
 
-    /// Events sent and not yet acknowledged by every sink.
+    /// Events sent and not yet acknowledged by every sink (counted when asked: a metrics
+    /// scrape, like `oldest_pending`).
     pub fn outstanding(&self) -> usize {
-        self.lock().sources.iter().map(|s| s.outstanding).sum()
+        let m = self.lock();
+        m.sources
+            .iter()
+            .flat_map(|s| s.events.iter())
+            .filter(|d| d.reports > 0)
+            .count()
     }
 }
 
