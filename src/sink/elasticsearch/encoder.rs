@@ -4,7 +4,7 @@
 //! same logs a no-op (a `create` of an existing `_id` is answered 409). No `_type` is ever
 //! written: Elasticsearch 8 and OpenSearch 2 have no mapping types.
 
-use crate::event::{civil_from_days, Event, EventType, Timestamp};
+use crate::event::{civil_from_days, write_json_string, Event, EventType, Timestamp};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -202,17 +202,17 @@ impl Encoder {
         out.extend_from_slice(self.action.as_str().as_bytes());
         out.extend_from_slice(b"\":{\"_index\":");
         match &self.target {
-            Target::DataStream(name) => write_json_str(out, name),
+            Target::DataStream(name) => write_json_string(out, name),
             Target::Index(pattern) => {
                 let mut name = String::with_capacity(32);
                 pattern.render(event.timestamp, &mut name);
-                write_json_str(out, &name);
+                write_json_string(out, &name);
             }
         }
         // An event without an id (hand-made input) gets one from the server: not idempotent.
         if !event.event_id.is_empty() {
             out.extend_from_slice(b",\"_id\":");
-            write_json_str(out, &event.event_id);
+            write_json_string(out, &event.event_id);
         }
         out.extend_from_slice(b"}}\n");
     }
@@ -244,10 +244,6 @@ impl Encoder {
             }
         }
     }
-}
-
-fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(&mut *out, s).expect("a string always serialises");
 }
 
 /// The ECS version the documents follow.
