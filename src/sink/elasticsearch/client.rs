@@ -7,7 +7,6 @@ use reqwest::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Sends bulk bodies to one endpoint.
@@ -68,8 +67,8 @@ impl<'de> Deserialize<'de> for Items {
                 mut seq: A,
             ) -> Result<Items, A::Error> {
                 let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(65_536));
-                while let Some(m) = seq.next_element::<BTreeMap<String, RawItem>>()? {
-                    out.push(match m.into_values().next() {
+                while let Some(OneItem(item)) = seq.next_element()? {
+                    out.push(match item {
                         Some(RawItem { status, error }) => ItemResult {
                             status,
                             error: error.as_ref().map(error_text),
@@ -84,6 +83,34 @@ impl<'de> Deserialize<'de> for Items {
             }
         }
         d.deserialize_seq(V)
+    }
+}
+
+/// An item of `items`: `{"<action>": {...}}`, its one value read without keeping the action's
+/// name (a map and a `String` per document were 3% of `ship --elasticsearch`).
+struct OneItem(Option<RawItem>);
+
+impl<'de> Deserialize<'de> for OneItem {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OneItem;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a bulk item")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<OneItem, A::Error> {
+                let mut first = None;
+                while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+                    let item: RawItem = map.next_value()?;
+                    first.get_or_insert(item);
+                }
+                Ok(OneItem(first))
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 
