@@ -49,7 +49,7 @@ impl Ctx {
     /// Keeps `batch`, emptied, for a later request (unless enough are kept, or it grew
     /// beyond what a new one reserves).
     fn recycle(&self, mut batch: Batch) {
-        if batch.body.capacity() > ROOM_BYTES {
+        if batch.body.capacity() > ROOM_BYTES + CROSSING_ROOM {
             return;
         }
         batch.clear();
@@ -93,6 +93,10 @@ impl ElasticsearchSink {
 /// beyond it grows as it is used).
 const ROOM_BYTES: usize = 16 << 20;
 const ROOM_DOCS: usize = 16_384;
+/// Room past `--es-max-bytes` for the document that crosses it: it is written before it is
+/// known not to fit (and then moved to the next request), which without this room would
+/// reallocate, and copy, the whole body of nearly every request cut by bytes.
+const CROSSING_ROOM: usize = 64 << 10;
 /// The most room the emptied batches kept for later requests hold in all (they stay with the
 /// process once a burst is over).
 const SPARE_BYTES: usize = 32 << 20;
@@ -118,7 +122,7 @@ impl Batch {
     fn with_room(max_bytes: usize, max_docs: usize) -> Self {
         Batch {
             events: Vec::with_capacity(max_docs.min(ROOM_DOCS)),
-            body: Vec::with_capacity(max_bytes.min(ROOM_BYTES)),
+            body: Vec::with_capacity(max_bytes.min(ROOM_BYTES) + CROSSING_ROOM),
             ends: Vec::with_capacity(max_docs.min(ROOM_DOCS)),
         }
     }
