@@ -152,6 +152,9 @@ pub struct Encoder {
     data_stream: Option<(String, String, String)>,
     /// ECS `host.name`: the machine the shipper runs on (the build host when following).
     host_name: Option<String>,
+    /// `{"create":{"_index":` and, for a data stream, its name: the same bytes at the head of
+    /// every action line, escaped once.
+    action_head: Vec<u8>,
 }
 
 impl Encoder {
@@ -176,6 +179,10 @@ impl Encoder {
             }
             Target::Index(_) => None,
         };
+        let mut action_head = format!("{{\"{}\":{{\"_index\":", action.as_str()).into_bytes();
+        if let Target::DataStream(name) = &target {
+            write_json_string(&mut action_head, name);
+        }
         Encoder {
             target,
             action,
@@ -183,6 +190,7 @@ impl Encoder {
             service_name,
             data_stream,
             host_name: None,
+            action_head,
         }
     }
 
@@ -198,16 +206,12 @@ impl Encoder {
 
     /// `{"create":{"_index":"...","_id":"..."}}` and a newline.
     pub fn encode_action(&self, event: &Event, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"");
-        out.extend_from_slice(self.action.as_str().as_bytes());
-        out.extend_from_slice(b"\":{\"_index\":");
-        match &self.target {
-            Target::DataStream(name) => write_json_string(out, name),
-            Target::Index(pattern) => {
-                let mut name = String::with_capacity(32);
-                pattern.render(event.timestamp, &mut name);
-                write_json_string(out, &name);
-            }
+        out.extend_from_slice(&self.action_head);
+        if let Target::Index(pattern) = &self.target {
+            // Named by the event's date: rendered per event.
+            let mut name = String::with_capacity(32);
+            pattern.render(event.timestamp, &mut name);
+            write_json_string(out, &name);
         }
         // An event without an id (hand-made input) gets one from the server: not idempotent.
         if !event.event_id.is_empty() {
