@@ -97,8 +97,9 @@ const ROOM_DOCS: usize = 16_384;
 /// known not to fit (and then moved to the next request), which without this room would
 /// reallocate, and copy, the whole body of nearly every request cut by bytes.
 const CROSSING_ROOM: usize = 64 << 10;
-/// The most room the emptied batches kept for later requests hold in all (they stay with the
-/// process once a burst is over).
+/// The most room for requests' bodies the emptied batches kept for later requests hold in
+/// all, each with its `CROSSING_ROOM` besides (they stay with the process once a burst is
+/// over).
 const SPARE_BYTES: usize = 32 << 20;
 
 /// How many emptied batches are kept: those in flight and the one being filled, within
