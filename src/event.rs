@@ -10,6 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 mod fields;
+pub use crate::shared_str::SharedStr;
 pub use fields::Fields;
 
 /// Milliseconds since the Unix epoch, UTC. Rendered as RFC 3339 with millisecond precision.
@@ -227,7 +228,7 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct SourceRef {
     /// Shared by the events of one file (one allocation per file, not per event).
-    pub file: Arc<str>,
+    pub file: SharedStr,
     pub line: u64,
 }
 
@@ -241,7 +242,7 @@ pub struct Event {
     pub timestamp: Timestamp,
     pub level: Level,
     /// Shared by the events of a build.
-    pub correlation_id: Arc<str>,
+    pub correlation_id: SharedStr,
     pub event_type: EventType,
     pub feature: String,
     pub message: String,
@@ -322,8 +323,8 @@ impl Event {
         Event {
             timestamp: Timestamp(0),
             level,
-            // No allocation: the empty `Arc<str>` is a static.
-            correlation_id: Arc::default(),
+            // No allocation and no reference count.
+            correlation_id: SharedStr::default(),
             event_type,
             feature: feature.into(),
             message: message.into(),
@@ -403,7 +404,7 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
 
 /// The hand-written JSON form of an `Event`, byte-identical to its `Serialize` derive.
 mod json {
-    use super::{Event, Timestamp};
+    use super::{Event, SharedStr, Timestamp};
     use serde_json::{Map, Value};
     use std::cell::{Cell, RefCell};
     use std::sync::Arc;
@@ -459,18 +460,23 @@ mod json {
         }
     }
 
+    /// Whether `kept` holds the same allocation as `s` (or both hold the empty string).
+    fn shared(kept: &Option<SharedStr>, s: &SharedStr) -> bool {
+        kept.as_ref().is_some_and(|k| k.ptr_eq(s))
+    }
+
     /// The JSON of the fields whose text a build, file or command shares (`Arc<str>`),
     /// as written for the last event: most events write the same there as the one before
     /// them, so it is copied whole instead of escaped again (four of an event's seven
     /// strings). Holding the `Arc`s keeps their allocations alive, so an equal pointer is
     /// always the same text.
     struct SharedJson {
-        correlation_id: Option<Arc<str>>,
+        correlation_id: Option<SharedStr>,
         /// `,"correlation_id":"…"`
         correlation_id_json: Vec<u8>,
         trace_id: Option<Arc<str>>,
         span_id: Option<Arc<str>>,
-        source_file: Option<Arc<str>>,
+        source_file: Option<SharedStr>,
         /// `,"trace_id":"…","span_id":"…","source":{"file":"…","line":` (the ids when
         /// present): the fields after `event_id`, up to the line number.
         ids_and_file_json: Vec<u8>,
@@ -489,11 +495,11 @@ mod json {
         }
 
         fn correlation_id(&mut self, e: &Event) -> &[u8] {
-            if !same(&self.correlation_id, Some(&e.correlation_id)) {
+            if !shared(&self.correlation_id, &e.correlation_id) {
                 let json = &mut self.correlation_id_json;
                 json.clear();
                 string_field(json, str_key!("correlation_id"), &e.correlation_id);
-                self.correlation_id = Some(Arc::clone(&e.correlation_id));
+                self.correlation_id = Some(e.correlation_id.clone());
             }
             &self.correlation_id_json
         }
@@ -501,7 +507,7 @@ mod json {
         fn ids_and_file(&mut self, e: &Event) -> &[u8] {
             if !(same(&self.trace_id, e.trace_id.as_ref())
                 && same(&self.span_id, e.span_id.as_ref())
-                && same(&self.source_file, Some(&e.source.file)))
+                && shared(&self.source_file, &e.source.file))
             {
                 let json = &mut self.ids_and_file_json;
                 json.clear();
@@ -511,7 +517,7 @@ mod json {
                 json.extend_from_slice(key!("line"));
                 self.trace_id = e.trace_id.clone();
                 self.span_id = e.span_id.clone();
-                self.source_file = Some(Arc::clone(&e.source.file));
+                self.source_file = Some(e.source.file.clone());
             }
             &self.ids_and_file_json
         }
@@ -947,10 +953,10 @@ mod tests {
             let n = events.len();
             for [base, correlation, trace, span, file] in picks {
                 let mut e = events[base % n].clone();
-                e.correlation_id = Arc::clone(&events[correlation % n].correlation_id);
+                e.correlation_id = events[correlation % n].correlation_id.clone();
                 e.trace_id = events[trace % n].trace_id.clone();
                 e.span_id = events[span % n].span_id.clone();
-                e.source.file = Arc::clone(&events[file % n].source.file);
+                e.source.file = events[file % n].source.file.clone();
                 let mut fast = Vec::new();
                 e.write_json_line(&mut fast);
                 let mut serde = serde_json::to_vec(&e).unwrap();

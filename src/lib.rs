@@ -22,6 +22,7 @@ pub mod parse;
 pub mod pipeline;
 pub mod recent;
 pub mod report;
+pub mod shared_str;
 mod short_eq;
 pub mod sink;
 pub mod source;

@@ -51,7 +51,7 @@ pub struct BuildTracker {
     diagnostic_warnings: u64,
     events: u64,
     /// The first event's correlation and trace ids, for `stamp`.
-    ids: Option<(std::sync::Arc<str>, Option<std::sync::Arc<str>>)>,
+    ids: Option<(crate::event::SharedStr, Option<std::sync::Arc<str>>)>,
 }
 
 impl BuildTracker {

@@ -6,7 +6,7 @@ pub mod diagnostic;
 pub mod ids;
 pub mod scrub;
 
-use crate::event::{Event, EventType};
+use crate::event::{Event, EventType, SharedStr};
 use crate::recent::RecentMap;
 use crate::short_eq::short_eq;
 use scrub::{PemTracker, Scrubber};
@@ -25,7 +25,7 @@ pub fn scrubber() -> Arc<Scrubber> {
 
 /// Stamps the events of one build.
 pub struct Enricher {
-    correlation_id: Arc<str>,
+    correlation_id: SharedStr,
     trace_id: Arc<str>,
     build_span: Arc<str>,
     scrubber: Option<Arc<Scrubber>>,
@@ -139,7 +139,7 @@ struct SourceState {
     /// The next `seq`.
     next_seq: u64,
     /// The file as given (`source.file` of its events), shared by its events.
-    file: Arc<str>,
+    file: SharedStr,
     /// Output lines of one source are consecutive lines of one stream, tracked for PEM keys.
     pem: PemTracker,
 }

@@ -173,7 +173,7 @@ impl BuildAcc {
 pub struct ReportBuilder {
     builds: Vec<BuildAcc>,
     index: HashMap<String, usize>,
-    last: Option<(std::sync::Arc<str>, usize)>,
+    last: Option<(crate::event::SharedStr, usize)>,
 }
 
 impl ReportBuilder {

@@ -5,10 +5,10 @@
 //! file. An event is acknowledged once every sink has reported it. Per source file, the
 //! lowest event still outstanding bounds what a checkpoint may claim as delivered.
 
-use crate::event::Event;
+use crate::event::{Event, SharedStr};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// One event sent and not yet reported by every sink.
@@ -27,7 +27,7 @@ struct Due {
 /// search and a pop.
 #[derive(Debug)]
 struct SourceDue {
-    source: Arc<str>,
+    source: SharedStr,
     events: VecDeque<Due>,
 }
 
@@ -81,14 +81,14 @@ struct Pending {
 }
 
 impl Pending {
-    fn find(&mut self, source: &Arc<str>) -> Option<&mut SourceDue> {
+    fn find(&mut self, source: &SharedStr) -> Option<&mut SourceDue> {
         let i = match self.sources.get(self.last) {
-            Some(s) if Arc::ptr_eq(&s.source, source) => self.last,
+            Some(s) if s.source.ptr_eq(source) => self.last,
             _ => {
                 let i = self
                     .sources
                     .iter()
-                    .position(|s| Arc::ptr_eq(&s.source, source) || s.source == *source)?;
+                    .position(|s| s.source.ptr_eq(source) || s.source == *source)?;
                 self.last = i;
                 i
             }
@@ -97,7 +97,7 @@ impl Pending {
     }
 
     /// The books of `source`, opened when it is new.
-    fn entry(&mut self, source: &Arc<str>) -> &mut SourceDue {
+    fn entry(&mut self, source: &SharedStr) -> &mut SourceDue {
         if self.find(source).is_none() {
             self.last = self.sources.len();
             self.sources.push(SourceDue {
@@ -245,7 +245,7 @@ mod tests {
             let files = ["a", "b", "c"];
             // One shared Arc per file, as the follower's events hold, and a fresh one now
             // and then (found by name).
-            let shared: Vec<Arc<str>> = files.iter().map(|f| Arc::from(*f)).collect();
+            let shared: Vec<SharedStr> = files.iter().map(|f| SharedStr::from(*f)).collect();
             let acks = Acks::default();
             let mut model: HashMap<&str, BTreeMap<u64, u32>> = HashMap::new();
             let mut acknowledged = 0u64;
