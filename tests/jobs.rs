@@ -136,6 +136,30 @@ fn a_build_read_ahead_waits_in_a_temporary_file_and_comes_out_in_its_turn() {
         stderr.contains("waited in a temporary file"),
         "the second build did not spill: {stderr}"
     );
+    // The temporary file is handed to the kernel to copy out: to a pipe above, and here to
+    // a file as `-o` and as stdout (other system calls, the same bytes).
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().join("o.jsonl");
+    let status = bin()
+        .args(["convert", "--quiet", "--jobs", "2", "-o"])
+        .arg(&o)
+        .args(&paths)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(std::fs::read(&o).unwrap() == one.stdout, "-o differs");
+    let redirected = dir.path().join("stdout.jsonl");
+    let status = bin()
+        .args(["convert", "--quiet", "--jobs", "2"])
+        .args(&paths)
+        .stdout(std::fs::File::create(&redirected).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        std::fs::read(&redirected).unwrap() == one.stdout,
+        "stdout to a file differs"
+    );
 }
 
 #[test]

@@ -21,6 +21,7 @@ use crate::parse::master_summary::MasterSummaryParser;
 use crate::parse::{Format, FormatParser, ParseOptions};
 use crate::source::{open_file, stdin_is_live, Input, Progress};
 use std::collections::HashSet;
+use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -146,7 +147,39 @@ pub fn parse_inputs(
     ctx.report
 }
 
-/// [`parse_inputs`] for a consumer of JSON lines (`convert`): `write` gets the events' JSON
+/// Where [`parse_inputs_as_json`] writes the events' JSON lines. A closure taking the bytes
+/// is one.
+pub trait JsonOut {
+    /// The next bytes of the lines.
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()>;
+
+    /// The next bytes of the lines, in `file` from where it stands to its end: those a build
+    /// read ahead of the one being written left in a temporary file (`--jobs`). Read back and
+    /// given to `write` unless the output hands the file to the kernel instead (`convert`'s
+    /// stdout and `-o`: `std::io::copy` between file descriptors, which on Linux copies in
+    /// the kernel, or moves pages to a pipe, without reading the bytes back through this
+    /// process).
+    fn write_file(&mut self, file: &mut File) -> io::Result<()> {
+        let mut block = vec![0; super::parallel::JSON_BATCH];
+        loop {
+            let n = match file.read(&mut block) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.write(&block[..n])?;
+        }
+    }
+}
+
+impl<F: FnMut(&[u8]) -> io::Result<()>> JsonOut for F {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self(bytes)
+    }
+}
+
+/// [`parse_inputs`] for a consumer of JSON lines (`convert`): `out` gets the events' JSON
 /// lines in blocks of about 256 KiB (each event at once when `live`). With several builds and
 /// `opts.jobs > 1` the lines are written by the threads that read the builds.
 pub fn parse_inputs_as_json(
@@ -154,14 +187,21 @@ pub fn parse_inputs_as_json(
     opts: &ParseOptions,
     progress: &mut Progress,
     live: bool,
-    write: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    out: &mut dyn JsonOut,
 ) -> ParseReport {
-    use super::parallel::{JsonLines, JSON_BATCH};
+    use super::parallel::{JsonBatch, JsonLines, JSON_BATCH};
     if opts.jobs > 1 && !live {
         if let Some(units) = plan(inputs, opts) {
-            return super::parallel::parse_units(&units, opts, &JsonLines, progress, &mut |b| {
-                write(&b.0)
-            });
+            return super::parallel::parse_units(
+                &units,
+                opts,
+                &JsonLines,
+                progress,
+                &mut |b| match b {
+                    JsonBatch::Lines(bytes, _) => out.write(&bytes),
+                    JsonBatch::Spilled(mut file) => out.write_file(&mut file),
+                },
+            );
         }
     }
     // Events are written straight into one buffer that goes out whole when full (or at
@@ -173,13 +213,13 @@ pub fn parse_inputs_as_json(
         if !live && buf.len() < JSON_BATCH {
             return Ok(());
         }
-        let r = write(&buf);
+        let r = out.write(&buf);
         buf.clear();
         failed = r.is_err();
         r
     });
     if !failed && !buf.is_empty() {
-        let _ = write(&buf);
+        let _ = out.write(&buf);
     }
     report
 }
@@ -1003,4 +1043,43 @@ fn parse_stream(
     }
     ctx.report.warnings.append(&mut asm.warnings);
     ctx.end_build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JsonOut;
+    use std::io::{Seek, SeekFrom, Write};
+
+    /// An output that only takes bytes gets a file's from where it stands to its end, in
+    /// order, across many blocks.
+    #[test]
+    fn a_file_is_read_back_for_an_output_of_bytes() {
+        let lines: Vec<u8> = (0..40_000u32)
+            .flat_map(|i| format!("{{\"seq\":{i}}}\n").into_bytes())
+            .collect();
+        assert!(lines.len() > 2 * super::super::parallel::JSON_BATCH);
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(b"skipped\n").unwrap();
+        file.write_all(&lines).unwrap();
+        file.seek(SeekFrom::Start(8)).unwrap();
+        let mut got = Vec::new();
+        let mut writes = 0;
+        let mut out = |b: &[u8]| {
+            got.extend_from_slice(b);
+            writes += 1;
+            Ok(())
+        };
+        out.write_file(&mut file).unwrap();
+        assert!(got == lines, "{} bytes of {}", got.len(), lines.len());
+        assert!(writes >= 3, "{writes} writes");
+        // A failing output stops the reading.
+        file.seek(SeekFrom::Start(0)).unwrap();
+        let mut calls = 0;
+        let mut failing = |_: &[u8]| {
+            calls += 1;
+            Err(std::io::Error::other("disk full"))
+        };
+        assert!(failing.write_file(&mut file).is_err());
+        assert_eq!(calls, 1);
+    }
 }

@@ -1145,7 +1145,7 @@ mod tests {
             opts,
             &mut Progress::hidden(),
             false,
-            &mut |b| {
+            &mut |b: &[u8]| {
                 out.extend_from_slice(b);
                 Ok(())
             },

@@ -14,7 +14,7 @@ pub mod kind;
 mod parallel;
 mod read_buffer;
 
-pub use batch::{parse_inputs, parse_inputs_as_json};
+pub use batch::{parse_inputs, parse_inputs_as_json, JsonOut};
 
 use crate::event::Event;
 use crate::parse::FormatParser;

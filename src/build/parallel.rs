@@ -11,8 +11,9 @@
 //!
 //! For `convert`, a build read ahead whose batches find the channel full goes on into an unnamed
 //! temporary file (at most `SPILL_MAX` bytes per build, then it waits), so that builds of equal
-//! size are read side by side instead of one after the other; the file is copied out in its
-//! turn. Other consumers (`ship`, `metrics`, `report`) take events, which wait in memory: their
+//! size are read side by side instead of one after the other; in its turn the file goes to the
+//! output whole (`JsonOut::write_file`: for a file descriptor the kernel copies it, without
+//! reading it back through this process). Other consumers (`ship`, `metrics`, `report`) take events, which wait in memory: their
 //! own work on the events runs beside the reading.
 //!
 //! Why JSON is written in the workers for `convert`: an event allocated on one thread and
@@ -25,7 +26,8 @@ use crate::event::Event;
 use crate::parse::ParseOptions;
 use crate::source::Progress;
 use std::collections::VecDeque;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Mutex;
@@ -45,8 +47,8 @@ pub(super) trait Batcher: Sync {
     fn bytes<'b>(&self, _batch: &'b Self::Batch) -> Option<&'b [u8]> {
         None
     }
-    /// A batch of bytes read back from a file (`bytes` gave them).
-    fn batch_of_bytes(&self, _bytes: Vec<u8>) -> Option<Self::Batch> {
+    /// A file of the bytes of batches (`bytes` gave them), read from its start, as a batch.
+    fn batch_of_file(&self, _file: File) -> Option<Self::Batch> {
         None
     }
 }
@@ -74,40 +76,56 @@ impl Batcher for Events {
     }
 }
 
-/// Batches of JSON lines (and how many events they hold), for `convert`.
+/// Batches of JSON lines, for `convert`.
 pub(super) struct JsonLines;
+
+/// JSON lines, and how many events they hold; or those a build read ahead left in a file.
+pub(super) enum JsonBatch {
+    Lines(Vec<u8>, u64),
+    Spilled(File),
+}
 
 /// Bytes of JSON lines a batch collects before it is sent.
 pub(super) const JSON_BATCH: usize = 256 * 1024;
 
 impl Batcher for JsonLines {
-    type Batch = (Vec<u8>, u64);
-    fn batch(&self) -> (Vec<u8>, u64) {
-        (Vec::with_capacity(JSON_BATCH + 64 * 1024), 0)
+    type Batch = JsonBatch;
+    fn batch(&self) -> JsonBatch {
+        JsonBatch::Lines(Vec::with_capacity(JSON_BATCH + 64 * 1024), 0)
     }
-    fn add(&self, (bytes, n): &mut (Vec<u8>, u64), e: &mut Event) -> bool {
+    fn add(&self, batch: &mut JsonBatch, e: &mut Event) -> bool {
+        let JsonBatch::Lines(bytes, n) = batch else {
+            unreachable!("events are added to new batches only")
+        };
         e.write_json_line(bytes);
         *n += 1;
         bytes.len() >= JSON_BATCH
     }
-    fn is_empty(&self, batch: &(Vec<u8>, u64)) -> bool {
-        batch.1 == 0
+    fn is_empty(&self, batch: &JsonBatch) -> bool {
+        self.events(batch) == 0
     }
-    fn events(&self, batch: &(Vec<u8>, u64)) -> u64 {
-        batch.1
+    /// A file's events were counted when it was sent (`Msg::Spilled`).
+    fn events(&self, batch: &JsonBatch) -> u64 {
+        match batch {
+            JsonBatch::Lines(_, n) => *n,
+            JsonBatch::Spilled(_) => 0,
+        }
     }
-    fn bytes<'b>(&self, batch: &'b (Vec<u8>, u64)) -> Option<&'b [u8]> {
-        Some(&batch.0)
+    fn bytes<'b>(&self, batch: &'b JsonBatch) -> Option<&'b [u8]> {
+        match batch {
+            JsonBatch::Lines(bytes, _) => Some(bytes),
+            JsonBatch::Spilled(_) => None,
+        }
     }
-    fn batch_of_bytes(&self, bytes: Vec<u8>) -> Option<(Vec<u8>, u64)> {
-        Some((bytes, 0))
+    fn batch_of_file(&self, file: File) -> Option<JsonBatch> {
+        Some(JsonBatch::Spilled(file))
     }
 }
 
 enum Msg<B> {
     Batch(B),
     /// Batches that waited in a file, and how many events they hold.
-    Spilled(std::fs::File, u64),
+    Spilled(File, u64),
     Done(ParseReport),
 }
 
@@ -162,7 +180,9 @@ pub(super) fn parse_units<B: Batcher>(
                             }
                             Msg::Spilled(file, events) => {
                                 progress.add(0, events);
-                                if copy_spilled(batcher, file, deliver).is_err() {
+                                let batch =
+                                    batcher.batch_of_file(file).expect("only bytes are spilled");
+                                if deliver(batch).is_err() {
                                     break 'units;
                                 }
                             }
@@ -240,7 +260,7 @@ struct Outbox<'b, B: Batcher> {
 }
 
 struct Spill {
-    file: std::io::BufWriter<std::fs::File>,
+    file: std::io::BufWriter<File>,
     bytes: u64,
     events: u64,
 }
@@ -318,26 +338,4 @@ impl<'b, B: Batcher> Outbox<'b, B> {
 /// The writing thread stopped (a closed pipe, a sink gone).
 fn gone() -> io::Error {
     io::Error::other("nobody reads this build's events any more")
-}
-
-/// Hands on the batches a worker left in a file.
-fn copy_spilled<B: Batcher>(
-    batcher: &B,
-    mut file: std::fs::File,
-    deliver: &mut dyn FnMut(B::Batch) -> io::Result<()>,
-) -> io::Result<()> {
-    loop {
-        let mut block = Vec::with_capacity(JSON_BATCH);
-        (&mut file)
-            .take(JSON_BATCH as u64)
-            .read_to_end(&mut block)?;
-        if block.is_empty() {
-            return Ok(());
-        }
-        deliver(
-            batcher
-                .batch_of_bytes(block)
-                .expect("only bytes are spilled"),
-        )?;
-    }
 }

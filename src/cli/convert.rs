@@ -3,12 +3,64 @@
 use super::exit;
 use super::input::InputArgs;
 use super::output::{output_inside_input_dir, output_is_input, AtomicFile};
-use crate::build::parse_inputs_as_json;
+use crate::build::{parse_inputs_as_json, JsonOut};
 use crate::source::{stdin_is_live, Input, Progress};
 use anyhow::Context;
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
+
+/// Where `convert` writes the events: stdout or the `-o` file.
+struct Output<'a> {
+    to: To<'a>,
+    /// Each write flushed at once (following a pipe).
+    live: bool,
+    /// What the first failed write failed with.
+    error: Option<std::io::ErrorKind>,
+}
+
+enum To<'a> {
+    Stdout(std::io::StdoutLock<'a>),
+    File(&'a mut AtomicFile),
+}
+
+impl Output<'_> {
+    fn writer(&mut self) -> &mut dyn Write {
+        match &mut self.to {
+            To::Stdout(s) => s,
+            To::File(f) => f,
+        }
+    }
+
+    fn noted(&mut self, r: std::io::Result<()>) -> std::io::Result<()> {
+        if let Err(e) = &r {
+            self.error.get_or_insert(e.kind());
+        }
+        r
+    }
+}
+
+impl JsonOut for Output<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let live = self.live;
+        let w = self.writer();
+        let r = w
+            .write_all(bytes)
+            .and_then(|_| if live { w.flush() } else { Ok(()) });
+        self.noted(r)
+    }
+
+    /// A build read ahead (`--jobs`) from its temporary file: `std::io::copy` between two
+    /// file descriptors (the concrete types, which it knows) lets the kernel copy it
+    /// (`copy_file_range`, `sendfile`, `splice`) instead of this process reading it back.
+    fn write_file(&mut self, file: &mut std::fs::File) -> std::io::Result<()> {
+        let r = self.writer().flush().and_then(|_| match &mut self.to {
+            To::Stdout(s) => std::io::copy(file, s),
+            To::File(f) => std::io::copy(file, f.file_mut()),
+        });
+        self.noted(r.map(|_| ()))
+    }
+}
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -75,27 +127,23 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
         }
         None => None,
     };
-    let mut stdout = std::io::stdout().lock();
-    let out: &mut dyn Write = match file.as_mut() {
-        Some(f) => f,
-        None => &mut stdout,
+    let mut out = Output {
+        to: match file.as_mut() {
+            Some(f) => To::File(f),
+            None => To::Stdout(std::io::stdout().lock()),
+        },
+        live,
+        error: None,
     };
-    let mut write_error = None;
     let mut progress = Progress::new(args.input.quiet);
-    let report = parse_inputs_as_json(&inputs, &opts, &mut progress, live, &mut |bytes| {
-        let r = out
-            .write_all(bytes)
-            .and_then(|_| if live { out.flush() } else { Ok(()) });
-        if let Err(e) = &r {
-            write_error = Some(e.kind());
-        }
-        r
-    });
+    let report = parse_inputs_as_json(&inputs, &opts, &mut progress, live, &mut out);
+    let write_error = out.error;
     let flushed = if write_error.is_none() {
-        out.flush()
+        out.writer().flush()
     } else {
         Ok(())
     };
+    drop(out);
     for w in &report.warnings {
         eprintln!("buildlog: warning: {w}");
     }

@@ -123,6 +123,11 @@ impl AtomicFile {
         }
     }
 
+    /// The file being written (under its temporary name).
+    pub fn file_mut(&mut self) -> &mut std::fs::File {
+        self.file.as_mut().expect("not committed")
+    }
+
     /// Flushes to disk and renames over the target.
     pub fn commit(mut self) -> io::Result<()> {
         let file = self.file.take().expect("committed once");
