@@ -154,22 +154,29 @@ pub trait JsonOut {
     fn write(&mut self, bytes: &[u8]) -> io::Result<()>;
 
     /// The next bytes of the lines, in `file` from where it stands to its end: those a build
-    /// read ahead of the one being written left in a temporary file (`--jobs`). Read back and
-    /// given to `write` unless the output hands the file to the kernel instead (`convert`'s
-    /// stdout and `-o`: `std::io::copy` between file descriptors, which on Linux copies in
-    /// the kernel, or moves pages to a pipe, without reading the bytes back through this
-    /// process).
+    /// read ahead of the one being written left in a temporary file (`--jobs`). Read back in
+    /// blocks and given to `write` ([`read_back`]) unless the output hands the file to the
+    /// kernel instead (`convert` to a regular file or `/dev/null`: `std::io::copy` between
+    /// file descriptors, which Linux copies without this process reading the bytes back).
     fn write_file(&mut self, file: &mut File) -> io::Result<()> {
-        let mut block = vec![0; super::parallel::JSON_BATCH];
-        loop {
-            let n = match file.read(&mut block) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            self.write(&block[..n])?;
-        }
+        read_back(file, &mut |b| self.write(b))
+    }
+}
+
+/// `file`, from where it stands to its end, to `write` in blocks of 256 KiB.
+pub fn read_back(
+    file: &mut File,
+    write: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut block = vec![0; super::parallel::JSON_BATCH];
+    loop {
+        let n = match file.read(&mut block) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        write(&block[..n])?;
     }
 }
 

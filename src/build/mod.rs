@@ -14,7 +14,7 @@ pub mod kind;
 mod parallel;
 mod read_buffer;
 
-pub use batch::{parse_inputs, parse_inputs_as_json, JsonOut};
+pub use batch::{parse_inputs, parse_inputs_as_json, read_back, JsonOut};
 
 use crate::event::Event;
 use crate::parse::FormatParser;

@@ -3,7 +3,7 @@
 use super::exit;
 use super::input::InputArgs;
 use super::output::{output_inside_input_dir, output_is_input, AtomicFile};
-use crate::build::{parse_inputs_as_json, JsonOut};
+use crate::build::{parse_inputs_as_json, read_back, JsonOut};
 use crate::source::{stdin_is_live, Input, Progress};
 use anyhow::Context;
 use clap::Args;
@@ -15,6 +15,9 @@ struct Output<'a> {
     to: To<'a>,
     /// Each write flushed at once (following a pipe).
     live: bool,
+    /// Whether the kernel copies a file to this output for `std::io::copy` (see
+    /// [`kernel_copies_to`]).
+    kernel_copy: bool,
     /// What the first failed write failed with.
     error: Option<std::io::ErrorKind>,
 }
@@ -50,16 +53,36 @@ impl JsonOut for Output<'_> {
         self.noted(r)
     }
 
-    /// A build read ahead (`--jobs`) from its temporary file: `std::io::copy` between two
-    /// file descriptors (the concrete types, which it knows) lets the kernel copy it
-    /// (`copy_file_range`, `sendfile`, `splice`) instead of this process reading it back.
+    /// A build read ahead (`--jobs`) from its temporary file: to a regular file or a device,
+    /// `std::io::copy` between the two file descriptors (the concrete types, which it knows)
+    /// lets the kernel copy it (`copy_file_range`, `sendfile`) instead of this process
+    /// reading it back; to anything else it is read back in big blocks.
     fn write_file(&mut self, file: &mut std::fs::File) -> std::io::Result<()> {
+        if !self.kernel_copy {
+            return read_back(file, &mut |b| self.write(b));
+        }
         let r = self.writer().flush().and_then(|_| match &mut self.to {
             To::Stdout(s) => std::io::copy(file, s),
             To::File(f) => std::io::copy(file, f.file_mut()),
         });
         self.noted(r.map(|_| ()))
     }
+}
+
+/// Whether `std::io::copy` from a file to `fd` is a copy in the kernel: to a regular file
+/// (`copy_file_range`) or a device such as `/dev/null` (`sendfile`). Not to a pipe or a
+/// socket: std will not splice a file's pages into a pipe (later writes to the file would
+/// show through) and copies through an 8 KiB buffer, 30 times the system calls of reading
+/// back in 256 KiB blocks.
+fn kernel_copies_to(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(dup) = fd.try_clone_to_owned() else {
+        return false;
+    };
+    std::fs::File::from(dup).metadata().is_ok_and(|m| {
+        let t = m.file_type();
+        t.is_file() || t.is_char_device()
+    })
 }
 
 #[derive(Debug, Args)]
@@ -127,12 +150,17 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
         }
         None => None,
     };
+    let kernel_copy = match &file {
+        Some(_) => true,
+        None => kernel_copies_to(std::os::fd::AsFd::as_fd(&std::io::stdout())),
+    };
     let mut out = Output {
         to: match file.as_mut() {
             Some(f) => To::File(f),
             None => To::Stdout(std::io::stdout().lock()),
         },
         live,
+        kernel_copy,
         error: None,
     };
     let mut progress = Progress::new(args.input.quiet);
@@ -265,5 +293,25 @@ pub fn follow_timing(
     crate::build::follow::FollowTiming {
         twin_wait,
         idle_end: (!idle_end.is_zero()).then_some(idle_end),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_copies_to;
+    use std::os::fd::AsFd;
+
+    /// A regular file and a device take the kernel's copy; a pipe is read back into.
+    #[test]
+    fn the_kernel_copies_to_files_and_devices_not_to_pipes() {
+        let file = tempfile::tempfile().unwrap();
+        assert!(kernel_copies_to(file.as_fd()));
+        let null = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        assert!(kernel_copies_to(null.as_fd()));
+        let (_reader, writer) = std::io::pipe().unwrap();
+        assert!(!kernel_copies_to(writer.as_fd()));
     }
 }
