@@ -12,9 +12,9 @@
 //! For `convert`, a build read ahead whose batches find the channel full goes on into an unnamed
 //! temporary file (at most `SPILL_MAX` bytes per build, then it waits), so that builds of equal
 //! size are read side by side instead of one after the other; in its turn the file goes to the
-//! output whole (`JsonOut::write_file`: for a file descriptor the kernel copies it, without
-//! reading it back through this process). Other consumers (`ship`, `metrics`, `report`) take events, which wait in memory: their
-//! own work on the events runs beside the reading.
+//! output whole (`JsonOut::write_file`: to a regular file or a device the kernel copies it,
+//! into a pipe it is read back in blocks). Other consumers (`ship`, `metrics`, `report`) take
+//! events, which wait in memory: their own work on the events runs beside the reading.
 //!
 //! Why JSON is written in the workers for `convert`: an event allocated on one thread and
 //! freed on another takes glibc's allocator off its per-thread fast path (measured: `--jobs 2`
