@@ -71,12 +71,6 @@ impl From<String> for SharedStr {
     }
 }
 
-impl From<&String> for SharedStr {
-    fn from(s: &String) -> Self {
-        SharedStr::from(s.as_str())
-    }
-}
-
 impl PartialEq for SharedStr {
     fn eq(&self, other: &Self) -> bool {
         self.ptr_eq(other) || self.as_str() == other.as_str()

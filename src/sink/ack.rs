@@ -85,10 +85,7 @@ impl Pending {
         let i = match self.sources.get(self.last) {
             Some(s) if s.source.ptr_eq(source) => self.last,
             _ => {
-                let i = self
-                    .sources
-                    .iter()
-                    .position(|s| s.source.ptr_eq(source) || s.source == *source)?;
+                let i = self.sources.iter().position(|s| s.source == *source)?;
                 self.last = i;
                 i
             }
