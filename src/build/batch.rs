@@ -199,14 +199,19 @@ pub fn parse_inputs_as_json(
     use super::parallel::{JsonBatch, JsonLines, JSON_BATCH};
     if opts.jobs > 1 && !live {
         if let Some(units) = plan(inputs, opts) {
+            let lines = JsonLines::default();
             return super::parallel::parse_units(
                 &units,
                 opts,
-                &JsonLines,
+                &lines,
                 progress,
                 &mut |b| match b {
                     JsonBatch::Lines(bytes, _) => out.write(&bytes),
-                    JsonBatch::Spilled(mut file) => out.write_file(&mut file),
+                    JsonBatch::Spilled(mut spilled) => {
+                        let written = out.write_file(&mut spilled.file);
+                        lines.give_back(spilled);
+                        written
+                    }
                 },
             );
         }

@@ -31,6 +31,7 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Batches a build may have waiting before its worker waits.
 const CHUNKS_IN_FLIGHT: usize = 8;
@@ -48,8 +49,35 @@ pub(super) trait Batcher: Sync {
         None
     }
     /// A file of the bytes of batches (`bytes` gave them), read from its start, as a batch.
-    fn batch_of_file(&self, _file: File) -> Option<Self::Batch> {
+    fn batch_of_file(&self, _file: SpillFile) -> Option<Self::Batch> {
         None
+    }
+    /// A file for the batches of a build read ahead to wait in, at its start.
+    fn spill_file(&self) -> io::Result<SpillFile> {
+        SpillFile::new()
+    }
+}
+
+/// A temporary file that batches of a build read ahead wait in, used again for later builds
+/// while it is young: writing over pages a file already has costs the kernel a copy, where a
+/// new file's pages are each allocated, reserved on the file system, and freed again when it
+/// is closed (with ext4, half the system time of `--jobs 2`). Dropped once older than
+/// `SPILL_FILE_REUSE`, before Linux would write its dirty pages to disk (after 30 s,
+/// `vm.dirty_expire_centisecs`): a file closed first is never written.
+pub(super) struct SpillFile {
+    pub(super) file: File,
+    made: Instant,
+}
+
+/// How long a spill file is used again (see [`SpillFile`]).
+const SPILL_FILE_REUSE: Duration = Duration::from_secs(20);
+
+impl SpillFile {
+    fn new() -> io::Result<SpillFile> {
+        Ok(SpillFile {
+            file: tempfile::tempfile()?,
+            made: Instant::now(),
+        })
     }
 }
 
@@ -76,13 +104,27 @@ impl Batcher for Events {
     }
 }
 
-/// Batches of JSON lines, for `convert`.
-pub(super) struct JsonLines;
+/// Batches of JSON lines, for `convert`, and the spill files written out, to be used again.
+#[derive(Default)]
+pub(super) struct JsonLines {
+    spill_files: Mutex<Vec<SpillFile>>,
+}
+
+impl JsonLines {
+    /// A spill file whose bytes went out, for a later build to wait in.
+    pub(super) fn give_back(&self, spilled: SpillFile) {
+        if spilled.made.elapsed() < SPILL_FILE_REUSE {
+            if let Ok(mut files) = self.spill_files.lock() {
+                files.push(spilled);
+            }
+        }
+    }
+}
 
 /// JSON lines, and how many events they hold; or those a build read ahead left in a file.
 pub(super) enum JsonBatch {
     Lines(Vec<u8>, u64),
-    Spilled(File),
+    Spilled(SpillFile),
 }
 
 /// Bytes of JSON lines a batch collects before it is sent.
@@ -117,15 +159,29 @@ impl Batcher for JsonLines {
             JsonBatch::Spilled(_) => None,
         }
     }
-    fn batch_of_file(&self, file: File) -> Option<JsonBatch> {
+    fn batch_of_file(&self, file: SpillFile) -> Option<JsonBatch> {
         Some(JsonBatch::Spilled(file))
+    }
+    fn spill_file(&self) -> io::Result<SpillFile> {
+        let reused = self
+            .spill_files
+            .lock()
+            .ok()
+            .and_then(|mut files| files.pop());
+        match reused {
+            Some(mut spilled) if spilled.made.elapsed() < SPILL_FILE_REUSE => {
+                spilled.file.seek(SeekFrom::Start(0))?;
+                Ok(spilled)
+            }
+            _ => SpillFile::new(),
+        }
     }
 }
 
 enum Msg<B> {
     Batch(B),
     /// Batches that waited in a file, and how many events they hold.
-    Spilled(File, u64),
+    Spilled(SpillFile, u64),
     Done(ParseReport),
 }
 
@@ -261,6 +317,7 @@ struct Outbox<'b, B: Batcher> {
 
 struct Spill {
     file: std::io::BufWriter<File>,
+    made: Instant,
     bytes: u64,
     events: u64,
 }
@@ -299,10 +356,11 @@ impl<'b, B: Batcher> Outbox<'b, B> {
             },
         };
         // The channel is full: this build is read ahead of the one being written.
-        match tempfile::tempfile() {
-            Ok(file) => {
+        match self.batcher.spill_file() {
+            Ok(SpillFile { file, made }) => {
                 self.spill = Some(Spill {
                     file: std::io::BufWriter::with_capacity(JSON_BATCH, file),
+                    made,
                     bytes: 0,
                     events: 0,
                 });
@@ -328,7 +386,13 @@ impl<'b, B: Batcher> Outbox<'b, B> {
             spill.bytes
         );
         let mut file = spill.file.into_inner().map_err(|e| e.into_error())?;
+        // A file used before may hold more than this build's bytes.
+        file.set_len(spill.bytes)?;
         file.seek(SeekFrom::Start(0))?;
+        let file = SpillFile {
+            file,
+            made: spill.made,
+        };
         self.tx
             .send(Msg::Spilled(file, spill.events))
             .map_err(|_| gone())
@@ -338,4 +402,81 @@ impl<'b, B: Batcher> Outbox<'b, B> {
 /// The writing thread stopped (a closed pipe, a sink gone).
 fn gone() -> io::Error {
     io::Error::other("nobody reads this build's events any more")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// The file that `batches`, sent by a build read ahead (its channel is full), wait in.
+    fn spilled(lines: &JsonLines, batches: &[&[u8]]) -> SpillFile {
+        let (tx, rx) = sync_channel(1);
+        tx.send(Msg::Batch(lines.batch())).unwrap();
+        let mut out = Outbox::new(lines, tx);
+        for b in batches {
+            out.send(JsonBatch::Lines(b.to_vec(), 1)).unwrap();
+        }
+        // The channel's room, taken, lets the file through.
+        assert!(matches!(rx.recv(), Ok(Msg::Batch(_))));
+        out.close().unwrap();
+        match rx.recv() {
+            Ok(Msg::Spilled(file, events)) => {
+                assert_eq!(events, batches.len() as u64);
+                file
+            }
+            _ => panic!("the batches did not wait in a file"),
+        }
+    }
+
+    fn contents(spilled: &mut SpillFile) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        spilled.file.read_to_end(&mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn a_spill_file_used_again_holds_only_the_later_builds_bytes() {
+        use std::os::unix::fs::MetadataExt;
+        let lines = JsonLines::default();
+        let long = [&b"{\"a\":1}\n"[..], &[b'x'; 300_000][..], b"\n"];
+        let mut first = spilled(&lines, &long);
+        assert!(contents(&mut first) == long.concat());
+        let inode = first.file.metadata().unwrap().ino();
+        lines.give_back(first);
+        let short = [&b"{\"b\":2}\n"[..], b"{\"c\":3}\n"];
+        let mut second = spilled(&lines, &short);
+        assert_eq!(
+            second.file.metadata().unwrap().ino(),
+            inode,
+            "not used again"
+        );
+        let held = contents(&mut second);
+        assert!(
+            held == short.concat(),
+            "{} bytes held, {} written",
+            held.len(),
+            short.concat().len()
+        );
+    }
+
+    #[test]
+    fn an_old_spill_file_is_not_used_again() {
+        let lines = JsonLines::default();
+        let mut old = spilled(&lines, &[b"{\"a\":1}\n"]);
+        old.made = Instant::now()
+            .checked_sub(SPILL_FILE_REUSE)
+            .expect("the clock is past the reuse time");
+        lines.give_back(old);
+        assert!(lines.spill_files.lock().unwrap().is_empty());
+        // And one that aged while it waited in the pool is not taken.
+        let mut young = spilled(&lines, &[b"{\"a\":1}\n"]);
+        assert_eq!(contents(&mut young), b"{\"a\":1}\n");
+        lines.give_back(young);
+        lines.spill_files.lock().unwrap()[0].made =
+            Instant::now().checked_sub(SPILL_FILE_REUSE).unwrap();
+        let mut fresh = lines.spill_file().unwrap();
+        assert!(fresh.made.elapsed() < SPILL_FILE_REUSE);
+        assert!(contents(&mut fresh).is_empty());
+    }
 }
