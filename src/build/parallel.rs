@@ -30,7 +30,7 @@ use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Batches a build may have waiting before its worker waits.
@@ -195,7 +195,7 @@ pub(super) fn parse_units<B: Batcher>(
 ) -> ParseReport {
     let jobs = opts.jobs.max(1);
     let window = 2 * jobs;
-    let (work_tx, work_rx) = sync_channel::<(usize, SyncSender<Msg<B::Batch>>)>(window);
+    let (work_tx, work_rx) = sync_channel::<Job<B::Batch>>(window);
     let work_rx = Mutex::new(work_rx);
     let stopped = AtomicBool::new(false);
     let mut report = ParseReport::default();
@@ -204,8 +204,9 @@ pub(super) fn parse_units<B: Batcher>(
         for _ in 0..jobs {
             scope.spawn(|| worker(units, opts, batcher, &work_rx, &stopped));
         }
-        // The receivers of units handed out and not yet drained, in order.
-        let mut pending: VecDeque<Option<Receiver<Msg<B::Batch>>>> = VecDeque::new();
+        // The receivers of units handed out and not yet drained, in order, each with the
+        // flag that tells its worker the unit's turn has come.
+        let mut pending: VecDeque<Option<Taken<B::Batch>>> = VecDeque::new();
         let mut next = 0;
         'units: for (head, unit) in units.iter().enumerate() {
             while next < units.len() && next < head + window {
@@ -213,16 +214,20 @@ pub(super) fn parse_units<B: Batcher>(
                     Unit::Found(_) => None,
                     _ => {
                         let (tx, rx) = sync_channel(CHUNKS_IN_FLIGHT);
+                        let turn = Arc::new(AtomicBool::new(false));
                         // Never blocks: at most `window` units are out and not taken.
-                        if work_tx.send((next, tx)).is_err() {
+                        if work_tx.send((next, tx, turn.clone())).is_err() {
                             break 'units;
                         }
-                        Some(rx)
+                        Some((rx, turn))
                     }
                 });
                 next += 1;
             }
-            let rx = pending.pop_front().flatten();
+            let rx = pending.pop_front().flatten().map(|(rx, turn)| {
+                turn.store(true, Ordering::Relaxed);
+                rx
+            });
             match (unit, rx) {
                 (Unit::Found(found), _) => report.absorb(found.clone()),
                 (_, Some(rx)) => {
@@ -266,8 +271,16 @@ pub(super) fn parse_units<B: Batcher>(
     report
 }
 
-/// A queue of units to read, each with the channel its batches go to.
-type Work<B> = Mutex<Receiver<(usize, SyncSender<Msg<B>>)>>;
+/// A unit to read: its index, the channel its batches go to, and whether its turn has come
+/// (the writing thread takes its batches now).
+type Job<B> = (usize, SyncSender<Msg<B>>, Arc<AtomicBool>);
+
+/// A queue of units to read.
+type Work<B> = Mutex<Receiver<Job<B>>>;
+
+/// A unit handed out, as the writing thread holds it: where its batches come from, and its
+/// `Job`'s flag.
+type Taken<B> = (Receiver<Msg<B>>, Arc<AtomicBool>);
 
 /// Takes units off the queue until it is closed, sending each one's events in batches.
 fn worker<B: Batcher>(
@@ -282,11 +295,11 @@ fn worker<B: Batcher>(
         let Ok(job) = work.lock().map(|rx| rx.recv()) else {
             return;
         };
-        let Ok((index, tx)) = job else { return };
+        let Ok((index, tx, turn)) = job else { return };
         if stopped.load(Ordering::Relaxed) {
             return;
         }
-        let mut out = Outbox::new(batcher, tx);
+        let mut out = Outbox::new(batcher, tx, turn);
         let mut batch = batcher.batch();
         let mut emit = |e: &mut Event| {
             if !batcher.add(&mut batch, e) {
@@ -306,10 +319,13 @@ fn worker<B: Batcher>(
 }
 
 /// Where a worker's batches go: the build's channel while it has room, then (for batches of
-/// bytes) a temporary file, which goes into the channel when it is full or the build is over.
+/// bytes, while the build waits for its turn) a temporary file, which goes into the channel
+/// when it is full, when the build's turn comes, or when the build is over.
 struct Outbox<'b, B: Batcher> {
     batcher: &'b B,
     tx: SyncSender<Msg<B::Batch>>,
+    /// Set by the writing thread when it comes to this build.
+    turn: Arc<AtomicBool>,
     spill: Option<Spill>,
     /// A spill file went out full: from now on the worker waits for room.
     waited: bool,
@@ -323,16 +339,25 @@ struct Spill {
 }
 
 impl<'b, B: Batcher> Outbox<'b, B> {
-    fn new(batcher: &'b B, tx: SyncSender<Msg<B::Batch>>) -> Self {
+    fn new(batcher: &'b B, tx: SyncSender<Msg<B::Batch>>, turn: Arc<AtomicBool>) -> Self {
         Outbox {
             batcher,
             tx,
+            turn,
             spill: None,
             waited: false,
         }
     }
 
     fn send(&mut self, batch: B::Batch) -> io::Result<()> {
+        // Once the writing thread takes this build's batches, what waited goes out and the
+        // rest follows through the channel: only what is read while the build waits for its
+        // turn is written to a file (each build read ahead had gone on into its file to the
+        // end: 87% of an archive's JSON through the page cache instead of half).
+        let turn = self.turn.load(Ordering::Relaxed);
+        if turn && self.spill.is_some() {
+            self.close()?;
+        }
         let batch = match &mut self.spill {
             Some(spill) => {
                 let bytes = self.batcher.bytes(&batch).expect("only bytes are spilled");
@@ -345,7 +370,7 @@ impl<'b, B: Batcher> Outbox<'b, B> {
                 }
                 return Ok(());
             }
-            None if self.waited || self.batcher.bytes(&batch).is_none() => {
+            None if turn || self.waited || self.batcher.bytes(&batch).is_none() => {
                 return self.tx.send(Msg::Batch(batch)).map_err(|_| gone());
             }
             None => match self.tx.try_send(Msg::Batch(batch)) {
@@ -413,7 +438,7 @@ mod tests {
     fn spilled(lines: &JsonLines, batches: &[&[u8]]) -> SpillFile {
         let (tx, rx) = sync_channel(1);
         tx.send(Msg::Batch(lines.batch())).unwrap();
-        let mut out = Outbox::new(lines, tx);
+        let mut out = Outbox::new(lines, tx, Arc::default());
         for b in batches {
             out.send(JsonBatch::Lines(b.to_vec(), 1)).unwrap();
         }
@@ -478,5 +503,45 @@ mod tests {
         let mut fresh = lines.spill_file().unwrap();
         assert!(fresh.made.elapsed() < SPILL_FILE_REUSE);
         assert!(contents(&mut fresh).is_empty());
+    }
+
+    fn lines_of(msg: Msg<JsonBatch>) -> Vec<u8> {
+        match msg {
+            Msg::Batch(JsonBatch::Lines(bytes, _)) => bytes,
+            Msg::Spilled(mut file, _) => contents(&mut file),
+            _ => panic!("not a batch"),
+        }
+    }
+
+    #[test]
+    fn a_build_stops_waiting_in_a_file_when_its_turn_comes() {
+        let lines = JsonLines::default();
+        let (tx, rx) = sync_channel(1);
+        let turn = Arc::new(AtomicBool::new(false));
+        let mut out = Outbox::new(&lines, tx, turn.clone());
+        let batch = |b: &[u8]| JsonBatch::Lines(b.to_vec(), 1);
+        // The channel's one place taken, the next two batches wait in a file.
+        for b in [&b"1\n"[..], b"2\n", b"3\n"] {
+            out.send(batch(b)).unwrap();
+        }
+        assert!(out.spill.is_some());
+        assert_eq!(lines_of(rx.recv().unwrap()), b"1\n");
+        // The writing thread comes to the build: the file goes out before the next batch,
+        // which goes straight into the channel, as does every batch after it.
+        turn.store(true, Ordering::Relaxed);
+        let writer = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            while let Ok(msg) = rx.recv() {
+                got.push(lines_of(msg));
+            }
+            got
+        });
+        for b in [&b"4\n"[..], b"5\n", b"6\n"] {
+            out.send(batch(b)).unwrap();
+            assert!(out.spill.is_none());
+        }
+        drop(out);
+        let got = writer.join().unwrap();
+        assert_eq!(got, [&b"2\n3\n"[..], b"4\n", b"5\n", b"6\n"]);
     }
 }
