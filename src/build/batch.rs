@@ -153,31 +153,48 @@ pub trait JsonOut {
     /// The next bytes of the lines.
     fn write(&mut self, bytes: &[u8]) -> io::Result<()>;
 
-    /// The next bytes of the lines, in `file` from where it stands to its end: those a build
-    /// read ahead of the one being written left in a temporary file (`--jobs`). Read back in
-    /// blocks and given to `write` ([`read_back`]) unless the output hands the file to the
-    /// kernel instead (`convert` to a regular file or `/dev/null`: `std::io::copy` between
-    /// file descriptors, which Linux copies without this process reading the bytes back).
-    fn write_file(&mut self, file: &mut File) -> io::Result<()> {
-        read_back(file, &mut |b| self.write(b))
+    /// The next bytes of the lines, the `len` bytes of `file` from where it stands: those a
+    /// build read ahead of the one being written left in a temporary file (`--jobs`; the
+    /// file, used again, may hold more). Read back in blocks and given to `write`
+    /// ([`read_back`]) unless the output hands the file to the kernel instead (`convert` to a
+    /// regular file or `/dev/null`: `std::io::copy` between file descriptors, which Linux
+    /// copies without this process reading the bytes back).
+    fn write_file(&mut self, file: &mut File, len: u64) -> io::Result<()> {
+        read_back(file, len, &mut |b| self.write(b))
     }
 }
 
-/// `file`, from where it stands to its end, to `write` in blocks of 256 KiB.
+/// The `len` bytes of `file` from where it stands to `write`, in blocks of 256 KiB; an error
+/// if the file ends before.
 pub fn read_back(
     file: &mut File,
+    len: u64,
     write: &mut dyn FnMut(&[u8]) -> io::Result<()>,
 ) -> io::Result<()> {
     let mut block = vec![0; super::parallel::JSON_BATCH];
-    loop {
-        let n = match file.read(&mut block) {
-            Ok(0) => return Ok(()),
+    let mut left = len;
+    while left > 0 {
+        let want = block.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match file.read(&mut block[..want]) {
+            Ok(0) => return Err(lost(len, left)),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
         write(&block[..n])?;
+        left -= n as u64;
     }
+    Ok(())
+}
+
+/// A temporary file that ended `left` bytes before the `len` written to it.
+pub(crate) fn lost(len: u64, left: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!(
+            "a temporary file of a build read ahead lost {left} of its {len} bytes (was it cut?)"
+        ),
+    )
 }
 
 impl<F: FnMut(&[u8]) -> io::Result<()>> JsonOut for F {
@@ -208,7 +225,7 @@ pub fn parse_inputs_as_json(
                 &mut |b| match b {
                     JsonBatch::Lines(bytes, _) => out.write(&bytes),
                     JsonBatch::Spilled(mut spilled) => {
-                        let written = out.write_file(&mut spilled.file);
+                        let written = out.write_file(&mut spilled.file, spilled.len);
                         lines.give_back(spilled);
                         written
                     }
@@ -1062,8 +1079,9 @@ mod tests {
     use super::JsonOut;
     use std::io::{Seek, SeekFrom, Write};
 
-    /// An output that only takes bytes gets a file's from where it stands to its end, in
-    /// order, across many blocks.
+    /// An output that only takes bytes gets the bytes asked for of a file, from where it
+    /// stands, in order, across many blocks; not those after them; an error where the file
+    /// holds fewer.
     #[test]
     fn a_file_is_read_back_for_an_output_of_bytes() {
         let lines: Vec<u8> = (0..40_000u32)
@@ -1073,6 +1091,8 @@ mod tests {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(b"skipped\n").unwrap();
         file.write_all(&lines).unwrap();
+        file.write_all(b"left over from an earlier build\n")
+            .unwrap();
         file.seek(SeekFrom::Start(8)).unwrap();
         let mut got = Vec::new();
         let mut writes = 0;
@@ -1081,9 +1101,17 @@ mod tests {
             writes += 1;
             Ok(())
         };
-        out.write_file(&mut file).unwrap();
+        out.write_file(&mut file, lines.len() as u64).unwrap();
         assert!(got == lines, "{} bytes of {}", got.len(), lines.len());
         assert!(writes >= 3, "{writes} writes");
+        // A file that holds fewer bytes than were written to it.
+        file.seek(SeekFrom::Start(8)).unwrap();
+        let mut taken = |_: &[u8]| Ok(());
+        let e = taken
+            .write_file(&mut file, 10 * lines.len() as u64)
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(e.to_string().contains("lost"), "{e}");
         // A failing output stops the reading.
         file.seek(SeekFrom::Start(0)).unwrap();
         let mut calls = 0;
@@ -1091,7 +1119,7 @@ mod tests {
             calls += 1;
             Err(std::io::Error::other("disk full"))
         };
-        assert!(failing.write_file(&mut file).is_err());
+        assert!(failing.write_file(&mut file, 8).is_err());
         assert_eq!(calls, 1);
     }
 }

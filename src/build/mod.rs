@@ -14,6 +14,7 @@ pub mod kind;
 mod parallel;
 mod read_buffer;
 
+pub(crate) use batch::lost;
 pub use batch::{parse_inputs, parse_inputs_as_json, read_back, JsonOut};
 
 use crate::event::Event;

@@ -67,6 +67,8 @@ pub(super) trait Batcher: Sync {
 pub(super) struct SpillFile {
     pub(super) file: File,
     made: Instant,
+    /// The bytes of this build, from the file's start (a file used again may hold more).
+    pub(super) len: u64,
 }
 
 /// How long a spill file is used again (see [`SpillFile`]).
@@ -77,6 +79,7 @@ impl SpillFile {
         Ok(SpillFile {
             file: tempfile::tempfile()?,
             made: Instant::now(),
+            len: 0,
         })
     }
 }
@@ -382,7 +385,7 @@ impl<'b, B: Batcher> Outbox<'b, B> {
         };
         // The channel is full: this build is read ahead of the one being written.
         match self.batcher.spill_file() {
-            Ok(SpillFile { file, made }) => {
+            Ok(SpillFile { file, made, .. }) => {
                 self.spill = Some(Spill {
                     file: std::io::BufWriter::with_capacity(JSON_BATCH, file),
                     made,
@@ -411,12 +414,13 @@ impl<'b, B: Batcher> Outbox<'b, B> {
             spill.bytes
         );
         let mut file = spill.file.into_inner().map_err(|e| e.into_error())?;
-        // A file used before may hold more than this build's bytes.
-        file.set_len(spill.bytes)?;
+        // A file used before may hold more than this build's bytes: left there, not cut
+        // (its pages freed to be allocated again by the next build), and not read.
         file.seek(SeekFrom::Start(0))?;
         let file = SpillFile {
             file,
             made: spill.made,
+            len: spill.bytes,
         };
         self.tx
             .send(Msg::Spilled(file, spill.events))
@@ -432,7 +436,6 @@ fn gone() -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     /// The file that `batches`, sent by a build read ahead (its channel is full), wait in.
     fn spilled(lines: &JsonLines, batches: &[&[u8]]) -> SpillFile {
@@ -454,9 +457,14 @@ mod tests {
         }
     }
 
+    /// What the writing thread takes of a spill file.
     fn contents(spilled: &mut SpillFile) -> Vec<u8> {
         let mut bytes = Vec::new();
-        spilled.file.read_to_end(&mut bytes).unwrap();
+        crate::build::read_back(&mut spilled.file, spilled.len, &mut |b| {
+            bytes.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
         bytes
     }
 

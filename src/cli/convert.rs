@@ -57,15 +57,21 @@ impl JsonOut for Output<'_> {
     /// `std::io::copy` between the two file descriptors (the concrete types, which it knows)
     /// lets the kernel copy it (`copy_file_range`, `sendfile`) instead of this process
     /// reading it back; to anything else it is read back in big blocks.
-    fn write_file(&mut self, file: &mut std::fs::File) -> std::io::Result<()> {
+    fn write_file(&mut self, file: &mut std::fs::File, len: u64) -> std::io::Result<()> {
+        use std::io::Read;
         if !self.kernel_copy {
-            return read_back(file, &mut |b| self.write(b));
+            return read_back(file, len, &mut |b| self.write(b));
         }
+        let mut part = file.take(len);
         let r = self.writer().flush().and_then(|_| match &mut self.to {
-            To::Stdout(s) => std::io::copy(file, s),
-            To::File(f) => std::io::copy(file, f.file_mut()),
+            To::Stdout(s) => std::io::copy(&mut part, s),
+            To::File(f) => std::io::copy(&mut part, f.file_mut()),
         });
-        self.noted(r.map(|_| ()))
+        let r = r.and_then(|copied| match copied {
+            n if n == len => Ok(()),
+            n => Err(crate::build::lost(len, len - n)),
+        });
+        self.noted(r)
     }
 }
 
@@ -298,8 +304,43 @@ pub fn follow_timing(
 
 #[cfg(test)]
 mod tests {
-    use super::kernel_copies_to;
+    use super::{kernel_copies_to, AtomicFile, JsonOut, Output, To};
+    use std::io::{Seek, SeekFrom, Write};
     use std::os::fd::AsFd;
+
+    /// The kernel's copy to `-o` takes the bytes asked for of a spill file used again, not
+    /// what an earlier build left after them; a file that holds fewer is an output error.
+    #[test]
+    fn a_spill_file_is_copied_to_the_output_up_to_its_build_s_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut target = AtomicFile::create(&path).unwrap();
+        let mut out = Output {
+            to: To::File(&mut target),
+            live: false,
+            kernel_copy: true,
+            error: None,
+        };
+        let mut spill = tempfile::tempfile().unwrap();
+        spill
+            .write_all(b"{\"seq\":1}\n{\"seq\":2}\n{\"left\":\"over\"}\n")
+            .unwrap();
+        out.write(b"{\"seq\":0}\n").unwrap();
+        spill.seek(SeekFrom::Start(0)).unwrap();
+        out.write_file(&mut spill, 20).unwrap();
+        spill.seek(SeekFrom::Start(0)).unwrap();
+        let e = out.write_file(&mut spill, 1_000).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert_eq!(out.error, Some(std::io::ErrorKind::UnexpectedEof));
+        drop(out);
+        target.commit().unwrap();
+        let written = std::fs::read_to_string(&path).unwrap();
+        // What the failed copy wrote before it failed follows; convert then exits 4.
+        assert!(
+            written.starts_with("{\"seq\":0}\n{\"seq\":1}\n{\"seq\":2}\n{\"seq\":1}"),
+            "{written}"
+        );
+    }
 
     /// A regular file and a device take the kernel's copy; a pipe is read back into.
     #[test]
