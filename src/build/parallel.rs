@@ -11,14 +11,17 @@
 //!
 //! For `convert`, a build read ahead whose batches find the channel full goes on into an unnamed
 //! temporary file (at most `SPILL_MAX` bytes per build, then it waits), so that builds of equal
-//! size are read side by side instead of one after the other; in its turn the file goes to the
-//! output whole (`JsonOut::write_file`: to a regular file or a device the kernel copies it,
-//! into a pipe it is read back in blocks). Other consumers (`ship`, `metrics`, `report`) take
+//! size are read side by side instead of one after the other. When its turn comes (the writing
+//! thread sets the build's flag) the file goes to the output whole (`JsonOut::write_file`: to a
+//! regular file or a device the kernel copies it, into a pipe it is read back in blocks) and
+//! the rest of the build follows through the channel. The files are used again by later builds
+//! while they are young (`SpillFile`). Other consumers (`ship`, `metrics`, `report`) take
 //! events, which wait in memory: their own work on the events runs beside the reading.
 //!
 //! Why JSON is written in the workers for `convert`: an event allocated on one thread and
-//! freed on another takes glibc's allocator off its per-thread fast path (measured: `--jobs 2`
-//! spent more CPU than `--jobs 1` took in all). Bytes cross threads in big blocks instead.
+//! freed on another takes the allocator off its per-thread fast path (measured with glibc's,
+//! before jemalloc: `--jobs 2` spent more CPU than `--jobs 1` took in all; jemalloc too pays
+//! a flush of its thread cache for such frees). Bytes cross threads in big blocks instead.
 
 use super::batch::{parse_unit, Unit};
 use super::ParseReport;
@@ -56,6 +59,8 @@ pub(super) trait Batcher: Sync {
     fn spill_file(&self) -> io::Result<SpillFile> {
         SpillFile::new()
     }
+    /// Called by the writing thread as it comes to each unit.
+    fn next_unit(&self) {}
 }
 
 /// A temporary file that batches of a build read ahead wait in, used again for later builds
@@ -116,12 +121,17 @@ pub(super) struct JsonLines {
 impl JsonLines {
     /// A spill file whose bytes went out, for a later build to wait in.
     pub(super) fn give_back(&self, spilled: SpillFile) {
-        if spilled.made.elapsed() < SPILL_FILE_REUSE {
-            if let Ok(mut files) = self.spill_files.lock() {
-                files.push(spilled);
-            }
+        if let Ok(mut files) = self.spill_files.lock() {
+            files.push(spilled);
+            drop_old(&mut files);
         }
     }
+}
+
+/// Closes the spill files too old to be used again: one left unused in the pool would
+/// otherwise keep its dirty pages past the time Linux writes them to disk.
+fn drop_old(files: &mut Vec<SpillFile>) {
+    files.retain(|f| f.made.elapsed() < SPILL_FILE_REUSE);
 }
 
 /// JSON lines, and how many events they hold; or those a build read ahead left in a file.
@@ -166,17 +176,21 @@ impl Batcher for JsonLines {
         Some(JsonBatch::Spilled(file))
     }
     fn spill_file(&self) -> io::Result<SpillFile> {
-        let reused = self
-            .spill_files
-            .lock()
-            .ok()
-            .and_then(|mut files| files.pop());
+        let reused = self.spill_files.lock().ok().and_then(|mut files| {
+            drop_old(&mut files);
+            files.pop()
+        });
         match reused {
-            Some(mut spilled) if spilled.made.elapsed() < SPILL_FILE_REUSE => {
+            Some(mut spilled) => {
                 spilled.file.seek(SeekFrom::Start(0))?;
                 Ok(spilled)
             }
-            _ => SpillFile::new(),
+            None => SpillFile::new(),
+        }
+    }
+    fn next_unit(&self) {
+        if let Ok(mut files) = self.spill_files.lock() {
+            drop_old(&mut files);
         }
     }
 }
@@ -227,6 +241,7 @@ pub(super) fn parse_units<B: Batcher>(
                 });
                 next += 1;
             }
+            batcher.next_unit();
             let rx = pending.pop_front().flatten().map(|(rx, turn)| {
                 turn.store(true, Ordering::Relaxed);
                 rx
@@ -356,7 +371,7 @@ impl<'b, B: Batcher> Outbox<'b, B> {
         // Once the writing thread takes this build's batches, what waited goes out and the
         // rest follows through the channel: only what is read while the build waits for its
         // turn is written to a file (each build read ahead had gone on into its file to the
-        // end: 87% of an archive's JSON through the page cache instead of half).
+        // end: about 90% of an archive's JSON through the page cache instead of half).
         let turn = self.turn.load(Ordering::Relaxed);
         if turn && self.spill.is_some() {
             self.close()?;
@@ -511,6 +526,12 @@ mod tests {
         let mut fresh = lines.spill_file().unwrap();
         assert!(fresh.made.elapsed() < SPILL_FILE_REUSE);
         assert!(contents(&mut fresh).is_empty());
+        // One left unused in the pool is closed when the writing thread moves on.
+        lines.give_back(fresh);
+        lines.spill_files.lock().unwrap()[0].made =
+            Instant::now().checked_sub(SPILL_FILE_REUSE).unwrap();
+        lines.next_unit();
+        assert!(lines.spill_files.lock().unwrap().is_empty());
     }
 
     fn lines_of(msg: Msg<JsonBatch>) -> Vec<u8> {
