@@ -163,6 +163,32 @@ fn a_build_read_ahead_waits_in_a_temporary_file_and_comes_out_in_its_turn() {
 }
 
 #[test]
+fn without_a_temporary_directory_a_build_read_ahead_waits_instead() {
+    let c = corpus();
+    let paths = vec![
+        c.join("build-13-large"),
+        c.join("build-13-large.console.log"),
+    ];
+    let one = run(&["convert", "--quiet"], &paths, 1);
+    assert_eq!(one.status.code(), Some(0));
+    let missing = tempfile::tempdir().unwrap().path().join("gone");
+    let two = bin()
+        .args(["convert", "--quiet", "--jobs", "2"])
+        .args(&paths)
+        .env("TMPDIR", &missing)
+        .env("BUILDLOG_LOG", "buildlog=debug")
+        .output()
+        .unwrap();
+    assert_eq!(two.status.code(), Some(0));
+    assert!(two.stdout == one.stdout, "the bytes differ without $TMPDIR");
+    let stderr = String::from_utf8_lossy(&two.stderr);
+    assert!(
+        stderr.contains("no temporary file for reading ahead"),
+        "the second build did not wait: {stderr}"
+    );
+}
+
+#[test]
 fn report_and_metrics_agree_on_any_number_of_threads() {
     let builds = common::corpus_builds();
     let one = same_with_any_jobs(&["report", "--json"], &builds);
