@@ -67,8 +67,9 @@ pub(super) trait Batcher: Sync {
 /// while it is young: writing over pages a file already has costs the kernel a copy, where a
 /// new file's pages are each allocated, reserved on the file system, and freed again when it
 /// is closed (with ext4, half the system time of `--jobs 2`). Dropped once older than
-/// `SPILL_FILE_REUSE`, before Linux would write its dirty pages to disk (after 30 s,
-/// `vm.dirty_expire_centisecs`): a file closed first is never written.
+/// `SPILL_FILE_REUSE`, before Linux would write its dirty pages to disk (after 30 s by
+/// default, `vm.dirty_expire_centisecs`): a file closed first is not written unless memory
+/// runs short.
 pub(super) struct SpillFile {
     pub(super) file: File,
     made: Instant,
