@@ -60,7 +60,9 @@ impl JsonOut for Output<'_> {
     fn write_file(&mut self, file: &mut std::fs::File, len: u64) -> std::io::Result<()> {
         use std::io::Read;
         if !self.kernel_copy {
-            return read_back(file, len, &mut |b| self.write(b));
+            // A read of the file that fails is an output error too (the writes note theirs).
+            let r = read_back(file, len, &mut |b| self.write(b));
+            return self.noted(r);
         }
         let mut part = file.take(len);
         let r = self.writer().flush().and_then(|_| match &mut self.to {
@@ -338,6 +340,29 @@ mod tests {
         // What the failed copy wrote before it failed follows; convert then exits 4.
         assert!(
             written.starts_with("{\"seq\":0}\n{\"seq\":1}\n{\"seq\":2}\n{\"seq\":1}"),
+            "{written}"
+        );
+        // Read back (an output the kernel does not copy to, such as a pipe): the same.
+        let path = dir.path().join("read-back.jsonl");
+        let mut target = AtomicFile::create(&path).unwrap();
+        let mut out = Output {
+            to: To::File(&mut target),
+            live: false,
+            kernel_copy: false,
+            error: None,
+        };
+        spill.seek(SeekFrom::Start(0)).unwrap();
+        out.write_file(&mut spill, 20).unwrap();
+        assert_eq!(out.error, None);
+        spill.seek(SeekFrom::Start(0)).unwrap();
+        let e = out.write_file(&mut spill, 1_000).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert_eq!(out.error, Some(std::io::ErrorKind::UnexpectedEof));
+        drop(out);
+        target.commit().unwrap();
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            written.starts_with("{\"seq\":1}\n{\"seq\":2}\n{\"seq\":1}"),
             "{written}"
         );
     }
