@@ -45,6 +45,16 @@ fn same_with_any_jobs(args: &[&str], paths: &[PathBuf]) -> Output {
     one
 }
 
+/// Two large builds: the second is read while the first is written and cannot all wait in
+/// memory.
+fn two_large_builds() -> Vec<PathBuf> {
+    let c = corpus();
+    vec![
+        c.join("build-13-large"),
+        c.join("build-13-large.console.log"),
+    ]
+}
+
 fn events(out: &Output) -> usize {
     out.stdout.iter().filter(|&&b| b == b'\n').count()
 }
@@ -115,13 +125,7 @@ fn mixed_inputs_keep_their_order_their_errors_and_their_exit_code() {
 
 #[test]
 fn a_build_read_ahead_waits_in_a_temporary_file_and_comes_out_in_its_turn() {
-    let c = corpus();
-    // Two large builds: the second is read while the first is written and cannot all wait
-    // in memory.
-    let paths = vec![
-        c.join("build-13-large"),
-        c.join("build-13-large.console.log"),
-    ];
+    let paths = two_large_builds();
     let one = same_with_any_jobs(&["convert", "--quiet"], &paths);
     assert_eq!(one.status.code(), Some(0));
     let traced = bin()
@@ -164,11 +168,7 @@ fn a_build_read_ahead_waits_in_a_temporary_file_and_comes_out_in_its_turn() {
 
 #[test]
 fn without_a_temporary_directory_a_build_read_ahead_waits_instead() {
-    let c = corpus();
-    let paths = vec![
-        c.join("build-13-large"),
-        c.join("build-13-large.console.log"),
-    ];
+    let paths = two_large_builds();
     let one = run(&["convert", "--quiet"], &paths, 1);
     assert_eq!(one.status.code(), Some(0));
     let missing = tempfile::tempdir().unwrap().path().join("gone");

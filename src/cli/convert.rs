@@ -310,61 +310,46 @@ mod tests {
     use std::io::{Seek, SeekFrom, Write};
     use std::os::fd::AsFd;
 
-    /// The kernel's copy to `-o` takes the bytes asked for of a spill file used again, not
-    /// what an earlier build left after them; a file that holds fewer is an output error.
+    /// The kernel's copy to `-o`, and the read-back for outputs it does not copy to (such as
+    /// a pipe), take the bytes asked for of a spill file used again, not what an earlier
+    /// build left after them; a file that holds fewer is an output error.
     #[test]
     fn a_spill_file_is_copied_to_the_output_up_to_its_build_s_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.jsonl");
-        let mut target = AtomicFile::create(&path).unwrap();
-        let mut out = Output {
-            to: To::File(&mut target),
-            live: false,
-            kernel_copy: true,
-            error: None,
-        };
         let mut spill = tempfile::tempfile().unwrap();
         spill
             .write_all(b"{\"seq\":1}\n{\"seq\":2}\n{\"left\":\"over\"}\n")
             .unwrap();
-        out.write(b"{\"seq\":0}\n").unwrap();
-        spill.seek(SeekFrom::Start(0)).unwrap();
-        out.write_file(&mut spill, 20).unwrap();
-        spill.seek(SeekFrom::Start(0)).unwrap();
-        let e = out.write_file(&mut spill, 1_000).unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
-        assert_eq!(out.error, Some(std::io::ErrorKind::UnexpectedEof));
-        drop(out);
-        target.commit().unwrap();
-        let written = std::fs::read_to_string(&path).unwrap();
-        // What the failed copy wrote before it failed follows; convert then exits 4.
-        assert!(
-            written.starts_with("{\"seq\":0}\n{\"seq\":1}\n{\"seq\":2}\n{\"seq\":1}"),
-            "{written}"
-        );
-        // Read back (an output the kernel does not copy to, such as a pipe): the same.
-        let path = dir.path().join("read-back.jsonl");
-        let mut target = AtomicFile::create(&path).unwrap();
-        let mut out = Output {
-            to: To::File(&mut target),
-            live: false,
-            kernel_copy: false,
-            error: None,
-        };
-        spill.seek(SeekFrom::Start(0)).unwrap();
-        out.write_file(&mut spill, 20).unwrap();
-        assert_eq!(out.error, None);
-        spill.seek(SeekFrom::Start(0)).unwrap();
-        let e = out.write_file(&mut spill, 1_000).unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
-        assert_eq!(out.error, Some(std::io::ErrorKind::UnexpectedEof));
-        drop(out);
-        target.commit().unwrap();
-        let written = std::fs::read_to_string(&path).unwrap();
-        assert!(
-            written.starts_with("{\"seq\":1}\n{\"seq\":2}\n{\"seq\":1}"),
-            "{written}"
-        );
+        for kernel_copy in [true, false] {
+            let path = dir.path().join(format!("kernel-copy-{kernel_copy}.jsonl"));
+            let mut target = AtomicFile::create(&path).unwrap();
+            let mut out = Output {
+                to: To::File(&mut target),
+                live: false,
+                kernel_copy,
+                error: None,
+            };
+            out.write(b"{\"seq\":0}\n").unwrap();
+            spill.seek(SeekFrom::Start(0)).unwrap();
+            out.write_file(&mut spill, 20).unwrap();
+            assert_eq!(out.error, None, "kernel copy: {kernel_copy}");
+            spill.seek(SeekFrom::Start(0)).unwrap();
+            let e = out.write_file(&mut spill, 1_000).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+            assert_eq!(
+                out.error,
+                Some(std::io::ErrorKind::UnexpectedEof),
+                "kernel copy: {kernel_copy}"
+            );
+            drop(out);
+            target.commit().unwrap();
+            let written = std::fs::read_to_string(&path).unwrap();
+            // What the failed copy wrote before it failed follows; convert then exits 4.
+            assert!(
+                written.starts_with("{\"seq\":0}\n{\"seq\":1}\n{\"seq\":2}\n{\"seq\":1}"),
+                "kernel copy: {kernel_copy}: {written}"
+            );
+        }
     }
 
     /// A regular file and a device take the kernel's copy; a pipe is read back into.
